@@ -1,0 +1,1 @@
+"""Subcommands of the `tf-metaloss` command line (one module each)."""

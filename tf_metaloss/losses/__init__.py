@@ -1,0 +1,23 @@
+"""Learnable losses: Keras `Loss` subclasses with trainable parameters phi."""
+
+from tf_metaloss.losses import functional
+from tf_metaloss.losses.base import ClipConstraint
+from tf_metaloss.losses.base import LearnableLoss
+from tf_metaloss.losses.blend import BlendLoss
+from tf_metaloss.losses.fixed import FixedLoss
+from tf_metaloss.losses.meta_loss import MetaLoss
+from tf_metaloss.losses.neural import NeuralLoss
+from tf_metaloss.losses.polynomial import PolynomialLoss
+from tf_metaloss.losses.sample_weighted import SampleWeightedLoss
+
+__all__ = [
+    "BlendLoss",
+    "ClipConstraint",
+    "FixedLoss",
+    "LearnableLoss",
+    "MetaLoss",
+    "NeuralLoss",
+    "PolynomialLoss",
+    "SampleWeightedLoss",
+    "functional",
+]

@@ -1,0 +1,139 @@
+"""Meta data: holding out a meta split, checking it, and cycling meta batches."""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+from keras import tree
+
+
+def _is_array(value):
+    return isinstance(value, (np.ndarray, tf.Tensor)) or (
+        hasattr(value, "shape") and hasattr(value, "__array__")
+    )
+
+
+def split_meta(x, y, sample_weight, meta_split):
+    """Holds out the last `meta_split` fraction of arrays `x`, `y` as meta data.
+
+    Like Keras's `validation_split`, the split is taken before any shuffling.
+
+    Returns:
+        `((x, y, sample_weight), (x_meta, y_meta))`.
+    """
+    if not (isinstance(meta_split, (int, float)) and 0.0 < meta_split < 1.0):
+        raise ValueError(
+            "Invalid value for argument `meta_split`. Expected a float in the "
+            f"open interval (0, 1), e.g. 0.1. Received: meta_split={meta_split!r}"
+        )
+    flat = [t for t in tree.flatten((x, y, sample_weight)) if t is not None]
+    if not flat or not all(_is_array(t) for t in flat):
+        raise ValueError(
+            "Argument `meta_split` is only supported for NumPy arrays or "
+            "tensors. Received: x of type "
+            f"{type(x).__name__}. Pass `meta_data=(x_meta, y_meta)` instead."
+        )
+    n = int(flat[0].shape[0])
+    n_meta = int(math.floor(n * meta_split))
+    if n_meta < 1 or n_meta >= n:
+        raise ValueError(
+            f"Invalid value for argument `meta_split`. meta_split={meta_split} "
+            f"of {n} samples leaves {n_meta} meta samples and {n - n_meta} "
+            "training samples; both must be at least 1."
+        )
+    cut = n - n_meta
+
+    def head(t):
+        return None if t is None else t[:cut]
+
+    def tail(t):
+        return None if t is None else t[cut:]
+
+    train = tree.map_structure(head, (x, y, sample_weight))
+    meta = tree.map_structure(tail, (x, y))
+    return train, meta
+
+
+def check_meta_arrays(model, x_meta, y_meta, classification):
+    """Checks that meta arrays fit the model; raises a clear `ValueError`."""
+    inputs = getattr(model, "inputs", None)
+    x_flat = tree.flatten(x_meta)
+    if inputs and len(inputs) == len(x_flat):
+        for spec, value in zip(inputs, x_flat):
+            expected = tuple(spec.shape[1:])
+            received = tuple(value.shape[1:])
+            if len(expected) != len(received) or any(
+                e is not None and e != r for e, r in zip(expected, received)
+            ):
+                raise ValueError(
+                    "Invalid value for argument `meta_data`. Expected meta "
+                    f"inputs of shape (batch,) + {expected}, like the model's "
+                    f"input. Received: x_meta of shape {tuple(value.shape)}."
+                )
+    sizes = {int(t.shape[0]) for t in x_flat + tree.flatten(y_meta)}
+    if len(sizes) != 1:
+        raise ValueError(
+            "Invalid value for argument `meta_data`. Expected x_meta and "
+            f"y_meta with the same number of samples. Received sizes {sorted(sizes)}."
+        )
+    outputs = getattr(model, "outputs", None)
+    if classification and outputs and len(outputs) == 1:
+        num_outputs = outputs[0].shape[-1]
+        y = np.asarray(y_meta)
+        sparse = y.ndim == 1 or (y.ndim == 2 and y.shape[-1] == 1 and num_outputs != 1)
+        if num_outputs is not None and sparse and y.size:
+            num_classes = 2 if num_outputs == 1 else num_outputs
+            low, high = y.min(), y.max()
+            if low < 0 or high >= num_classes:
+                raise ValueError(
+                    "Invalid value for argument `meta_data`. Expected integer "
+                    f"labels in [0, {num_classes - 1}] for a model with "
+                    f"{num_outputs} output unit(s). Received: y_meta with "
+                    f"values in [{low}, {high}]."
+                )
+        elif num_outputs is not None and not sparse and y.shape[-1] != num_outputs:
+            raise ValueError(
+                "Invalid value for argument `meta_data`. Expected one-hot "
+                f"labels with {num_outputs} columns (the model's outputs). "
+                f"Received: y_meta of shape {y.shape}."
+            )
+
+
+def meta_dataset(meta_data, batch_size, seed=None, skip_batches=0):
+    """An endless dataset of meta batches `(x_meta, y_meta)`.
+
+    Arrays are shuffled (seeded, reshuffled each pass) and batched with
+    `drop_remainder=True`, so every meta batch has the same shape. A
+    `tf.data.Dataset` is taken as already batched and repeated. The first
+    `skip_batches` batches are skipped, so a resumed run sees the same meta
+    batches as an uninterrupted one.
+    """
+    if isinstance(meta_data, tf.data.Dataset):
+        dataset = meta_data.repeat()
+    else:
+        x_meta, y_meta = meta_data
+        n = int(tree.flatten(x_meta)[0].shape[0])
+        batch_size = min(batch_size, n)
+        dataset = (
+            tf.data.Dataset.from_tensor_slices((x_meta, y_meta))
+            .shuffle(n, seed=seed, reshuffle_each_iteration=True)
+            .repeat()
+            .batch(batch_size, drop_remainder=True)
+        )
+    if skip_batches:
+        dataset = dataset.skip(skip_batches)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def unpack_meta_data(meta_data):
+    """Returns `(x_meta, y_meta)` from a tuple/list, with a clear error."""
+    if isinstance(meta_data, tf.data.Dataset):
+        return meta_data
+    if not isinstance(meta_data, (tuple, list)) or len(meta_data) != 2:
+        raise ValueError(
+            "Invalid value for argument `meta_data`. Expected a tuple "
+            "(x_meta, y_meta) of arrays or a batched tf.data.Dataset yielding "
+            f"(x_meta, y_meta). Received: {type(meta_data).__name__}"
+            + (f" of length {len(meta_data)}" if hasattr(meta_data, "__len__") else "")
+        )
+    return tuple(meta_data)

@@ -1,0 +1,508 @@
+"""`MetaModel`: a Keras model whose learnable loss is meta-learned during `fit`."""
+
+import inspect
+
+import keras
+import tensorflow as tf
+from keras import tree
+
+from tf_metaloss.losses.fixed import FixedLoss
+from tf_metaloss.losses.base import LearnableLoss
+from tf_metaloss.meta import data as meta_data_lib
+from tf_metaloss.meta import lookahead
+from tf_metaloss.meta import updates
+
+META_METHODS = ("second_order", "first_order")
+
+
+def _unpack(data):
+    return keras.utils.unpack_x_y_sample_weight(data)
+
+
+@keras.saving.register_keras_serializable(package="tf_metaloss")
+class MetaModel(keras.Model):
+    """A model trained on a learnable loss whose parameters phi are meta-learned.
+
+    Every `meta_every` steps the meta step forms a differentiable lookahead
+    `w' = w - lr * grad_w L_phi(w)` (or `unroll_steps` such steps) with the
+    model run through `stateless_call`, evaluates the fixed `meta_loss` on a
+    meta batch at `w'`, and updates phi with the `meta_optimizer` along
+    `d meta_loss / d phi` (second-order, through nested gradient tapes). The
+    weights are then updated by the model's optimizer with the gradient the
+    lookahead already computed (under phi before this step's meta-update), so
+    a meta step costs one extra forward and a second-order backward pass.
+    Other steps are plain Keras steps on the current learnable loss.
+
+    Construct it like a functional model, `MetaModel(inputs, outputs)`, or wrap
+    an existing Keras model, `MetaModel(model)`.
+
+    Example:
+
+    ```python
+    inputs = keras.Input((64,))
+    x = keras.layers.Dense(256, activation="relu")(inputs)
+    model = tml.MetaModel(inputs, keras.layers.Dense(10)(x))
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+        loss=tml.MetaLoss(from_logits=True),
+        meta_optimizer=keras.optimizers.Adam(1e-3),
+        metrics=["accuracy"],
+    )
+    model.fit(x_train, y_train, meta_data=(x_meta, y_meta), epochs=10)
+    ```
+    """
+
+    def __init__(self, inputs=None, outputs=None, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        if isinstance(inputs, keras.Model) and outputs is None:
+            model = inputs
+        elif inputs is not None and outputs is not None:
+            model = keras.Model(inputs=inputs, outputs=outputs)
+        else:
+            raise ValueError(
+                "Invalid arguments to `MetaModel`. Expected either a Keras "
+                "model, `MetaModel(model)`, or functional inputs and outputs, "
+                f"`MetaModel(inputs, outputs)`. Received: inputs={inputs!r}, "
+                f"outputs={outputs!r}"
+            )
+        self.base_model = model
+        if model.built:
+            self.built = True
+        self._call_has_training = "training" in inspect.signature(model.call).parameters
+        self.meta_optimizer = None
+        self._meta_iterator = None
+
+    # -- Keras model contract -------------------------------------------------
+    def call(self, inputs, training=None):
+        if self._call_has_training:
+            return self.base_model(inputs, training=training)
+        return self.base_model(inputs)
+
+    @property
+    def inputs(self):
+        return getattr(self.base_model, "inputs", None)
+
+    @property
+    def outputs(self):
+        return getattr(self.base_model, "outputs", None)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "model": keras.saving.serialize_keras_object(self.base_model),
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        model = keras.saving.deserialize_keras_object(
+            config.pop("model"), custom_objects=custom_objects
+        )
+        return cls(model, **config)
+
+    # -- compile ----------------------------------------------------------------
+    def compile(
+        self,
+        optimizer="rmsprop",
+        loss=None,
+        meta_optimizer="adam",
+        meta_loss=None,
+        meta_every=1,
+        unroll_steps=1,
+        meta_method="second_order",
+        meta_clipnorm=None,
+        lookahead_learning_rate=None,
+        meta_seed=None,
+        **kwargs,
+    ):
+        """Configures the model and the meta-learning of its loss.
+
+        Args:
+            optimizer: the optimizer of the model's weights (as in Keras).
+            loss: a learnable loss from `tf_metaloss.losses` (instance, or a
+                registered name/config such as `"tf_metaloss>MetaLoss"`).
+            meta_optimizer: the optimizer of the loss parameters phi.
+            meta_loss: the fixed validation objective minimised by the meta
+                step: a Keras loss instance, a Keras loss name (built with the
+                learnable loss's `from_logits`), or `None` for the learnable
+                loss's base objective (cross-entropy for classification
+                accepting sparse or one-hot labels, MSE for regression).
+            meta_every: meta-update every `meta_every` steps (the first step
+                is a meta step); 0 freezes the loss.
+            unroll_steps: K, the number of differentiable lookahead steps (on
+                the same batch) that the meta-gradient backpropagates through.
+            meta_method: `"second_order"` (exact) or `"first_order"` (drops
+                the second-order terms through the weights across unrolled
+                steps; identical to exact when `unroll_steps=1`).
+            meta_clipnorm: clip the meta-gradient to this global norm
+                (`None`: no clipping).
+            lookahead_learning_rate: the lookahead's step size; `None` uses the
+                optimizer's current learning rate.
+            meta_seed: seed of the meta batches' shuffling.
+            **kwargs: any other `keras.Model.compile` argument (`metrics`,
+                `jit_compile`, `steps_per_execution`, ...).
+        """
+        loss = self._resolve_learnable_loss(loss)
+        _check_int("meta_every", meta_every, minimum=0, expected="a non-negative integer")
+        _check_int("unroll_steps", unroll_steps, minimum=1, expected="an integer >= 1")
+        if meta_method not in META_METHODS:
+            raise ValueError(
+                "Invalid value for argument `meta_method`. Expected one of "
+                f"{META_METHODS}. Received: meta_method={meta_method!r}"
+            )
+        for arg, value in (
+            ("meta_clipnorm", meta_clipnorm),
+            ("lookahead_learning_rate", lookahead_learning_rate),
+        ):
+            if value is not None and not (
+                isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+            ):
+                raise ValueError(
+                    f"Invalid value for argument `{arg}`. Expected a positive "
+                    f"float or None. Received: {arg}={value!r}"
+                )
+        super().compile(optimizer=optimizer, loss=loss, **kwargs)
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            raise ValueError(
+                "`MetaModel` does not support a `LossScaleOptimizer` (mixed "
+                "precision) yet. Received: optimizer="
+                f"{type(self.optimizer).__name__}. Use a float32 dtype policy."
+            )
+        self.meta_optimizer = keras.optimizers.get(meta_optimizer)
+        self.meta_optimizer.build(loss.trainable_variables)
+        self.meta_loss = self._resolve_meta_loss(meta_loss, loss)
+        self.meta_every = meta_every
+        self.unroll_steps = unroll_steps
+        self.meta_method = meta_method
+        self.meta_clipnorm = meta_clipnorm
+        self.lookahead_learning_rate = lookahead_learning_rate
+        self.meta_seed = meta_seed
+        self.meta_loss_tracker = keras.metrics.Mean(name="meta_loss")
+        self.meta_grad_norm_tracker = keras.metrics.Mean(name="meta_grad_norm")
+        self.skipped_updates_tracker = keras.metrics.Sum(name="skipped_updates")
+        self._meta_compile_config = {
+            "meta_optimizer": meta_optimizer,
+            "meta_loss": meta_loss,
+            "meta_every": meta_every,
+            "unroll_steps": unroll_steps,
+            "meta_method": meta_method,
+            "meta_clipnorm": meta_clipnorm,
+            "lookahead_learning_rate": lookahead_learning_rate,
+            "meta_seed": meta_seed,
+        }
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if self.compiled and hasattr(self, "_meta_compile_config"):
+            meta = dict(self._meta_compile_config)
+            meta["meta_optimizer"] = self.meta_optimizer
+            config.update(
+                {k: keras.saving.serialize_keras_object(v) for k, v in meta.items()}
+            )
+        return config
+
+    def compile_from_config(self, config):
+        config = {k: keras.saving.deserialize_keras_object(v) for k, v in config.items()}
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def _resolve_learnable_loss(self, loss):
+        if isinstance(loss, (str, dict)):
+            try:
+                loss = keras.losses.get(loss)
+            except ValueError:
+                loss = keras.saving.get_registered_object(loss) if isinstance(loss, str) else loss
+                loss = loss() if isinstance(loss, type) else loss
+        if not isinstance(loss, LearnableLoss):
+            raise ValueError(
+                "Invalid value for argument `loss`. `MetaModel` needs a learnable "
+                "loss from `tf_metaloss.losses` (e.g. `tml.MetaLoss()`, "
+                "`tml.BlendLoss()`). Received: "
+                f"loss={loss!r}. To train on a fixed loss, use a plain "
+                "`keras.Model`, or pass a learnable loss with meta_every=0."
+            )
+        return loss
+
+    @staticmethod
+    def _resolve_meta_loss(meta_loss, loss):
+        if meta_loss is None:
+            base = "mse" if loss.regression else "crossentropy"
+            return FixedLoss(base, from_logits=loss.from_logits, name="meta_loss")
+        if isinstance(meta_loss, str):
+            resolved = keras.losses.get(meta_loss)
+            if not isinstance(resolved, keras.losses.Loss):
+                # Keras resolves snake_case names to functions; use the class.
+                class_name = "".join(p.capitalize() for p in resolved.__name__.split("_"))
+                resolved = keras.losses.get(class_name)
+            config = resolved.get_config()
+            if "from_logits" in config:
+                config["from_logits"] = loss.from_logits
+                resolved = resolved.__class__.from_config(config)
+            return resolved
+        if isinstance(meta_loss, dict):
+            meta_loss = keras.losses.get(meta_loss)
+        if isinstance(meta_loss, keras.losses.Loss):
+            return meta_loss
+        raise ValueError(
+            "Invalid value for argument `meta_loss`. Expected a Keras loss "
+            "instance, a Keras loss name (e.g. 'sparse_categorical_crossentropy') "
+            f"or None. Received: meta_loss={meta_loss!r}"
+        )
+
+    @property
+    def metrics(self):
+        metrics = super().metrics
+        if self.compiled and hasattr(self, "meta_loss_tracker"):
+            metrics = metrics[:1] + [
+                self.meta_loss_tracker,
+                self.meta_grad_norm_tracker,
+                self.skipped_updates_tracker,
+            ] + metrics[1:]
+        return metrics
+
+    # -- fit ----------------------------------------------------------------
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        meta_data=None,
+        meta_split=None,
+        meta_batch_size=None,
+        sample_weight=None,
+        **kwargs,
+    ):
+        """Trains the model like `keras.Model.fit`, meta-learning the loss.
+
+        Args:
+            meta_data: `(x_meta, y_meta)` arrays/tensors, or a batched
+                `tf.data.Dataset` of them: the data the meta objective is
+                evaluated on. Its batches cycle independently of the epochs.
+            meta_split: instead of `meta_data`, hold out this fraction (0, 1)
+                of `x`, `y` (arrays only; the last samples, before shuffling).
+            meta_batch_size: size of a meta batch (array meta data);
+                defaults to `batch_size`, or 32.
+            Other arguments are those of `keras.Model.fit`.
+        """
+        self._assert_compile_called("fit")
+        if meta_data is not None and meta_split is not None:
+            raise ValueError(
+                "Arguments `meta_data` and `meta_split` are mutually exclusive. "
+                f"Received: meta_data of type {type(meta_data).__name__} and "
+                f"meta_split={meta_split!r}. Pass only one."
+            )
+        if meta_split is not None:
+            (x, y, sample_weight), meta_data = meta_data_lib.split_meta(
+                x, y, sample_weight, meta_split
+            )
+        if self.meta_every > 0:
+            if meta_data is None:
+                raise ValueError(
+                    "`MetaModel.fit` needs data for the meta objective. Pass "
+                    "`meta_data=(x_meta, y_meta)` (or a tf.data.Dataset), or "
+                    "`meta_split=0.1` to hold out part of x/y. Received neither "
+                    "(with meta_every="
+                    f"{self.meta_every}; use meta_every=0 to train with a frozen loss)."
+                )
+            meta_data = meta_data_lib.unpack_meta_data(meta_data)
+            if not isinstance(meta_data, tf.data.Dataset):
+                meta_data_lib.check_meta_arrays(
+                    self, meta_data[0], meta_data[1], not self.loss.regression
+                )
+            self._meta_iterator = self._make_meta_iterator(
+                meta_data, meta_batch_size or batch_size or 32
+            )
+        try:
+            return super().fit(
+                x, y, batch_size=batch_size, sample_weight=sample_weight, **kwargs
+            )
+        finally:
+            self._meta_iterator = None
+
+    def _make_meta_iterator(self, meta_data, batch_size):
+        done = int(self.optimizer.iterations.numpy())
+        meta_steps_done = -(-done // self.meta_every)
+        dataset = meta_data_lib.meta_dataset(
+            meta_data, batch_size, seed=self.meta_seed, skip_batches=meta_steps_done
+        )
+        dataset = self.distribute_strategy.experimental_distribute_dataset(dataset)
+        return iter(dataset)
+
+    # -- step functions -------------------------------------------------------
+    def make_train_function(self, force=False):
+        if self.train_function is not None and not force:
+            return self.train_function
+        plain_step = self._compile_step(self._plain_train_step)
+        meta_step = self._compile_step(self._meta_train_step)
+
+        def train_function(iterator):
+            logs = None
+            for _ in range(self.steps_per_execution):
+                try:
+                    data = next(iterator)
+                except StopIteration:
+                    if logs is None:
+                        raise
+                    break
+                if self._is_meta_step():
+                    logs = meta_step(data, next(self._meta_iterator))
+                else:
+                    logs = plain_step(data)
+            return logs
+
+        self.train_function = train_function
+        return train_function
+
+    def _is_meta_step(self):
+        if self.meta_every == 0 or self._meta_iterator is None:
+            return False
+        return int(self.optimizer.iterations.numpy()) % self.meta_every == 0
+
+    def _compile_step(self, step):
+        def one_step(*args):
+            return step(*args)
+
+        if not self.run_eagerly:
+            one_step = tf.function(one_step, reduce_retracing=True, jit_compile=self.jit_compile)
+
+        def distributed_step(*args):
+            outputs = self.distribute_strategy.run(one_step, args=args)
+            return _first_replica(outputs, self.distribute_strategy)
+
+        if not self.run_eagerly:
+            distributed_step = tf.function(distributed_step, reduce_retracing=True)
+        return distributed_step
+
+    # -- stages of a step -------------------------------------------------------
+    def _training_objective(self, x, y, sample_weight, non_trainable, phi):
+        """`weights -> (L_phi(weights), (y_pred, new_state))`, a pure function."""
+
+        def objective(weights):
+            y_pred, new_state, layer_losses = self.stateless_call(
+                weights, non_trainable, x, training=True, return_losses=True
+            )
+            if phi is None:
+                loss = self.loss(y, y_pred, sample_weight=sample_weight)
+            else:
+                loss = self.loss.stateless_call(phi, y, y_pred, sample_weight)
+            if layer_losses:
+                loss = loss + tf.add_n(layer_losses) / updates.num_replicas()
+            return loss, (y_pred, new_state)
+
+        return objective
+
+    def _lookahead_learning_rate(self):
+        if self.lookahead_learning_rate is not None:
+            return self.lookahead_learning_rate
+        return self.optimizer.learning_rate
+
+    def _meta_objective(self, weights, non_trainable, meta_batch, phi):
+        x_meta, y_meta, sw_meta = _unpack(meta_batch)
+        y_pred_meta, _ = self.stateless_call(weights, non_trainable, x_meta, training=True)
+        meta_loss = self.meta_loss(y_meta, y_pred_meta, sample_weight=sw_meta)
+        penalty = self.loss.regularization_penalty(phi) / updates.num_replicas()
+        return meta_loss, meta_loss + tf.cast(penalty, meta_loss.dtype)
+
+    def _meta_gradient(self, x, y, sample_weight, meta_batch):
+        """Lookahead + meta objective + d(meta objective)/d(phi) (all replicas)."""
+        weights = [tf.convert_to_tensor(v) for v in self.trainable_variables]
+        non_trainable = [tf.convert_to_tensor(v) for v in self.non_trainable_variables]
+        phi_variables = self.loss.trainable_variables
+        with tf.GradientTape() as meta_tape:
+            phi = [tf.convert_to_tensor(v) for v in phi_variables]
+            objective = self._training_objective(x, y, sample_weight, non_trainable, phi)
+            result = lookahead.unroll(
+                objective,
+                weights,
+                self._lookahead_learning_rate(),
+                self.unroll_steps,
+                first_order=self.meta_method == "first_order",
+            )
+            meta_loss, meta_objective = self._meta_objective(
+                result.weights, non_trainable, meta_batch, phi
+            )
+        meta_grads = meta_tape.gradient(meta_objective, phi_variables)
+        meta_grads = [tf.zeros_like(v) if g is None else g for g, v in zip(meta_grads, phi_variables)]
+        return result, meta_loss, updates.all_reduce_sum(meta_grads)
+
+    def _update_weights(self, loss, grads, local_grads, new_state):
+        """Applies the weight gradient unless the loss/gradient is non-finite."""
+        finite = tf.logical_and(
+            updates.all_finite(grads),
+            updates.all_finite(updates.all_reduce_sum([loss])),
+        )
+        updates.apply_if_finite(self.optimizer, local_grads, self.trainable_variables, finite)
+        for variable, value in zip(self.non_trainable_variables, new_state):
+            variable.assign(tf.where(finite, value, variable) if value.dtype.is_floating else value)
+        return finite
+
+    def _update_loss_parameters(self, meta_grads, finite):
+        """Clips and applies the meta-gradient unless it is non-finite."""
+        norm = updates.global_norm(meta_grads)
+        finite = tf.logical_and(finite, tf.math.is_finite(norm))
+        clipped = updates.clip_by_global_norm(meta_grads, self.meta_clipnorm, norm)
+        # The meta optimizer sums replicas' gradients: hand it each one's share.
+        share = [g / updates.num_replicas() for g in clipped]
+        updates.apply_if_finite(self.meta_optimizer, share, self.loss.trainable_variables, finite)
+        return norm, finite
+
+    def _record(self, x, y, y_pred, sample_weight, loss, skipped):
+        self._loss_tracker.update_state(
+            loss * updates.num_replicas(), sample_weight=tf.shape(tree.flatten(x)[0])[0]
+        )
+        self.skipped_updates_tracker.update_state(tf.cast(skipped, "float32"))
+        logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        logs.update(self.loss.parameter_summary())
+        return logs
+
+    # -- the two steps ----------------------------------------------------------
+    def _plain_train_step(self, data):
+        x, y, sample_weight = _unpack(data)
+        weights = [tf.convert_to_tensor(v) for v in self.trainable_variables]
+        non_trainable = [tf.convert_to_tensor(v) for v in self.non_trainable_variables]
+        objective = self._training_objective(x, y, sample_weight, non_trainable, None)
+        loss, (y_pred, new_state), grads = lookahead.loss_and_gradient(objective, weights)
+        all_grads = updates.all_reduce_sum(grads)
+        finite = self._update_weights(loss, all_grads, grads, new_state)
+        return self._record(x, y, y_pred, sample_weight, loss, tf.logical_not(finite))
+
+    def _meta_train_step(self, data, meta_batch):
+        x, y, sample_weight = _unpack(data)
+        result, meta_loss, meta_grads = self._meta_gradient(x, y, sample_weight, meta_batch)
+        finite = self._update_weights(result.loss, result.grads, result.local_grads, result.new_state)
+        meta_grad_norm, meta_finite = self._update_loss_parameters(meta_grads, finite)
+        self.meta_loss_tracker.update_state(meta_loss * updates.num_replicas())
+        self.meta_grad_norm_tracker.update_state(meta_grad_norm)
+        skipped = tf.logical_not(tf.logical_and(finite, meta_finite))
+        return self._record(x, y, result.y_pred, sample_weight, result.loss, skipped)
+
+    def test_step(self, data):
+        x, y, sample_weight = _unpack(data)
+        y_pred = self(x, training=False)
+        loss = self._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
+        self._loss_tracker.update_state(
+            loss * updates.num_replicas(), sample_weight=tf.shape(tree.flatten(x)[0])[0]
+        )
+        meta_loss = self.meta_loss(y, y_pred, sample_weight=sample_weight)
+        self.meta_loss_tracker.update_state(meta_loss * updates.num_replicas())
+        logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        logs.pop("meta_grad_norm", None)
+        logs.pop("skipped_updates", None)
+        return logs
+
+
+def _check_int(name, value, minimum, expected):
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected {expected}. "
+            f"Received: {name}={value!r}"
+        )
+
+
+def _first_replica(outputs, strategy):
+    if strategy.num_replicas_in_sync == 1:
+        return outputs
+    return tree.map_structure(
+        lambda v: strategy.experimental_local_results(v)[0], outputs
+    )
