@@ -108,6 +108,7 @@ class LearnableLoss(keras.losses.Loss):
         self._parameter_names = []
         self._initial_values = {}
         self._parameter_override = None
+        self._pause_inner = None
 
     # -- parameters -------------------------------------------------------
     def add_parameter(self, name, shape, initializer, default_bounds=None):
@@ -170,18 +171,27 @@ class LearnableLoss(keras.losses.Loss):
             self.parameters(self._parameter_override), y_true, y_pred
         )
 
-    def stateless_call(self, parameter_values, y_true, y_pred, sample_weight=None):
+    def stateless_call(
+        self, parameter_values, y_true, y_pred, sample_weight=None, pause_inner=None
+    ):
         """The reduced loss, exactly as `__call__`, with phi = `parameter_values`.
 
         Tensors in, tensor out: nothing is assigned, so the result can be
         differentiated with respect to `parameter_values`.
+
+        `pause_inner` (used by the meta step) is a context-manager factory that
+        hides computations from the inner weight gradient while the outer
+        meta-gradient still sees them; families that detach an input from the
+        weight gradient (`SampleWeightedLoss`) use it instead of
+        `stop_gradient`, so the meta-gradient stays exact through unrolls.
         """
-        previous = self._parameter_override
+        previous = self._parameter_override, self._pause_inner
         self._parameter_override = list(parameter_values)
+        self._pause_inner = pause_inner
         try:
             return self(y_true, y_pred, sample_weight=sample_weight)
         finally:
-            self._parameter_override = previous
+            self._parameter_override, self._pause_inner = previous
 
     def compute(self, parameters, y_true, y_pred):
         """Pure per-sample loss from a dict of parameter tensors. Override."""

@@ -54,7 +54,13 @@ class SampleWeightedLoss(LearnableLoss):
         mlp.add_mlp_parameters(self, 1, self.hidden_units, seed)
 
     def _weights(self, parameters, base):
-        features = ops.expand_dims(ops.stop_gradient(base), -1)
+        if self._pause_inner is None:
+            return self._weights_of(parameters, ops.stop_gradient(base))
+        with self._pause_inner():
+            return self._weights_of(parameters, base)
+
+    def _weights_of(self, parameters, base):
+        features = ops.expand_dims(base, -1)
         weights = ops.sigmoid(
             mlp.apply_mlp(parameters, features, len(self.hidden_units))
         )

@@ -32,10 +32,15 @@ def sgd_update(weights, grads, learning_rate):
 
 
 def loss_and_gradient(objective, weights):
-    """Evaluates `objective(weights) -> (loss, aux)` and its weight gradient."""
+    """Evaluates `objective(weights, pause) -> (loss, aux)` and its gradient.
+
+    `pause` is `tape.stop_recording` of the inner tape: what the objective
+    computes under it is constant for the weight gradient, yet recorded by any
+    outer tape.
+    """
     with tf.GradientTape() as tape:
         tape.watch(weights)
-        loss, aux = objective(weights)
+        loss, aux = objective(weights, tape.stop_recording)
     local_grads = tape.gradient(loss, weights)
     local_grads = [
         tf.zeros_like(w) if g is None else tf.convert_to_tensor(g)
@@ -48,7 +53,7 @@ def unroll(objective, weights, learning_rate, steps, first_order=False):
     """Runs `steps` differentiable SGD steps on `objective` from `weights`.
 
     Args:
-        objective: `weights -> (loss, (y_pred, new_state))`, a pure function
+        objective: `(weights, pause) -> (loss, (y_pred, new_state))`, a pure function
             of the weight tensors that reads phi (so the outer tape records it).
         weights: list of weight tensors to start from.
         learning_rate: inner step size.

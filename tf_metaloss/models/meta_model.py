@@ -378,14 +378,16 @@ class MetaModel(keras.Model):
     def _training_objective(self, x, y, sample_weight, non_trainable, phi):
         """`weights -> (L_phi(weights), (y_pred, new_state))`, a pure function."""
 
-        def objective(weights):
+        def objective(weights, pause):
             y_pred, new_state, layer_losses = self.stateless_call(
                 weights, non_trainable, x, training=True, return_losses=True
             )
             if phi is None:
                 loss = self.loss(y, y_pred, sample_weight=sample_weight)
             else:
-                loss = self.loss.stateless_call(phi, y, y_pred, sample_weight)
+                loss = self.loss.stateless_call(
+                    phi, y, y_pred, sample_weight, pause_inner=pause
+                )
             if layer_losses:
                 loss = loss + tf.add_n(layer_losses) / updates.num_replicas()
             return loss, (y_pred, new_state)
