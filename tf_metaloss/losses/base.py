@@ -91,6 +91,10 @@ class LearnableLoss(keras.losses.Loss):
             if (
                 not isinstance(bounds, (tuple, list))
                 or len(bounds) != 2
+                or not all(
+                    b is None or (isinstance(b, (int, float)) and b == b)
+                    for b in bounds
+                )
                 or (None not in bounds and bounds[0] > bounds[1])
             ):
                 raise ValueError(
@@ -237,6 +241,8 @@ class LearnableLoss(keras.losses.Loss):
                 "from_logits": self.from_logits,
                 "regularization": self.regularization,
                 "bounds": self.bounds,
+                # phi lives in variables of this dtype: keep it across saving.
+                "dtype": self.dtype,
             }
         )
         return config

@@ -53,14 +53,22 @@ class BlendLoss(LearnableLoss):
         self.regression = functional.is_regression(self.base_losses[0])
         if initial_weights is None:
             initial_weights = [1.0] + [0.0] * (len(self.base_losses) - 1)
-        initial_weights = [float(w) for w in initial_weights]
-        if len(initial_weights) != len(self.base_losses) or min(initial_weights) < 0:
+        try:
+            weights = [float(w) for w in initial_weights]
+        except (TypeError, ValueError):
+            weights = None
+        if (
+            weights is None
+            or len(weights) != len(self.base_losses)
+            or not all(w >= 0 for w in weights)
+        ):
             raise ValueError(
                 "Invalid value for argument `initial_weights`. Expected "
                 f"{len(self.base_losses)} non-negative numbers (one per base "
                 f"loss {self.base_losses}). Received: "
                 f"initial_weights={initial_weights!r}"
             )
+        initial_weights = weights
         if normalize and sum(initial_weights) <= 0:
             raise ValueError(
                 "Invalid value for argument `initial_weights`. With "
@@ -80,7 +88,7 @@ class BlendLoss(LearnableLoss):
         """The effective weights (normalised when `normalize=True`)."""
         weights = (parameters or self.parameters())["blend_weights"]
         if self.normalize:
-            weights = weights / (ops.sum(weights) + functional.EPSILON)
+            weights = weights / ops.maximum(ops.sum(weights), functional.EPSILON)
         return weights
 
     def compute(self, parameters, y_true, y_pred):

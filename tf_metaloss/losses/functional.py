@@ -181,11 +181,10 @@ def get(name):
     """Returns the base loss function called `name`, with a clear error."""
     if callable(name):
         return name
-    if name not in BASE_LOSSES:
+    if not isinstance(name, str) or name not in BASE_LOSSES:
         raise ValueError(
-            "Invalid base loss name. Expected one of "
-            f"{sorted(BASE_LOSSES)}. Received: {name!r}. Pass one of these "
-            "names (e.g. base_loss='crossentropy')."
+            "Invalid value for argument `base_loss`. Expected one of "
+            f"{sorted(BASE_LOSSES)}. Received: base_loss={name!r}"
         )
     return BASE_LOSSES[name]
 

@@ -8,7 +8,7 @@ def check_hidden_units(hidden_units):
     """Validates `hidden_units`; returns it as a tuple of positive ints."""
     if isinstance(hidden_units, int):
         hidden_units = (hidden_units,)
-    units = tuple(hidden_units)
+    units = tuple(hidden_units) if isinstance(hidden_units, (tuple, list)) else ()
     if not units or any(
         not isinstance(u, int) or isinstance(u, bool) or u < 1 for u in units
     ):

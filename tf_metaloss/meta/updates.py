@@ -36,7 +36,8 @@ def clip_by_global_norm(tensors, clipnorm, norm):
     """Scales `tensors` so their global norm is at most `clipnorm`."""
     if clipnorm is None:
         return list(tensors)
-    scale = tf.minimum(1.0, clipnorm / tf.maximum(norm, 1e-12))
+    clipnorm = tf.cast(clipnorm, norm.dtype)
+    scale = tf.minimum(tf.ones_like(norm), clipnorm / tf.maximum(norm, 1e-12))
     return [t * tf.cast(scale, t.dtype) for t in tensors]
 
 

@@ -360,19 +360,31 @@ class MetaModel(keras.Model):
         return int(self.optimizer.iterations.numpy()) % self.meta_every == 0
 
     def _compile_step(self, step):
-        def one_step(*args):
-            return step(*args)
+        """Wraps a per-replica step: distributed, compiled, returning logs.
 
+        The logs are read after the replicas ran, in cross-replica context, so
+        metrics aggregate over the global batch.
+        """
         if not self.run_eagerly:
-            one_step = tf.function(one_step, reduce_retracing=True, jit_compile=self.jit_compile)
+            step = tf.function(step, reduce_retracing=True, jit_compile=self.jit_compile)
 
         def distributed_step(*args):
-            outputs = self.distribute_strategy.run(one_step, args=args)
-            return _first_replica(outputs, self.distribute_strategy)
+            self.distribute_strategy.run(step, args=args)
+            logs = self.get_metrics_result()
+            logs.update(self.loss.parameter_summary())
+            return logs
 
         if not self.run_eagerly:
             distributed_step = tf.function(distributed_step, reduce_retracing=True)
         return distributed_step
+
+    def _get_metrics_result_or_logs(self, logs):
+        # `test_step` reports a subset of the metrics (no meta-gradient norm or
+        # skipped updates): read those metrics' aggregated results.
+        metric_logs = self.get_metrics_result()
+        if isinstance(logs, dict) and logs and set(logs) < set(metric_logs):
+            return {key: metric_logs[key] for key in logs}
+        return super()._get_metrics_result_or_logs(logs)
 
     # -- stages of a step -------------------------------------------------------
     def _training_objective(self, x, y, sample_weight, non_trainable, phi):
@@ -453,10 +465,12 @@ class MetaModel(keras.Model):
         self._loss_tracker.update_state(
             loss * updates.num_replicas(), sample_weight=tf.shape(tree.flatten(x)[0])[0]
         )
-        self.skipped_updates_tracker.update_state(tf.cast(skipped, "float32"))
-        logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-        logs.update(self.loss.parameter_summary())
-        return logs
+        # Every replica sees the same `skipped`; the Sum adds the replicas up.
+        self.skipped_updates_tracker.update_state(
+            tf.cast(skipped, "float32") / updates.num_replicas()
+        )
+        # Results are read later in cross-replica context (`_compile_step`).
+        self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     # -- the two steps ----------------------------------------------------------
     def _plain_train_step(self, data):
@@ -467,7 +481,7 @@ class MetaModel(keras.Model):
         loss, (y_pred, new_state), grads = lookahead.loss_and_gradient(objective, weights)
         all_grads = updates.all_reduce_sum(grads)
         finite = self._update_weights(loss, all_grads, grads, new_state)
-        return self._record(x, y, y_pred, sample_weight, loss, tf.logical_not(finite))
+        self._record(x, y, y_pred, sample_weight, loss, tf.logical_not(finite))
 
     def _meta_train_step(self, data, meta_batch):
         x, y, sample_weight = _unpack(data)
@@ -477,7 +491,7 @@ class MetaModel(keras.Model):
         self.meta_loss_tracker.update_state(meta_loss * updates.num_replicas())
         self.meta_grad_norm_tracker.update_state(meta_grad_norm)
         skipped = tf.logical_not(tf.logical_and(finite, meta_finite))
-        return self._record(x, y, result.y_pred, sample_weight, result.loss, skipped)
+        self._record(x, y, result.y_pred, sample_weight, result.loss, skipped)
 
     def test_step(self, data):
         x, y, sample_weight = _unpack(data)
@@ -502,9 +516,3 @@ def _check_int(name, value, minimum, expected):
         )
 
 
-def _first_replica(outputs, strategy):
-    if strategy.num_replicas_in_sync == 1:
-        return outputs
-    return tree.map_structure(
-        lambda v: strategy.experimental_local_results(v)[0], outputs
-    )

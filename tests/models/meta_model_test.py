@@ -1,0 +1,488 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+import tf_metaloss as tml
+
+
+def _data(seed=0, n=64, n_meta=32, features=6, classes=3, dtype="float32"):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, features)).astype(dtype)
+    y = rng.integers(0, classes, n)
+    x_meta = rng.normal(size=(n_meta, features)).astype(dtype)
+    y_meta = rng.integers(0, classes, n_meta)
+    return x, y, x_meta, y_meta
+
+
+def _mlp(features=6, classes=3, hidden=8, seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((features,))
+    h = keras.layers.Dense(hidden, activation="tanh")(inputs)
+    return inputs, keras.layers.Dense(classes)(h)
+
+
+def _meta_model(loss, seed=0, **compile_kwargs):
+    compile_kwargs.setdefault("optimizer", keras.optimizers.SGD(0.5))
+    compile_kwargs.setdefault("meta_optimizer", "sgd")
+    model = tml.MetaModel(*_mlp(seed=seed))
+    model.compile(loss=loss, **compile_kwargs)
+    return model
+
+
+FAMILIES = {
+    "blend": lambda: tml.BlendLoss(
+        from_logits=True, initial_weights=[0.5, 0.2, 0.2, 0.1]
+    ),
+    "polynomial_power": lambda: tml.PolynomialLoss(
+        from_logits=True, degree=3, bounds=(-5.0, 5.0)
+    ),
+    "polynomial_one_minus_p": lambda: tml.PolynomialLoss(
+        from_logits=True, expansion="one_minus_p"
+    ),
+    "neural": lambda: tml.NeuralLoss(from_logits=True, hidden_units=(4,), seed=3),
+    "sample_weighted": lambda: tml.SampleWeightedLoss(
+        from_logits=True, hidden_units=(4,), seed=3
+    ),
+    "meta_loss": lambda: tml.MetaLoss(from_logits=True),
+}
+
+
+def _perturb(loss, rng, scale=0.3):
+    """Moves phi off its initialisation so every meta-gradient term is active."""
+    for v in loss.trainable_variables:
+        v.assign(v.numpy() + scale * np.abs(rng.normal(size=v.shape)))
+
+
+def _flat(tensors):
+    return np.concatenate([np.ravel(np.asarray(t)) for t in tensors])
+
+
+def _meta_objective_and_grad(model, batch, meta_batch):
+    x, y = batch
+    _, meta_loss, grads = model._meta_gradient(
+        tf.constant(x), tf.constant(y), None, tuple(map(tf.constant, meta_batch))
+    )
+    return float(meta_loss), _flat(grads)
+
+
+def _finite_difference(model, batch, meta_batch, eps=1e-6):
+    grads = []
+    for variable in model.loss.trainable_variables:
+        start = variable.numpy().copy()
+        grad = np.zeros_like(start)
+        for index in np.ndindex(start.shape):
+            values = []
+            for sign in (1.0, -1.0):
+                shifted = start.copy()
+                shifted[index] += sign * eps
+                variable.assign(shifted)
+                values.append(_meta_objective_and_grad(model, batch, meta_batch)[0])
+            grad[index] = (values[0] - values[1]) / (2 * eps)
+        variable.assign(start)
+        grads.append(grad)
+    return _flat(grads)
+
+
+@pytest.mark.parametrize("unroll_steps", [1, 2])
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_meta_gradient_matches_finite_differences(float64, family, unroll_steps):
+    x, y, x_meta, y_meta = _data(dtype="float64", n=16, n_meta=8)
+    model = _meta_model(FAMILIES[family](), unroll_steps=unroll_steps)
+    if family != "meta_loss":
+        _perturb(model.loss, np.random.default_rng(1))
+    _, analytic = _meta_objective_and_grad(model, (x, y), (x_meta, y_meta))
+    numeric = _finite_difference(model, (x, y), (x_meta, y_meta))
+    assert np.linalg.norm(numeric) > 1e-4
+    error = np.linalg.norm(analytic - numeric) / np.linalg.norm(numeric)
+    assert error < 1e-5, (analytic, numeric)
+
+
+def test_meta_gradient_with_keras_meta_loss_name_uses_from_logits(float64):
+    x, y, x_meta, y_meta = _data(dtype="float64", n=16, n_meta=8)
+    model = _meta_model(
+        FAMILIES["blend"](), meta_loss="sparse_categorical_crossentropy"
+    )
+    assert model.meta_loss.get_config()["from_logits"] is True
+    _, analytic = _meta_objective_and_grad(model, (x, y), (x_meta, y_meta))
+    numeric = _finite_difference(model, (x, y), (x_meta, y_meta))
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-9)
+
+
+def test_first_order_differs_from_second_order_only_when_unrolled(float64):
+    x, y, x_meta, y_meta = _data(dtype="float64", n=16, n_meta=8)
+    grads = {}
+    for steps in (1, 2):
+        for method in ("second_order", "first_order"):
+            model = _meta_model(
+                FAMILIES["neural"](), unroll_steps=steps, meta_method=method
+            )
+            _perturb(model.loss, np.random.default_rng(1))
+            grads[steps, method] = _meta_objective_and_grad(
+                model, (x, y), (x_meta, y_meta)
+            )[1]
+    np.testing.assert_allclose(
+        grads[1, "first_order"], grads[1, "second_order"], rtol=1e-10, atol=1e-14
+    )
+    difference = np.linalg.norm(grads[2, "first_order"] - grads[2, "second_order"])
+    assert difference > 1e-3 * np.linalg.norm(grads[2, "second_order"])
+
+
+def _copy_weights(source, target):
+    for s, t in zip(source.trainable_variables, target.trainable_variables):
+        t.assign(s)
+
+
+def test_frozen_loss_trains_exactly_like_plain_keras_model():
+    x, y, _, _ = _data(n=96)
+    meta = _meta_model(
+        tml.MetaLoss(from_logits=True), meta_every=0,
+        optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+    )
+    plain = keras.Model(*_mlp(seed=0))
+    plain.compile(
+        optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    _copy_weights(meta, plain)
+    phi_before = meta.loss.trainable_variables[0].numpy()
+    h_meta = meta.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    h_plain = plain.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    for a, b in zip(meta.trainable_variables, plain.trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h_meta.history["loss"], h_plain.history["loss"], rtol=1e-5)
+    np.testing.assert_array_equal(meta.loss.trainable_variables[0].numpy(), phi_before)
+
+
+def test_fit_changes_phi_and_logs_meta_quantities():
+    x, y, x_meta, y_meta = _data()
+    model = _meta_model(
+        tml.MetaLoss(from_logits=True),
+        meta_optimizer=keras.optimizers.Adam(0.05),
+        meta_clipnorm=1.0,
+        metrics=["accuracy"],
+    )
+    phi_before = model.loss.trainable_variables[0].numpy()
+    history = model.fit(
+        x, y, meta_data=(x_meta, y_meta), batch_size=16, epochs=2,
+        validation_data=(x_meta, y_meta), verbose=0,
+    )
+    phi_after = model.loss.trainable_variables[0].numpy()
+    assert np.abs(phi_after - phi_before).max() > 1e-3
+    logs = history.history
+    for key in ("loss", "meta_loss", "meta_grad_norm", "skipped_updates",
+                "accuracy", "phi/crossentropy", "val_loss", "val_meta_loss"):
+        assert key in logs, key
+    assert "val_meta_grad_norm" not in logs
+    assert logs["skipped_updates"] == [0.0, 0.0]
+    assert all(v > 0 for v in logs["meta_grad_norm"])
+    np.testing.assert_allclose(logs["phi/crossentropy"][-1], phi_after[0], rtol=1e-6)
+    # Four meta updates per epoch, all applied.
+    assert int(model.meta_optimizer.iterations.numpy()) == 8
+
+
+def test_meta_every_k_updates_phi_every_kth_step():
+    x, y, x_meta, y_meta = _data()
+    model = _meta_model(tml.MetaLoss(from_logits=True), meta_every=3)
+    model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=8, epochs=1, verbose=0)
+    # 8 steps: meta steps at iterations 0, 3 and 6.
+    assert int(model.meta_optimizer.iterations.numpy()) == 3
+    assert int(model.optimizer.iterations.numpy()) == 8
+
+
+def test_meta_split_holds_out_the_last_samples():
+    x, y, _, _ = _data(n=100)
+    model = _meta_model(tml.MetaLoss(from_logits=True))
+    history = model.fit(x, y, meta_split=0.2, batch_size=10, epochs=1, verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 8
+    assert "meta_loss" in history.history
+
+
+def test_dataset_meta_data_and_wrapped_model():
+    x, y, x_meta, y_meta = _data()
+    base = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    model = tml.MetaModel(base)
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    meta = tf.data.Dataset.from_tensor_slices((x_meta, y_meta)).batch(8)
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    model.fit(train, meta_data=meta, epochs=1, verbose=0)
+    assert int(model.meta_optimizer.iterations.numpy()) == 4
+    assert model.predict(x, verbose=0).shape == (64, 3)
+
+
+def test_regression_with_default_meta_objective():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = (x @ rng.normal(size=(4, 1))).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = tml.MetaModel(keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)]))
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.05),
+        loss=tml.BlendLoss(["mse", "mae", "huber"]),
+        meta_optimizer=keras.optimizers.Adam(0.01),
+    )
+    assert isinstance(model.meta_loss, tml.losses.FixedLoss)
+    assert model.meta_loss.base_loss == "mse"
+    history = model.fit(x, y, meta_split=0.25, batch_size=16, epochs=3, verbose=0)
+    assert history.history["meta_loss"][-1] < history.history["meta_loss"][0]
+
+
+def test_batch_norm_and_dropout_model_trains_with_meta_steps():
+    x, y, x_meta, y_meta = _data()
+    keras.utils.set_random_seed(0)
+    base = keras.Sequential([
+        keras.Input((6,)), keras.layers.Dense(8), keras.layers.BatchNormalization(),
+        keras.layers.Dropout(0.2), keras.layers.Dense(3),
+    ])
+    model = tml.MetaModel(base)
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    moving_mean = base.layers[1].moving_mean.numpy()
+    model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=16, epochs=1, verbose=0)
+    assert np.abs(base.layers[1].moving_mean.numpy() - moving_mean).max() > 0
+
+
+def _fit_twice(model, x, y, meta, split):
+    if split:
+        model.fit(x, y, meta_data=meta, batch_size=16, epochs=1, shuffle=False, verbose=0)
+        return model
+    model.fit(x, y, meta_data=meta, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    return model
+
+
+def test_save_load_restores_phi_and_meta_optimizer_and_resumes_identically(tmp_path):
+    x, y, x_meta, y_meta = _data()
+
+    def make():
+        return _meta_model(
+            tml.MetaLoss(from_logits=True, regularization=0.1),
+            optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+            meta_optimizer=keras.optimizers.Adam(0.05),
+            meta_every=2, meta_clipnorm=1.0, meta_seed=7, unroll_steps=2,
+            metrics=["accuracy"],
+        )
+
+    uninterrupted = make()
+    uninterrupted.fit(x, y, meta_data=(x_meta, y_meta), batch_size=16, epochs=2,
+                      shuffle=False, verbose=0)
+
+    first = make()
+    first.fit(x, y, meta_data=(x_meta, y_meta), batch_size=16, epochs=1,
+              shuffle=False, verbose=0)
+    path = str(tmp_path / "model.keras")
+    first.save(path)
+    restored = keras.models.load_model(path)
+
+    assert isinstance(restored, tml.MetaModel)
+    assert isinstance(restored.loss, tml.MetaLoss)
+    assert restored.meta_every == 2 and restored.unroll_steps == 2
+    assert restored.meta_clipnorm == 1.0 and restored.loss.regularization == 0.1
+    np.testing.assert_array_equal(
+        restored.loss.trainable_variables[0].numpy(),
+        first.loss.trainable_variables[0].numpy(),
+    )
+    for a, b in zip(restored.meta_optimizer.variables, first.meta_optimizer.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    for a, b in zip(restored.optimizer.variables, first.optimizer.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+    restored.fit(x, y, meta_data=(x_meta, y_meta), batch_size=16, epochs=1,
+                 shuffle=False, verbose=0)
+    for a, b in zip(restored.trainable_variables, uninterrupted.trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        restored.loss.trainable_variables[0].numpy(),
+        uninterrupted.loss.trainable_variables[0].numpy(), rtol=1e-5, atol=1e-6,
+    )
+
+
+def test_weights_file_round_trip_includes_phi(tmp_path):
+    x, y, x_meta, y_meta = _data()
+    model = _meta_model(tml.NeuralLoss(from_logits=True, hidden_units=(4,)),
+                        meta_optimizer=keras.optimizers.Adam(0.05))
+    model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=16, epochs=1, verbose=0)
+    path = str(tmp_path / "model.weights.h5")
+    model.save_weights(path)
+    other = _meta_model(tml.NeuralLoss(from_logits=True, hidden_units=(4,)),
+                        meta_optimizer=keras.optimizers.Adam(0.05), seed=1)
+    other.load_weights(path)
+    for a, b in zip(model.loss.trainable_variables, other.loss.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def _train_on(strategy, jit_compile=False, dtype="float32"):
+    x, y, x_meta, y_meta = _data(dtype=dtype)
+    with strategy.scope():
+        model = _meta_model(
+            tml.MetaLoss(from_logits=True, regularization=0.01),
+            optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+            meta_optimizer=keras.optimizers.SGD(0.5),
+            meta_clipnorm=0.05, unroll_steps=2, meta_seed=0,
+            jit_compile=jit_compile, metrics=["accuracy"],
+        )
+    history = model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=16,
+                        epochs=2, shuffle=False, verbose=0)
+    return model, history.history
+
+
+def test_mirrored_strategy_matches_single_device(float64):
+    devices = tf.config.list_logical_devices("CPU")
+    assert len(devices) >= 2, "conftest.py must split the CPU into two devices"
+    single, single_logs = _train_on(tf.distribute.get_strategy(), dtype="float64")
+    mirrored, mirrored_logs = _train_on(
+        tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), dtype="float64"
+    )
+    phi_single = single.loss.trainable_variables[0].numpy()
+    assert np.abs(phi_single - [1, 0, 0, 0, 0]).max() > 1e-3
+    np.testing.assert_allclose(
+        mirrored.loss.trainable_variables[0].numpy(), phi_single, atol=1e-9
+    )
+    for a, b in zip(mirrored.trainable_variables, single.trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-9)
+    for key in ("loss", "meta_loss", "accuracy"):
+        np.testing.assert_allclose(mirrored_logs[key], single_logs[key], rtol=1e-7)
+
+
+def test_xla_matches_graph_mode():
+    graph, graph_logs = _train_on(tf.distribute.get_strategy(), jit_compile=False)
+    xla, xla_logs = _train_on(tf.distribute.get_strategy(), jit_compile=True)
+    assert xla.jit_compile is True
+    np.testing.assert_allclose(
+        xla.loss.trainable_variables[0].numpy(),
+        graph.loss.trainable_variables[0].numpy(), atol=1e-5,
+    )
+    for a, b in zip(xla.trainable_variables, graph.trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+    np.testing.assert_allclose(xla_logs["meta_loss"], graph_logs["meta_loss"], rtol=1e-5)
+
+
+def test_non_finite_loss_skips_update_and_keeps_weights_and_phi():
+    x, y, x_meta, y_meta = _data(n=32)
+    x[:16] = np.nan  # The first batch gives a NaN loss.
+    model = _meta_model(
+        tml.MetaLoss(from_logits=True),
+        optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+        meta_optimizer=keras.optimizers.Adam(0.05),
+    )
+    weights = [v.numpy() for v in model.trainable_variables]
+    phi = model.loss.trainable_variables[0].numpy()
+    model.fit(x[:16], y[:16], meta_data=(x_meta, y_meta), batch_size=16,
+              epochs=1, verbose=0)
+    for before, variable in zip(weights, model.trainable_variables):
+        np.testing.assert_array_equal(variable.numpy(), before)
+    np.testing.assert_array_equal(model.loss.trainable_variables[0].numpy(), phi)
+    assert all(np.isfinite(v.numpy()).all() for v in model.optimizer.variables)
+    assert float(model.skipped_updates_tracker.result()) == 1.0
+    # Training goes on with the finite batch that follows.
+    history = model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=16,
+                        epochs=1, shuffle=False, verbose=0)
+    assert history.history["skipped_updates"] == [1.0]
+    assert np.abs(model.loss.trainable_variables[0].numpy() - phi).max() > 0
+    assert all(np.isfinite(v.numpy()).all() for v in model.trainable_variables)
+
+
+def test_non_finite_meta_gradient_skips_only_phi():
+    x, y, x_meta, y_meta = _data(n=16)
+    x_meta[:] = np.nan
+    model = _meta_model(tml.MetaLoss(from_logits=True))
+    weights = [v.numpy() for v in model.trainable_variables]
+    phi = model.loss.trainable_variables[0].numpy()
+    history = model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=16,
+                        epochs=1, verbose=0)
+    np.testing.assert_array_equal(model.loss.trainable_variables[0].numpy(), phi)
+    assert any(np.abs(v.numpy() - w).max() > 0
+               for v, w in zip(model.trainable_variables, weights))
+    assert history.history["skipped_updates"] == [1.0]
+
+
+# -- bad input ------------------------------------------------------------------
+
+def _model():
+    return tml.MetaModel(*_mlp())
+
+
+def test_compile_without_learnable_loss_raises():
+    with pytest.raises(ValueError, match="Invalid value for argument `loss`.*learnable"):
+        _model().compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="argument `loss`"):
+        _model().compile(optimizer="sgd", loss=None)
+
+
+def test_registered_loss_name_and_config_compile():
+    model = _model()
+    model.compile(optimizer="sgd", loss={"class_name": "tf_metaloss>BlendLoss",
+                                         "config": {"from_logits": True}})
+    assert isinstance(model.loss, tml.BlendLoss) and model.loss.from_logits
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"meta_every": -1}, "argument `meta_every`. Expected a non-negative integer. Received: meta_every=-1"),
+        ({"meta_every": 1.5}, "argument `meta_every`"),
+        ({"unroll_steps": 0}, "argument `unroll_steps`. Expected an integer >= 1. Received: unroll_steps=0"),
+        ({"meta_method": "zeroth"}, "argument `meta_method`.*Received: meta_method='zeroth'"),
+        ({"meta_clipnorm": -1.0}, "argument `meta_clipnorm`"),
+        ({"lookahead_learning_rate": 0}, "argument `lookahead_learning_rate`"),
+        ({"meta_loss": 3}, "argument `meta_loss`"),
+    ],
+)
+def test_compile_argument_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _model().compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), **kwargs)
+
+
+def test_fit_without_meta_data_raises():
+    x, y, _, _ = _data()
+    model = _model()
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    with pytest.raises(ValueError, match="meta_data=.*meta_split"):
+        model.fit(x, y, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("meta_split", [0.0, 1.0, -0.1, 1.5, "half"])
+def test_meta_split_outside_open_interval_raises(meta_split):
+    x, y, _, _ = _data()
+    model = _model()
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    with pytest.raises(ValueError, match="argument `meta_split`. Expected a float in the open interval"):
+        model.fit(x, y, meta_split=meta_split, verbose=0)
+
+
+def test_meta_data_and_meta_split_together_raise():
+    x, y, x_meta, y_meta = _data()
+    model = _model()
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    with pytest.raises(ValueError, match="mutually exclusive"):
+        model.fit(x, y, meta_data=(x_meta, y_meta), meta_split=0.1, verbose=0)
+
+
+def test_meta_data_that_does_not_fit_the_model_raises():
+    x, y, x_meta, y_meta = _data()
+    model = _model()
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    with pytest.raises(ValueError, match=r"shape \(batch,\) \+ \(6,\).*\(32, 5\)"):
+        model.fit(x, y, meta_data=(x_meta[:, :5], y_meta), verbose=0)
+    with pytest.raises(ValueError, match=r"labels in \[0, 2\].*values in \[1, 7\]"):
+        model.fit(x, y, meta_data=(x_meta, np.where(y_meta == 0, 7, y_meta)), verbose=0)
+    with pytest.raises(ValueError, match="same number of samples"):
+        model.fit(x, y, meta_data=(x_meta, y_meta[:10]), verbose=0)
+    with pytest.raises(ValueError, match="Expected a tuple"):
+        model.fit(x, y, meta_data=x_meta, verbose=0)
+    with pytest.raises(ValueError, match="one-hot labels with 3 columns"):
+        model.fit(x, y, meta_data=(x_meta, np.eye(4)[y_meta]), verbose=0)
+
+
+def test_constructor_errors():
+    with pytest.raises(ValueError, match="Expected either a Keras model"):
+        tml.MetaModel()
+    with pytest.raises(ValueError, match="Expected either a Keras model"):
+        tml.MetaModel("not a model")
+
+
+def test_get_config_round_trip():
+    model = _model()
+    restored = tml.MetaModel.from_config(model.get_config())
+    assert isinstance(restored.base_model, keras.Model)
+    assert [w.shape for w in restored.weights] == [w.shape for w in model.weights]
+    serialized = keras.saving.serialize_keras_object(model)
+    assert isinstance(keras.saving.deserialize_keras_object(serialized), tml.MetaModel)

@@ -1,0 +1,36 @@
+"""Keras callbacks that show and control what the loss learns during `fit`.
+
+- `MetaTensorBoard`: TensorBoard scalars, histograms and loss-curve images.
+- `LossAuditLog`: one JSON line per meta-update (`tf-metaloss audit FILE`).
+- `LossParameterEarlyStopping`: freezes phi when the meta objective stalls.
+
+Example:
+
+    model.fit(x, y, meta_split=0.1, epochs=10, callbacks=[
+        tml.callbacks.MetaTensorBoard("runs/exp1"),
+        tml.callbacks.LossAuditLog("runs/exp1/audit.jsonl"),
+        tml.callbacks.LossParameterEarlyStopping(patience=50, window=10),
+    ])
+"""
+
+from tf_metaloss.callbacks.audit import AuditLogError
+from tf_metaloss.callbacks.audit import LossAuditLog
+from tf_metaloss.callbacks.audit import MetaStepMonitor
+from tf_metaloss.callbacks.audit import MetaStepRecord
+from tf_metaloss.callbacks.audit import read_audit_log
+from tf_metaloss.callbacks.audit import summarize_audit_log
+from tf_metaloss.callbacks.early_stopping import LossParameterEarlyStopping
+from tf_metaloss.callbacks.tensorboard import MetaTensorBoard
+from tf_metaloss.callbacks.tensorboard import learned_loss_curve
+
+__all__ = [
+    "AuditLogError",
+    "LossAuditLog",
+    "LossParameterEarlyStopping",
+    "MetaStepMonitor",
+    "MetaStepRecord",
+    "MetaTensorBoard",
+    "learned_loss_curve",
+    "read_audit_log",
+    "summarize_audit_log",
+]

@@ -1,0 +1,405 @@
+"""Metrics for comparing losses: functions of arrays, and the callbacks that feed them.
+
+Functions (NumPy in, Python floats out):
+
+- `accuracy(y_true, y_pred)`: fraction of correct predictions.
+- `macro_f1(y_true, y_pred, num_classes=None)`: unweighted mean of per-class F1.
+- `generalization_gap(train_accuracy, val_accuracy)`: `train - val`.
+- `convergence_epoch(curve, fraction=0.9)`: first epoch (1-based) whose value
+  reaches `fraction` of the final value.
+- `gradient_norm_stability(norms)`: mean, variance and coefficient of variation
+  of the per-step gradient norms (the training-stability metric, see there).
+
+Callbacks (record during `fit`, read afterwards):
+
+- `GradientNormHistory`: the global L2 norm of every step's weight gradient.
+- `ClassificationHistory`: accuracy and macro-F1 on given (clean) labels at the
+  end of every epoch.
+- `ParameterHistory`: the learnable loss's parameters phi at the start and at
+  the end of every epoch.
+
+Example:
+
+>>> accuracy([0, 1, 2, 2], [0, 1, 1, 2])
+0.75
+"""
+
+import math
+import time
+
+import keras
+import numpy as np
+from keras import ops
+
+# -- functions -----------------------------------------------------------------
+
+
+def _labels(values, argument):
+    """Integer labels from sparse labels, or the argmax of scores/one-hot rows."""
+    array = np.asarray(values)
+    if array.ndim == 2 and array.shape[-1] > 1:
+        return np.argmax(array, axis=-1)
+    if array.ndim == 2 and array.shape[-1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise ValueError(
+            f"Invalid value for argument `{argument}`. Expected integer labels "
+            "of shape (n,) or scores of shape (n, classes). Received: "
+            f"{argument} with shape {array.shape}"
+        )
+    if array.size and not np.all(array == np.round(array)):
+        raise ValueError(
+            f"Invalid value for argument `{argument}`. Expected integer labels; "
+            "pass scores as a 2-D array (n, classes). Received: non-integer "
+            f"values such as {array[array != np.round(array)][0]!r}"
+        )
+    return array.astype(np.int64)
+
+
+def _pair(y_true, y_pred):
+    y_true = _labels(y_true, "y_true")
+    y_pred = _labels(y_pred, "y_pred")
+    if y_true.shape != y_pred.shape:
+        raise ValueError(
+            "Arguments `y_true` and `y_pred` must hold the same number of "
+            f"samples. Received: {y_true.shape[0]} and {y_pred.shape[0]}"
+        )
+    if y_true.size == 0:
+        raise ValueError(
+            "Arguments `y_true` and `y_pred` must not be empty. Received 0 samples."
+        )
+    return y_true, y_pred
+
+
+def accuracy(y_true, y_pred):
+    """Fraction of samples whose predicted class equals the label.
+
+    Args:
+        y_true: integer labels `(n,)` (or one-hot rows `(n, classes)`).
+        y_pred: predicted labels `(n,)`, or scores/logits `(n, classes)`
+            (the argmax is the prediction).
+
+    Example:
+
+    >>> accuracy([0, 1], [[2.0, 0.0], [3.0, 1.0]])
+    0.5
+    """
+    y_true, y_pred = _pair(y_true, y_pred)
+    return float(np.mean(y_true == y_pred))
+
+
+def macro_f1(y_true, y_pred, num_classes=None):
+    """Unweighted mean over classes of `F1_c = 2 TP_c / (2 TP_c + FP_c + FN_c)`.
+
+    The mean runs over `range(num_classes)` when given, otherwise over the
+    classes present in `y_true` or `y_pred` (as scikit-learn's
+    `f1_score(average="macro")`). A class with no true and no predicted
+    samples has F1 0.
+
+    Example:
+
+    >>> round(macro_f1([0, 0, 1, 1], [0, 1, 1, 1]), 4)
+    0.7333
+    """
+    y_true, y_pred = _pair(y_true, y_pred)
+    if num_classes is None:
+        classes = np.union1d(y_true, y_pred)
+    else:
+        if isinstance(num_classes, bool) or not isinstance(
+            num_classes, (int, np.integer)
+        ) or num_classes < 1:
+            raise ValueError(
+                "Invalid value for argument `num_classes`. Expected a positive "
+                f"integer or None. Received: num_classes={num_classes!r}"
+            )
+        largest = max(int(y_true.max()), int(y_pred.max()))
+        if largest >= num_classes or min(y_true.min(), y_pred.min()) < 0:
+            raise ValueError(
+                "Invalid value for argument `num_classes`. Expected labels in "
+                f"[0, {num_classes}). Received: a label {largest}"
+            )
+        classes = np.arange(num_classes)
+    scores = []
+    for c in classes:
+        tp = np.sum((y_pred == c) & (y_true == c))
+        fp = np.sum((y_pred == c) & (y_true != c))
+        fn = np.sum((y_pred != c) & (y_true == c))
+        denominator = 2 * tp + fp + fn
+        scores.append(0.0 if denominator == 0 else 2.0 * tp / denominator)
+    return float(np.mean(scores))
+
+
+def generalization_gap(train_accuracy, val_accuracy):
+    """`train_accuracy - val_accuracy` (both measured on clean labels).
+
+    Example:
+
+    >>> round(generalization_gap(0.98, 0.9), 2)
+    0.08
+    """
+    return float(train_accuracy) - float(val_accuracy)
+
+
+def convergence_epoch(curve, fraction=0.9):
+    """Epochs needed to reach `fraction` of the final value of a learning curve.
+
+    Returns the smallest 1-based epoch `e` with `curve[e - 1] >= fraction *
+    curve[-1]`, where `curve[-1]` is the value after the last epoch (so the
+    answer is at most `len(curve)`). A lower number means faster convergence
+    toward where training ended; it says nothing about how good that end is.
+
+    Args:
+        curve: per-epoch values (e.g. validation accuracy), epoch 1 first.
+        fraction: the fraction of the final value to reach, in (0, 1].
+
+    Example:
+
+    >>> convergence_epoch([0.2, 0.5, 0.85, 0.9, 0.95])
+    3
+    """
+    values = np.asarray(curve, dtype=np.float64).reshape(-1)
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        raise ValueError(
+            "Invalid value for argument `curve`. Expected a non-empty sequence "
+            f"of finite numbers. Received: curve={list(values)!r}"
+        )
+    if not (isinstance(fraction, (int, float)) and 0.0 < fraction <= 1.0):
+        raise ValueError(
+            "Invalid value for argument `fraction`. Expected a float in (0, 1]. "
+            f"Received: fraction={fraction!r}"
+        )
+    target = fraction * values[-1]
+    return int(np.flatnonzero(values >= target)[0]) + 1
+
+
+def gradient_norm_stability(norms):
+    """Training stability from the per-step gradient norms.
+
+    With `g_t` the global L2 norm of the gradient of the training loss with
+    respect to all trainable weights at step `t` (as handed to the optimizer,
+    before any clipping), over the `T` recorded steps:
+
+    - `variance = (1 / T) * sum_t (g_t - mean)^2` (population variance): the
+      training-stability metric; lower is more stable. It carries the squared
+      scale of the loss, so losses with smaller gradients (e.g. bounded ones)
+      look more stable for that reason alone;
+    - `cv = sqrt(variance) / mean`: the scale-free coefficient of variation;
+    - `mean`, `max`, `steps`.
+
+    Non-finite norms (steps skipped by the model) are left out.
+
+    Example:
+
+    >>> gradient_norm_stability([1.0, 3.0])["variance"]
+    1.0
+    """
+    values = np.asarray(norms, dtype=np.float64).reshape(-1)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        raise ValueError(
+            "Invalid value for argument `norms`. Expected at least one finite "
+            "gradient norm. Received none."
+        )
+    mean = float(np.mean(values))
+    variance = float(np.var(values))
+    return {
+        "mean": mean,
+        "variance": variance,
+        "cv": math.sqrt(variance) / mean if mean > 0 else float("nan"),
+        "max": float(np.max(values)),
+        "steps": int(values.size),
+    }
+
+
+# -- callbacks -----------------------------------------------------------------
+
+
+class GradientNormHistory(keras.callbacks.Callback):
+    """Records the global L2 norm of the weight gradient at every training step.
+
+    It wraps the model optimizer's `apply` for the duration of `fit` (and
+    rebuilds the train function so the wrapper is traced), so it sees exactly
+    the gradients the optimizer applies, before clipping, for a plain
+    `keras.Model` and for `tml.MetaModel` alike (the meta optimizer of phi is
+    not wrapped). Steps whose update the model skipped (non-finite gradients)
+    are not recorded. Works on one device (not under `tf.distribute`).
+
+    Attributes:
+        norms: list of floats, one per applied step.
+
+    Example:
+
+    ```python
+    history = GradientNormHistory()
+    model.fit(x, y, epochs=3, callbacks=[history])
+    gradient_norm_stability(history.norms)["variance"]
+    ```
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.norms = []
+        self._last = None
+        self._recorded = None
+        self._optimizer = None
+
+    def on_train_begin(self, logs=None):
+        optimizer = self.model.optimizer
+        if optimizer is None:
+            raise ValueError(
+                "`GradientNormHistory` needs a compiled model with an optimizer. "
+                "Call `model.compile(optimizer=...)` before `fit`."
+            )
+        if self._last is None:
+            self._last = keras.Variable(0.0, trainable=False, name="gradient_norm")
+            self._recorded = keras.Variable(0, trainable=False, dtype="int64",
+                                            name="gradient_norm_count")
+        original = optimizer.apply
+        last, recorded = self._last, self._recorded
+
+        def apply(grads, trainable_variables=None):
+            present = [g for g in grads if g is not None]
+            if present:
+                squares = [ops.sum(ops.square(ops.cast(g, "float32"))) for g in present]
+                last.assign(ops.sqrt(ops.sum(ops.stack(squares))))
+                recorded.assign_add(1)
+            return original(grads, trainable_variables)
+
+        object.__setattr__(optimizer, "apply", apply)
+        self._optimizer = optimizer
+        self._seen = int(self._recorded.numpy())
+        # Re-trace so the wrapper is part of the train function.
+        self.model.make_train_function(force=True)
+
+    def on_train_batch_end(self, batch, logs=None):
+        count = int(self._recorded.numpy())
+        if count != self._seen:
+            self._seen = count
+            self.norms.append(float(self._last.numpy()))
+
+    def on_train_end(self, logs=None):
+        if self._optimizer is not None and "apply" in vars(self._optimizer):
+            object.__delattr__(self._optimizer, "apply")
+        self._optimizer = None
+        self.model.make_train_function(force=True)
+
+
+class ClassificationHistory(keras.callbacks.Callback):
+    """Accuracy and macro-F1 of the model on given data at the end of each epoch.
+
+    Pass the *clean* labels to measure what the model learned despite label
+    noise. Results go to `history[<name>_accuracy]`, `history[<name>_macro_f1]`
+    (one value per epoch) and into the epoch `logs` (so `keras.callbacks.History`
+    and TensorBoard see them). With `noisy=(labels, mask)` for a data set it
+    also records `<name>_memorized`: the fraction of the noisy samples
+    (`mask` True) predicted as their *noisy* label.
+
+    `seconds` accumulates the time spent evaluating.
+
+    Args:
+        data: dict `name -> (x, y_clean)` or `name -> (x, y_clean, noisy_labels,
+            mask)`, e.g. `{"val": (x_val, y_val), "train": (...)}`.
+        num_classes: number of classes (for macro-F1).
+        batch_size: prediction batch size.
+
+    Example:
+
+    ```python
+    history = ClassificationHistory({"val": (x_val, y_val)}, num_classes=10)
+    model.fit(x, y_noisy, epochs=5, callbacks=[history])
+    history.history["val_accuracy"][-1]
+    ```
+    """
+
+    def __init__(self, data, num_classes, batch_size=512):
+        super().__init__()
+        if not isinstance(data, dict) or not data:
+            raise ValueError(
+                "Invalid value for argument `data`. Expected a non-empty dict "
+                "name -> (x, y_clean) or (x, y_clean, noisy_labels, mask). "
+                f"Received: data={type(data).__name__}"
+            )
+        for name, item in data.items():
+            if not isinstance(item, (tuple, list)) or len(item) not in (2, 4):
+                raise ValueError(
+                    "Invalid value for argument `data`. Expected each entry to "
+                    "be (x, y_clean) or (x, y_clean, noisy_labels, mask). "
+                    f"Received: data[{name!r}] of length "
+                    f"{len(item) if hasattr(item, '__len__') else '?'}"
+                )
+        self.data = data
+        self.num_classes = num_classes
+        self.batch_size = batch_size
+        self.history = {}
+        self.seconds = 0.0
+
+    def evaluate(self):
+        """Computes the metrics now; returns a dict `<name>_<metric> -> float`."""
+        results = {}
+        for name, item in self.data.items():
+            x, y = item[0], item[1]
+            scores = self.model.predict(x, batch_size=self.batch_size, verbose=0)
+            predicted = _labels(scores, "y_pred")
+            results[f"{name}_accuracy"] = accuracy(y, predicted)
+            results[f"{name}_macro_f1"] = macro_f1(y, predicted, self.num_classes)
+            if len(item) == 4:
+                noisy, mask = np.asarray(item[2]), np.asarray(item[3], bool)
+                results[f"{name}_memorized"] = (
+                    float(np.mean(predicted[mask] == noisy[mask])) if mask.any()
+                    else float("nan")
+                )
+        return results
+
+    def on_epoch_end(self, epoch, logs=None):
+        start = time.perf_counter()
+        results = self.evaluate()
+        self.seconds += time.perf_counter() - start
+        for key, value in results.items():
+            self.history.setdefault(key, []).append(value)
+        if logs is not None:
+            logs.update(results)
+
+
+class ParameterHistory(keras.callbacks.Callback):
+    """Records the learnable loss's parameters phi before training and each epoch.
+
+    Reads `model.loss.parameter_summary()` (the `phi/...` scalars); for a
+    normalised `BlendLoss` it also records the effective mixture weights as
+    `mix/<base loss>`. `history[key]` has `epochs + 1` values (index 0 is the
+    start of training). A model whose loss has no parameters records nothing.
+
+    Example:
+
+    ```python
+    phi = ParameterHistory()
+    meta_model.fit(x, y, meta_data=(xm, ym), epochs=5, callbacks=[phi])
+    phi.history["mix/crossentropy"]
+    ```
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.history = {}
+
+    def snapshot(self):
+        """The current parameter scalars as a dict of floats."""
+        loss = getattr(self.model, "loss", None)
+        if loss is None or not hasattr(loss, "parameter_summary"):
+            return {}
+        values = {k: float(v) for k, v in loss.parameter_summary().items()}
+        if hasattr(loss, "mixture_weights") and hasattr(loss, "base_losses"):
+            mix = np.asarray(loss.mixture_weights())
+            for name, value in zip(loss.base_losses, mix):
+                values[f"mix/{name}"] = float(value)
+        return values
+
+    def _record(self):
+        for key, value in self.snapshot().items():
+            self.history.setdefault(key, []).append(value)
+
+    def on_train_begin(self, logs=None):
+        if not self.history:
+            self._record()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._record()
