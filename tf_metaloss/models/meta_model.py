@@ -335,6 +335,7 @@ class MetaModel(keras.Model):
             return self.train_function
         plain_step = self._compile_step(self._plain_train_step)
         meta_step = self._compile_step(self._meta_train_step)
+        self._step_functions = {"plain": plain_step, "meta": meta_step}
 
         def train_function(iterator):
             logs = None

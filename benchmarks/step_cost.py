@@ -1,0 +1,177 @@
+"""Cost of a meta step vs a plain step: median ms per step and peak memory.
+
+Plain and meta steps are interleaved in one process (so machine load affects
+both alike) and the ratios are taken from medians of the same run. Peak memory
+(resident set size) is measured in a fresh subprocess per configuration.
+
+    python benchmarks/step_cost.py                 # MLP and CNN, XLA off and on
+    python benchmarks/step_cost.py --models mlp --repeats 5 --steps 10
+
+Never run by the test suite.
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def build_model(name, jit_compile, meta_every, unroll_steps=1):
+    import keras
+
+    import tf_metaloss as tml
+
+    keras.utils.set_random_seed(0)
+    if name == "mlp":
+        inputs = keras.Input((64,))
+        x = keras.layers.Dense(256, activation="relu")(inputs)
+        x = keras.layers.Dense(256, activation="relu")(x)
+    else:
+        inputs = keras.Input((32, 32, 3))
+        x = keras.layers.Conv2D(32, 3, activation="relu", padding="same")(inputs)
+        x = keras.layers.MaxPooling2D()(x)
+        x = keras.layers.Conv2D(64, 3, activation="relu", padding="same")(x)
+        x = keras.layers.MaxPooling2D()(x)
+        x = keras.layers.Flatten()(x)
+        x = keras.layers.Dense(128, activation="relu")(x)
+    model = tml.MetaModel(inputs, keras.layers.Dense(10)(x))
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+        loss=tml.MetaLoss(from_logits=True),
+        meta_optimizer=keras.optimizers.Adam(1e-3),
+        meta_every=meta_every,
+        unroll_steps=unroll_steps,
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def make_batches(name, batch_size):
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    shape = (64,) if name == "mlp" else (32, 32, 3)
+    x = tf.constant(rng.normal(size=(batch_size,) + shape).astype("float32"))
+    y = tf.constant(rng.integers(0, 10, batch_size))
+    return (x, y), (x, y)
+
+
+def step_functions(model, data, meta_batch):
+    # One fit step builds the model, optimizers and both compiled functions.
+    x, y = data
+    model.fit(x, y, meta_data=meta_batch, batch_size=len(x), epochs=1, verbose=0)
+    steps = model._step_functions
+    return (lambda: steps["plain"](data)), (lambda: steps["meta"](data, meta_batch))
+
+
+def timed(fn, steps):
+    start = time.perf_counter()
+    for _ in range(steps):
+        logs = fn()
+    float(logs["loss"])  # Waits for the last step.
+    return (time.perf_counter() - start) / steps * 1000.0
+
+
+def measure_time(name, jit_compile, batch_size, steps, repeats, unroll_steps):
+    model = build_model(name, jit_compile, meta_every=1, unroll_steps=unroll_steps)
+    data, meta_batch = make_batches(name, batch_size)
+    plain, meta = step_functions(model, data, meta_batch)
+
+    def every_5th():
+        meta()
+        for _ in range(4):
+            logs = plain()
+        return logs
+
+    for fn in (plain, meta, every_5th):  # Warm-up (tracing, XLA compilation).
+        timed(fn, 2)
+    samples = {"plain": [], "meta_every_1": [], "meta_every_5": []}
+    for _ in range(repeats):
+        samples["plain"].append(timed(plain, steps))
+        samples["meta_every_1"].append(timed(meta, steps))
+        samples["meta_every_5"].append(timed(every_5th, max(1, steps // 5)) / 5)
+    medians = {k: statistics.median(v) for k, v in samples.items()}
+    return {
+        "model": name,
+        "xla": jit_compile,
+        "unroll_steps": unroll_steps,
+        "ms_plain": medians["plain"],
+        "ms_meta_every_1": medians["meta_every_1"],
+        "ms_meta_every_5": medians["meta_every_5"],
+        "ratio_meta_every_1": medians["meta_every_1"] / medians["plain"],
+        "ratio_meta_every_5": medians["meta_every_5"] / medians["plain"],
+    }
+
+
+def peak_memory_child(name, jit_compile, batch_size, kind):
+    """Runs 10 steps of one kind; prints the process's peak RSS in MB."""
+    model = build_model(name, jit_compile, meta_every=1)
+    data, meta_batch = make_batches(name, batch_size)
+    plain, meta = step_functions(model, data, meta_batch)
+    fn = plain if kind == "plain" else meta
+    timed(fn, 10)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+
+
+def peak_memory(name, jit_compile, batch_size, kind):
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child", name, str(int(jit_compile)),
+         str(batch_size), kind],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
+    parser.add_argument("--xla", nargs="+", default=["off", "on"], choices=["off", "on"])
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20, help="steps per timing sample")
+    parser.add_argument("--repeats", type=int, default=7, help="interleaved samples per kind")
+    parser.add_argument("--unroll-steps", type=int, default=1)
+    parser.add_argument("--no-memory", action="store_true", help="skip peak-memory runs")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        name, jit, batch, kind = args.memory_child
+        peak_memory_child(name, bool(int(jit)), int(batch), kind)
+        return 0
+
+    rows = []
+    for name in args.models:
+        for xla in args.xla:
+            row = measure_time(name, xla == "on", args.batch_size, args.steps,
+                               args.repeats, args.unroll_steps)
+            if not args.no_memory:
+                row["peak_mb_plain"] = peak_memory(name, xla == "on", args.batch_size, "plain")
+                row["peak_mb_meta"] = peak_memory(name, xla == "on", args.batch_size, "meta")
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    header = ("| model | XLA | plain ms | meta every step ms (ratio) | "
+              "meta every 5th ms (ratio) | peak MB plain / meta |")
+    print()
+    print(header)
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        memory = (f"{r['peak_mb_plain']:.0f} / {r['peak_mb_meta']:.0f}"
+                  if "peak_mb_plain" in r else "-")
+        print(f"| {r['model']} | {'on' if r['xla'] else 'off'} | {r['ms_plain']:.2f} | "
+              f"{r['ms_meta_every_1']:.2f} ({r['ratio_meta_every_1']:.2f}x) | "
+              f"{r['ms_meta_every_5']:.2f} ({r['ratio_meta_every_5']:.2f}x) | {memory} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
