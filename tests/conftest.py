@@ -30,5 +30,5 @@ def float64():
 
 @pytest.fixture(autouse=True)
 def _clear_session():
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
     yield

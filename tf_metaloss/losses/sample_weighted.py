@@ -65,7 +65,7 @@ class SampleWeightedLoss(LearnableLoss):
             mlp.apply_mlp(parameters, features, len(self.hidden_units))
         )
         if self.normalize:
-            weights = weights / (ops.mean(weights) + functional.EPSILON)
+            weights = weights / ops.maximum(ops.mean(weights), functional.EPSILON)
         return weights
 
     def sample_weights(self, y_true, y_pred, parameter_values=None):

@@ -1,0 +1,82 @@
+import keras
+import numpy as np
+import pytest
+
+from tf_metaloss.losses import BlendLoss
+from tf_metaloss.losses import MetaLoss
+
+LABELS = np.array([0, 2, 1, 1])
+LOGITS = np.array(
+    [[2.0, 0.0, -1.0], [0.5, -0.3, 1.2], [-1.0, 2.5, 0.1], [0.0, 0.0, 0.0]],
+    dtype="float32",
+)
+
+
+class TestMetaLoss:
+    def test_classification_blend_starts_as_crossentropy(self):
+        loss = MetaLoss(from_logits=True, reduction=None)
+        assert isinstance(loss, BlendLoss)
+        assert loss.task == "classification" and not loss.regression
+        assert loss.base_losses == [
+            "crossentropy",
+            "focal",
+            "label_smoothing",
+            "generalized_crossentropy",
+            "mae_classification",
+        ]
+        assert loss.normalize
+        np.testing.assert_array_equal(loss.trainable_variables[0], [1, 0, 0, 0, 0])
+        np.testing.assert_allclose(
+            loss(LABELS, LOGITS),
+            keras.losses.sparse_categorical_crossentropy(
+                LABELS, LOGITS, from_logits=True
+            ),
+            rtol=1e-6,
+        )
+
+    def test_probabilities(self):
+        probs = keras.ops.softmax(LOGITS)
+        np.testing.assert_allclose(
+            MetaLoss()(LABELS, probs),
+            keras.losses.SparseCategoricalCrossentropy()(LABELS, probs),
+            rtol=1e-6,
+        )
+
+    def test_regression_blend_starts_as_mse(self):
+        y_true = np.array([[1.0, 2.0], [0.5, -1.0]], dtype="float32")
+        y_pred = np.array([[1.5, 0.0], [3.0, -1.2]], dtype="float32")
+        loss = MetaLoss(task="regression")
+        assert loss.regression and loss.base_losses == ["mse", "mae", "huber"]
+        np.testing.assert_allclose(
+            loss(y_true, y_pred), keras.losses.MeanSquaredError()(y_true, y_pred)
+        )
+
+    def test_blend_arguments_pass_through(self):
+        loss = MetaLoss(
+            from_logits=True,
+            initial_weights=[1, 1, 0, 0, 0],
+            regularization=0.1,
+            bounds=(0.0, 1.0),
+        )
+        np.testing.assert_allclose(loss.mixture_weights(), [0.5, 0.5, 0, 0, 0], rtol=1e-6)
+        assert loss.regularization == 0.1 and loss.bounds == (0.0, 1.0)
+        loss = MetaLoss(base_losses=["crossentropy", "poly1"])
+        assert loss.base_losses == ["crossentropy", "poly1"]
+
+    def test_config_keeps_the_task(self):
+        loss = MetaLoss(task="regression", name="meta")
+        config = loss.get_config()
+        assert config["task"] == "regression"
+        clone = keras.losses.get({"class_name": "tf_metaloss>MetaLoss", "config": config})
+        assert isinstance(clone, MetaLoss)
+        assert clone.task == "regression" and clone.base_losses == ["mse", "mae", "huber"]
+        assert clone.get_config() == config
+
+    @pytest.mark.parametrize("task", ["segmentation", "Regression", None])
+    def test_bad_task(self, task):
+        with pytest.raises(ValueError, match="argument `task`.*Received"):
+            MetaLoss(task=task)
+
+    def test_mixed_base_losses(self):
+        with pytest.raises(ValueError, match="argument `base_losses`.*cannot be mixed"):
+            MetaLoss(task="regression", base_losses=["mse", "crossentropy"])
