@@ -210,6 +210,13 @@ def run_demo(
             f"integer. Received: epochs={epochs!r}"
         )
     say = print_fn or (lambda *_: None)
+    try:
+        os.makedirs(logdir, exist_ok=True)
+    except OSError as error:
+        raise OSError(
+            f"Cannot create the log directory {logdir!r}: "
+            f"{error.strerror or error}"
+        ) from error
 
     data = prepare_data(noise=noise, seed=seed, noisy_meta=noisy_meta, tiny=tiny)
     hidden_units = TINY_HIDDEN_UNITS if tiny else HIDDEN_UNITS
@@ -362,10 +369,13 @@ def format_result(result):
             for m in result.methods]
     header = ("method", "clean val accuracy", "train time (s)")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(3)]
-    line = lambda cells: " | ".join(  # noqa: E731
-        c.ljust(w) if i == 0 else c.rjust(w)
-        for i, (c, w) in enumerate(zip(cells, widths))
-    )
+
+    def line(cells):
+        return " | ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths))
+        )
+
     learned = result.method(META)
     phi = ", ".join(f"{k} {v:.3f}" for k, v in learned.phi.items())
     s = result.settings

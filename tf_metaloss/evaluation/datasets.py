@@ -171,14 +171,24 @@ def load_tfds(
     """
     import tensorflow_datasets as tfds
 
-    (train, val), info = tfds.load(
-        name,
-        split=[train_split, val_split],
-        as_supervised=True,
-        with_info=True,
-        data_dir=data_dir,
-        download=download,
-    )
+    try:
+        (train, val), info = tfds.load(
+            name,
+            split=[train_split, val_split],
+            as_supervised=True,
+            with_info=True,
+            data_dir=data_dir,
+            download=download,
+        )
+    except ModuleNotFoundError as error:
+        # TFDS imports some modules lazily, only when it downloads and
+        # prepares a dataset (e.g. `importlib_resources`).
+        module = (error.name or "").split(".")[0]
+        raise ImportError(
+            f"TensorFlow Datasets needs the module {module!r} to prepare "
+            f"{name!r}. Install it with `pip install "
+            f"{module.replace('_', '-')}`."
+        ) from error
     label = info.features[info.supervised_keys[1]]
     num_classes = getattr(label, "num_classes", None)
     x_train, y_train = _tfds_to_numpy(tfds, train, max_train)

@@ -254,11 +254,12 @@ class MetaModel(keras.Model):
     def metrics(self):
         metrics = super().metrics
         if self.compiled and hasattr(self, "meta_loss_tracker"):
-            metrics = metrics[:1] + [
-                self.meta_loss_tracker,
-                self.meta_grad_norm_tracker,
-                self.skipped_updates_tracker,
-            ] + metrics[1:]
+            # A model compiled with a frozen loss (meta_every=0) logs no meta
+            # quantities: they would read 0, which looks like a perfect score.
+            meta = [self.meta_loss_tracker, self.meta_grad_norm_tracker]
+            if not self._meta_compile_config["meta_every"]:
+                meta = []
+            metrics = metrics[:1] + meta + [self.skipped_updates_tracker] + metrics[1:]
         return metrics
 
     # -- fit ----------------------------------------------------------------
