@@ -11,6 +11,8 @@ Example:
     model.fit(x, y, meta_split=0.1)
 """
 
+from tf_metaloss import callbacks
+from tf_metaloss import diagnostics
 from tf_metaloss import losses
 from tf_metaloss.losses import BlendLoss
 from tf_metaloss.losses import LearnableLoss
@@ -30,5 +32,7 @@ __all__ = [
     "NeuralLoss",
     "PolynomialLoss",
     "SampleWeightedLoss",
+    "callbacks",
+    "diagnostics",
     "losses",
 ]

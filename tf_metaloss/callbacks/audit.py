@@ -16,6 +16,13 @@ What a meta-update did is recovered from outside the model, between the
 
 `MetaStepMonitor` does this bookkeeping; `MetaTensorBoard` and
 `LossParameterEarlyStopping` reuse it.
+
+Limits of reading running means from outside: after a step with a non-finite
+meta loss or norm the trackers' totals stay NaN until Keras resets them at the
+next epoch, so the later meta-updates of that epoch are logged without a meta
+loss and norm (`null`); the totals are float32, so in very long epochs a
+step's value carries a rounding error of about `1e-7 * epoch total`. With
+`steps_per_execution > 1` one record covers several steps (values averaged).
 """
 
 import dataclasses
@@ -391,8 +398,9 @@ def summarize_audit_log(records, top=3):
     `path_length`: the sum of every update's L2 move; `parameters`: per
     parameter the L2 move and, for small ones, every element first -> last),
     `largest_moves` (the `top` updates that moved phi most: step, epoch, l2),
-    `skipped` / `clipped` / `bound_hits` (steps), `at_bound` (after the last
-    update) and `warnings` (human-readable strings).
+    `clipnorm` (of the last update), `skipped` / `clipped` / `bound_hits`
+    (steps), `at_bound` (after the last update) and `warnings`
+    (human-readable strings).
     """
     updates = [r for r in records if r.get("event") == "meta_update"]
     begins = [r for r in records if r.get("event") == "train_begin"]
@@ -477,6 +485,7 @@ def summarize_audit_log(records, top=3):
         if r.get("bound_hit")
     ]
     summary["skipped"] = skipped
+    summary["clipnorm"] = updates[-1].get("clipnorm")
     summary["clipped"] = clipped
     summary["bound_hits"] = hits
     summary["at_bound"] = list(updates[-1].get("at_bound", []))

@@ -86,10 +86,16 @@ def format_summary(summary):
         )
     if "meta_grad_norm" in summary:
         g = summary["meta_grad_norm"]
+        if summary.get("clipnorm") is None and not summary["clipped"]:
+            clipping = "no clipping (meta_clipnorm=None)"
+        else:
+            clipping = (
+                f"clipped in {len(summary['clipped'])} of {summary['updates']} "
+                f"updates (meta_clipnorm={summary.get('clipnorm')})"
+            )
         lines.append(
             f"  meta-gradient norm: mean {_g(g['mean'])}, max {_g(g['max'])} "
-            f"(step {g['max_step']}); clipped in {len(summary['clipped'])} of "
-            f"{summary['updates']} updates"
+            f"(step {g['max_step']}); {clipping}"
         )
     movement = summary["movement"]
     lines.append(

@@ -207,13 +207,17 @@ def _run(args):
             results, os.path.join(args.out, "tensorboard")
         )
 
-    width = max(len(label) for label in results)
-    print(f"{'model':<{width}}  loss                  centre    max increase  curvature")
+    rows = [("model", "loss", "centre", "max increase", "curvature")]
     for label, r in results.items():
-        curvature = ", ".join(f"{c:.4g}" for c in r.sharpness["curvature"])
-        print(
-            f"{label:<{width}}  {r.loss_name:<20}  {r.center_loss:<8.4g}  "
-            f"{r.sharpness['max_increase']:<12.4g}  {curvature}"
-        )
+        rows.append((
+            label,
+            r.loss_name,
+            f"{r.center_loss:.4g}",
+            f"{r.sharpness['max_increase']:.4g}",
+            ", ".join(f"{c:.4g}" for c in r.sharpness["curvature"]),
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])
     print(f"Wrote {png} and {os.path.join(args.out, 'landscape.json')}")
     return 0

@@ -136,7 +136,10 @@ def _resolve_loss(model, loss, from_logits):
             "Invalid value for argument `loss`. Expected a Keras loss, a loss "
             f"name or a callable `(y_true, y_pred)`. Received: loss={loss!r}"
         )
-    name = getattr(loss, "name", None) or getattr(loss, "__name__", type(loss).__name__)
+    if isinstance(loss, FixedLoss):
+        name = loss.base_loss  # e.g. a MetaModel's meta objective, "meta_loss"
+    else:
+        name = getattr(loss, "name", None) or getattr(loss, "__name__", type(loss).__name__)
     return loss, name
 
 
