@@ -86,3 +86,10 @@ class TestFixedLoss:
     def test_bad_base_loss(self, name):
         with pytest.raises(ValueError, match="argument `base_loss`.*Received"):
             FixedLoss(name)
+
+
+def test_fixed_loss_rejects_unknown_options_and_non_bool_from_logits():
+    with pytest.raises(ValueError, match="Invalid options for base_loss='crossentropy'.*\\['q'\\]"):
+        FixedLoss("crossentropy", q=0.7)
+    with pytest.raises(ValueError, match="argument `from_logits`. Expected a bool"):
+        FixedLoss("crossentropy", from_logits="yes")

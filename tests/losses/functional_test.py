@@ -309,3 +309,20 @@ class TestRegistry:
         assert [functional.is_regression(n) for n in REGRESSION] == [True] * 3
         assert not any(functional.is_regression(n) for n in CLASSIFICATION)
         assert set(CLASSIFICATION) | set(REGRESSION) == set(functional.BASE_LOSSES)
+
+
+def test_soft_binary_labels_match_keras_binary_crossentropy():
+    y_true = np.array([[0.9], [0.2]], "float32")
+    y_pred = np.array([[0.8], [0.4]], "float32")
+    expected = keras.losses.binary_crossentropy(y_true, y_pred).numpy()
+    np.testing.assert_allclose(
+        functional.crossentropy(y_true, y_pred).numpy(), expected, rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize("true_shape, pred_shape", [((3, 1), (3,)), ((3,), (3, 1)), ((3,), (3,))])
+def test_regression_targets_never_broadcast_across_the_batch(true_shape, pred_shape):
+    y_true = np.arange(3, dtype="float32").reshape(true_shape)
+    y_pred = np.arange(3, dtype="float32").reshape(pred_shape)
+    for fn in (functional.mse, functional.mae, functional.huber):
+        np.testing.assert_array_equal(fn(y_true, y_pred).numpy(), [0.0, 0.0, 0.0])

@@ -2,6 +2,8 @@ import keras
 import numpy as np
 import pytest
 
+import tf_metaloss as tml
+
 from tf_metaloss.losses import BlendLoss
 from tf_metaloss.losses import MetaLoss
 
@@ -80,3 +82,8 @@ class TestMetaLoss:
     def test_mixed_base_losses(self):
         with pytest.raises(ValueError, match="argument `base_losses`.*cannot be mixed"):
             MetaLoss(task="regression", base_losses=["mse", "crossentropy"])
+
+
+def test_task_and_base_losses_must_agree():
+    with pytest.raises(ValueError, match="`task` and `base_losses` disagree"):
+        tml.MetaLoss(task="regression", base_losses=["crossentropy"])

@@ -2,6 +2,8 @@ import keras
 import numpy as np
 import pytest
 
+import tf_metaloss as tml
+
 from tf_metaloss.losses import NeuralLoss
 from tf_metaloss.losses import functional
 
@@ -159,3 +161,9 @@ class TestNeuralLossErrors:
     def test_bad_base_loss(self, base_loss):
         with pytest.raises(ValueError, match="argument `base_loss`.*Received"):
             NeuralLoss(base_loss)
+
+
+@pytest.mark.parametrize("cls", [tml.NeuralLoss, tml.SampleWeightedLoss])
+def test_seed_must_be_an_integer(cls):
+    with pytest.raises(ValueError, match="argument `seed`. Expected an integer or None"):
+        cls(seed="a")

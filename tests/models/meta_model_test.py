@@ -486,3 +486,119 @@ def test_get_config_round_trip():
     assert [w.shape for w in restored.weights] == [w.shape for w in model.weights]
     serialized = keras.saving.serialize_keras_object(model)
     assert isinstance(keras.saving.deserialize_keras_object(serialized), tml.MetaModel)
+
+
+# -- Keras contracts ------------------------------------------------------------
+
+def test_frozen_loss_logs_no_meta_quantities_and_recompile_keeps_metrics_unique():
+    x, y, _, _ = _data()
+    model = _model()
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_every=0)
+    names = [m.name for m in model.metrics]
+    assert len(names) == len(set(names))
+    history = model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert "meta_loss" not in history.history
+    assert "meta_grad_norm" not in history.history
+    assert "skipped_updates" in history.history
+
+
+class SubclassedNet(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.hidden = keras.layers.Dense(8, activation="tanh")
+        self.out = keras.layers.Dense(3)
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+
+def test_unbuilt_subclassed_model_trains():
+    x, y, x_meta, y_meta = _data()
+    model = tml.MetaModel(SubclassedNet())
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=16, epochs=1, verbose=0)
+    assert int(model.meta_optimizer.iterations.numpy()) == 4
+
+
+def test_fit_keeps_keras_positional_arguments():
+    x, y, _, _ = _data()
+    model = _model()
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_every=0)
+    history = model.fit(x, y, 16, 2, 0)  # batch_size, epochs, verbose
+    assert len(history.history["loss"]) == 2
+    assert int(model.optimizer.iterations.numpy()) == 8
+
+
+def test_train_on_batch_meta_learns_with_a_meta_batch():
+    x, y, x_meta, y_meta = _data()
+    model = _model()
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True),
+                  meta_optimizer=keras.optimizers.Adam(0.05))
+    phi = model.loss.trainable_variables[0].numpy()
+    with pytest.raises(ValueError, match="received no `meta_batch`"):
+        model.train_on_batch(x[:16], y[:16])
+    logs = model.train_on_batch(x[:16], y[:16], meta_batch=(x_meta[:8], y_meta[:8]),
+                                return_dict=True)
+    assert logs["meta_grad_norm"] > 0
+    assert np.abs(model.loss.trainable_variables[0].numpy() - phi).max() > 0
+
+
+def test_reduced_precision_policy_is_rejected():
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = tml.MetaModel(*_mlp())
+    finally:
+        keras.config.set_dtype_policy("float32")
+    with pytest.raises(ValueError, match="float32 and float64 models only.*bfloat16"):
+        model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+
+
+def test_unknown_loss_name_is_reported_as_given():
+    with pytest.raises(ValueError, match="Received: loss='nope'"):
+        _model().compile(optimizer="sgd", loss="nope")
+
+
+def test_same_optimizer_for_weights_and_phi_is_rejected():
+    optimizer = keras.optimizers.SGD()
+    with pytest.raises(ValueError, match="must be different optimizer instances"):
+        _model().compile(optimizer=optimizer, loss=tml.MetaLoss(from_logits=True),
+                         meta_optimizer=optimizer)
+
+
+@pytest.mark.parametrize("name, class_name", [
+    ("kld", "KLDivergence"), ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"),
+    ("mse", "MeanSquaredError"),
+])
+def test_meta_loss_names_resolve_to_keras_classes(name, class_name):
+    model = _model()
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_loss=name)
+    assert type(model.meta_loss).__name__ == class_name
+
+
+def test_unknown_meta_loss_name_raises():
+    with pytest.raises(ValueError, match="argument `meta_loss`.*Received: meta_loss='nope'"):
+        _model().compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_loss="nope")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"meta_batch_size": 0}, "argument `meta_batch_size`. Expected a positive integer"),
+    ({"meta_batch_size": 2.5}, "argument `meta_batch_size`"),
+    ({"meta_data": (np.zeros((0, 6), "float32"), np.zeros(0, "int64"))}, "at least one meta sample"),
+    ({"meta_data": tf.data.Dataset.from_tensor_slices((np.zeros((4, 6), "float32"), np.zeros(4)))},
+     "Expected a batched tf.data.Dataset"),
+    ({"meta_data": tf.data.Dataset.from_tensor_slices(np.zeros((4, 6), "float32")).batch(2)},
+     "yielding `\\(x_meta, y_meta\\)`"),
+])
+def test_fit_meta_argument_errors(kwargs, message):
+    x, y, x_meta, y_meta = _data()
+    kwargs.setdefault("meta_data", (x_meta, y_meta))
+    model = _model()
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    with pytest.raises(ValueError, match=message):
+        model.fit(x, y, verbose=0, **kwargs)
+
+
+def test_meta_seed_must_be_an_integer():
+    with pytest.raises(ValueError, match="argument `meta_seed`"):
+        _model().compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_seed="abc")

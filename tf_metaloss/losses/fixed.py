@@ -1,5 +1,7 @@
 """`FixedLoss`: any base loss of `functional` as an ordinary Keras loss."""
 
+import inspect
+
 import keras
 
 from tf_metaloss.losses import functional
@@ -36,6 +38,20 @@ class FixedLoss(keras.losses.Loss):
     ):
         super().__init__(name=name or base_loss, reduction=reduction, dtype=dtype)
         self.fn = functional.get(base_loss)
+        if not isinstance(from_logits, bool):
+            raise ValueError(
+                "Invalid value for argument `from_logits`. Expected a bool. "
+                f"Received: from_logits={from_logits!r}"
+            )
+        accepted = set(inspect.signature(self.fn).parameters) - {
+            "y_true", "y_pred", "from_logits"
+        }
+        unknown = sorted(set(options) - accepted)
+        if unknown:
+            raise ValueError(
+                f"Invalid options for base_loss={base_loss!r}. Expected keyword "
+                f"options among {sorted(accepted)}. Received: {unknown}."
+            )
         self.base_loss = base_loss
         self.from_logits = from_logits
         self.options = options

@@ -42,7 +42,8 @@ def classification_terms(y_true, y_pred, from_logits):
         from_logits: whether `y_pred` holds logits.
     """
     y_pred = ops.convert_to_tensor(y_pred)
-    if y_pred.shape[-1] == 1:
+    binary = y_pred.shape[-1] == 1
+    if binary:
         # Binary with one unit: expand to two classes [negative, positive].
         if from_logits:
             y_pred = ops.concatenate([ops.zeros_like(y_pred), y_pred], axis=-1)
@@ -56,8 +57,24 @@ def classification_terms(y_true, y_pred, from_logits):
         probs = ops.clip(y_pred, EPSILON, 1.0 - EPSILON)
         probs = probs / ops.sum(probs, axis=-1, keepdims=True)
         log_probs = ops.log(probs)
-    one_hot = to_one_hot(y_true, num_classes, log_probs.dtype)
+    if binary:
+        one_hot = _binary_targets(y_true, log_probs.dtype)
+    else:
+        one_hot = to_one_hot(y_true, num_classes, log_probs.dtype)
     return one_hot, log_probs, probs
+
+
+def _binary_targets(y_true, dtype):
+    """`[1 - y, y]` for binary labels of shape `(batch,)` or `(batch, 1)`.
+
+    Soft labels (e.g. 0.9) are kept as probabilities, as in Keras's
+    binary cross-entropy.
+    """
+    y = ops.cast(ops.convert_to_tensor(y_true), dtype)
+    if len(y.shape) >= 2 and y.shape[-1] == 1:
+        y = ops.squeeze(y, axis=-1)
+    y = ops.expand_dims(y, -1)
+    return ops.concatenate([1.0 - y, y], axis=-1)
 
 
 def to_one_hot(y_true, num_classes, dtype):
@@ -137,11 +154,23 @@ def poly1(y_true, y_pred, from_logits=False, epsilon=1.0):
     return -ops.sum(one_hot * log_probs, axis=-1) + epsilon * (1.0 - p_true)
 
 
-def _residual(y_true, y_pred):
+def align_regression(y_true, y_pred):
+    """Returns `(y_true, y_pred)` with equal shapes `(batch, outputs)`.
+
+    Targets of shape `(batch,)` and `(batch, 1)` both fit predictions of
+    either shape (never broadcast to `(batch, batch)`).
+    """
     y_pred = ops.convert_to_tensor(y_pred)
     y_true = ops.cast(y_true, y_pred.dtype)
-    if len(y_true.shape) == len(y_pred.shape) - 1:
+    if len(y_pred.shape) == 1:
+        y_pred = ops.expand_dims(y_pred, -1)
+    if len(y_true.shape) == 1:
         y_true = ops.expand_dims(y_true, -1)
+    return ops.broadcast_to(y_true, ops.shape(y_pred)), y_pred
+
+
+def _residual(y_true, y_pred):
+    y_true, y_pred = align_regression(y_true, y_pred)
     return y_pred - y_true
 
 

@@ -48,6 +48,12 @@ class MetaLoss(BlendLoss):
             )
         kwargs.setdefault("base_losses", TASKS[task])
         super().__init__(from_logits=from_logits, **kwargs)
+        if self.regression != (task == "regression"):
+            raise ValueError(
+                f"Arguments `task` and `base_losses` disagree. Received: "
+                f"task={task!r} with base_losses={self.base_losses}. Pass "
+                "base losses of that task, or the matching task."
+            )
         self.task = task
 
     def get_config(self):

@@ -22,6 +22,11 @@ def check_hidden_units(hidden_units):
 
 def add_mlp_parameters(loss, input_dim, hidden_units, seed=None):
     """Creates the MLP's weights on `loss`; the output layer starts at zero."""
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise ValueError(
+            "Invalid value for argument `seed`. Expected an integer or None. "
+            f"Received: seed={seed!r}"
+        )
     sizes = (input_dim,) + tuple(hidden_units)
     for i in range(len(hidden_units)):
         loss.add_parameter(

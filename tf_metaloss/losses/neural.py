@@ -50,11 +50,7 @@ class NeuralLoss(LearnableLoss):
     def features(self, y_true, y_pred):
         """Per-output features `(batch, outputs, d)` fed to the MLP."""
         if self.regression:
-            y_pred = ops.convert_to_tensor(y_pred)
-            y_true = ops.cast(y_true, y_pred.dtype)
-            if len(y_true.shape) == len(y_pred.shape) - 1:
-                y_true = ops.expand_dims(y_true, -1)
-            y_true = ops.broadcast_to(y_true, ops.shape(y_pred))
+            y_true, y_pred = functional.align_regression(y_true, y_pred)
             return ops.stack([y_true, y_pred, y_pred - y_true], axis=-1)
         one_hot, _, probs = functional.classification_terms(
             y_true, y_pred, self.from_logits

@@ -71,6 +71,11 @@ def check_meta_arrays(model, x_meta, y_meta, classification):
                     f"input. Received: x_meta of shape {tuple(value.shape)}."
                 )
     sizes = {int(t.shape[0]) for t in x_flat + tree.flatten(y_meta)}
+    if sizes == {0}:
+        raise ValueError(
+            "Invalid value for argument `meta_data`. Expected at least one "
+            "meta sample. Received: x_meta and y_meta with 0 samples."
+        )
     if len(sizes) != 1:
         raise ValueError(
             "Invalid value for argument `meta_data`. Expected x_meta and "
@@ -97,6 +102,31 @@ def check_meta_arrays(model, x_meta, y_meta, classification):
                 f"labels with {num_outputs} columns (the model's outputs). "
                 f"Received: y_meta of shape {y.shape}."
             )
+
+
+def check_meta_dataset(model, dataset):
+    """Checks that a meta `tf.data.Dataset` is batched and yields `(x, y)`."""
+    spec = dataset.element_spec
+    if not isinstance(spec, tuple) or len(spec) not in (2, 3):
+        raise ValueError(
+            "Invalid value for argument `meta_data`. Expected a tf.data.Dataset "
+            "yielding `(x_meta, y_meta)` (or with sample weights). Received a "
+            f"dataset with element_spec={spec}."
+        )
+    first = tree.flatten(spec[0])[0]
+    labels = tree.flatten(spec[1])[0]
+    inputs = getattr(model, "inputs", None)
+    expected_rank = len(inputs[0].shape) if inputs else None
+    if (labels.shape.rank is not None and labels.shape.rank < 1) or (
+        expected_rank is not None
+        and first.shape.rank is not None
+        and first.shape.rank == expected_rank - 1
+    ):
+        raise ValueError(
+            "Invalid value for argument `meta_data`. Expected a batched "
+            "tf.data.Dataset (call `.batch(meta_batch_size)`). Received a "
+            f"dataset of unbatched elements with element_spec={spec}."
+        )
 
 
 def meta_dataset(meta_data, batch_size, seed=None, skip_batches=0):

@@ -1,6 +1,7 @@
 """`MetaModel`: a Keras model whose learnable loss is meta-learned during `fit`."""
 
 import inspect
+import numbers
 
 import keras
 import tensorflow as tf
@@ -71,6 +72,9 @@ class MetaModel(keras.Model):
         self._call_has_training = "training" in inspect.signature(model.call).parameters
         self.meta_optimizer = None
         self._meta_iterator = None
+        self.meta_loss_tracker = keras.metrics.Mean(name="meta_loss")
+        self.meta_grad_norm_tracker = keras.metrics.Mean(name="meta_grad_norm")
+        self.skipped_updates_tracker = keras.metrics.Sum(name="skipped_updates")
 
     # -- Keras model contract -------------------------------------------------
     def call(self, inputs, training=None):
@@ -150,25 +154,39 @@ class MetaModel(keras.Model):
                 "Invalid value for argument `meta_method`. Expected one of "
                 f"{META_METHODS}. Received: meta_method={meta_method!r}"
             )
+        if meta_seed is not None:
+            _check_int("meta_seed", meta_seed, minimum=0,
+                       expected="a non-negative integer or None")
         for arg, value in (
             ("meta_clipnorm", meta_clipnorm),
             ("lookahead_learning_rate", lookahead_learning_rate),
         ):
             if value is not None and not (
-                isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+                isinstance(value, numbers.Real) and not isinstance(value, bool) and value > 0
             ):
                 raise ValueError(
                     f"Invalid value for argument `{arg}`. Expected a positive "
                     f"float or None. Received: {arg}={value!r}"
                 )
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
-        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+        compute_dtype = self.base_model.dtype_policy.compute_dtype
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer) or (
+            compute_dtype not in ("float32", "float64")
+        ):
             raise ValueError(
-                "`MetaModel` does not support a `LossScaleOptimizer` (mixed "
-                "precision) yet. Received: optimizer="
-                f"{type(self.optimizer).__name__}. Use a float32 dtype policy."
+                "`MetaModel` supports float32 and float64 models only: second-"
+                "order meta-gradients in reduced precision are not supported "
+                f"yet. Received: a model computing in {compute_dtype} (optimizer "
+                f"{type(self.optimizer).__name__}). Build the model under the "
+                "'float32' dtype policy."
             )
         self.meta_optimizer = keras.optimizers.get(meta_optimizer)
+        if self.meta_optimizer is self.optimizer:
+            raise ValueError(
+                "Arguments `optimizer` and `meta_optimizer` must be different "
+                "optimizer instances (each keeps its own state). Received the "
+                "same instance twice. Create a second optimizer for phi."
+            )
         self.meta_optimizer.build(loss.trainable_variables)
         self.meta_loss = self._resolve_meta_loss(meta_loss, loss)
         self.meta_every = meta_every
@@ -177,9 +195,6 @@ class MetaModel(keras.Model):
         self.meta_clipnorm = meta_clipnorm
         self.lookahead_learning_rate = lookahead_learning_rate
         self.meta_seed = meta_seed
-        self.meta_loss_tracker = keras.metrics.Mean(name="meta_loss")
-        self.meta_grad_norm_tracker = keras.metrics.Mean(name="meta_grad_norm")
-        self.skipped_updates_tracker = keras.metrics.Sum(name="skipped_updates")
         self._meta_compile_config = {
             "meta_optimizer": meta_optimizer,
             "meta_loss": meta_loss,
@@ -208,13 +223,15 @@ class MetaModel(keras.Model):
             self.optimizer.build(self.trainable_variables)
 
     def _resolve_learnable_loss(self, loss):
+        given = loss
         if isinstance(loss, (str, dict)):
             try:
                 loss = keras.losses.get(loss)
             except ValueError:
-                loss = keras.saving.get_registered_object(loss) if isinstance(loss, str) else loss
+                loss = keras.saving.get_registered_object(loss) if isinstance(loss, str) else None
                 loss = loss() if isinstance(loss, type) else loss
         if not isinstance(loss, LearnableLoss):
+            loss = given
             raise ValueError(
                 "Invalid value for argument `loss`. `MetaModel` needs a learnable "
                 "loss from `tf_metaloss.losses` (e.g. `tml.MetaLoss()`, "
@@ -230,11 +247,19 @@ class MetaModel(keras.Model):
             base = "mse" if loss.regression else "crossentropy"
             return FixedLoss(base, from_logits=loss.from_logits, name="meta_loss")
         if isinstance(meta_loss, str):
-            resolved = keras.losses.get(meta_loss)
-            if not isinstance(resolved, keras.losses.Loss):
+            try:
+                resolved = keras.losses.get(meta_loss)
+            except ValueError:
+                resolved = None
+            if resolved is not None and not isinstance(resolved, keras.losses.Loss):
                 # Keras resolves snake_case names to functions; use the class.
-                class_name = "".join(p.capitalize() for p in resolved.__name__.split("_"))
-                resolved = keras.losses.get(class_name)
+                resolved = _keras_loss_class_of(resolved)
+            if resolved is None:
+                raise ValueError(
+                    "Invalid value for argument `meta_loss`. Expected a Keras "
+                    "loss name such as 'sparse_categorical_crossentropy' or "
+                    f"'mse'. Received: meta_loss={meta_loss!r}"
+                )
             config = resolved.get_config()
             if "from_logits" in config:
                 config["from_logits"] = loss.from_logits
@@ -252,26 +277,26 @@ class MetaModel(keras.Model):
 
     @property
     def metrics(self):
-        metrics = super().metrics
-        if self.compiled and hasattr(self, "meta_loss_tracker"):
-            # A model compiled with a frozen loss (meta_every=0) logs no meta
-            # quantities: they would read 0, which looks like a perfect score.
-            meta = [self.meta_loss_tracker, self.meta_grad_norm_tracker]
-            if not self._meta_compile_config["meta_every"]:
-                meta = []
-            metrics = metrics[:1] + meta + [self.skipped_updates_tracker] + metrics[1:]
-        return metrics
+        own = [self.meta_loss_tracker, self.meta_grad_norm_tracker,
+               self.skipped_updates_tracker]
+        metrics = [m for m in super().metrics if all(m is not o for o in own)]
+        if not self.compiled:
+            return metrics
+        # A model compiled with a frozen loss (meta_every=0) logs no meta
+        # quantities: they would read 0, which looks like a perfect score.
+        if not getattr(self, "_meta_compile_config", {}).get("meta_every", 1):
+            own = own[2:]
+        return metrics[:1] + own + metrics[1:]
 
     # -- fit ----------------------------------------------------------------
     def fit(
         self,
         x=None,
         y=None,
-        batch_size=None,
+        *args,
         meta_data=None,
         meta_split=None,
         meta_batch_size=None,
-        sample_weight=None,
         **kwargs,
     ):
         """Trains the model like `keras.Model.fit`, meta-learning the loss.
@@ -284,19 +309,28 @@ class MetaModel(keras.Model):
                 of `x`, `y` (arrays only; the last samples, before shuffling).
             meta_batch_size: size of a meta batch (array meta data);
                 defaults to `batch_size`, or 32.
-            Other arguments are those of `keras.Model.fit`.
+            Other arguments (positional too) are those of `keras.Model.fit`.
         """
         self._assert_compile_called("fit")
+        arguments = inspect.signature(keras.Model.fit).bind(
+            self, x, y, *args, **kwargs
+        ).arguments
+        del arguments["self"]
         if meta_data is not None and meta_split is not None:
             raise ValueError(
                 "Arguments `meta_data` and `meta_split` are mutually exclusive. "
                 f"Received: meta_data of type {type(meta_data).__name__} and "
                 f"meta_split={meta_split!r}. Pass only one."
             )
+        if meta_batch_size is not None:
+            _check_int("meta_batch_size", meta_batch_size, minimum=1,
+                       expected="a positive integer or None")
         if meta_split is not None:
-            (x, y, sample_weight), meta_data = meta_data_lib.split_meta(
-                x, y, sample_weight, meta_split
+            train, meta_data = meta_data_lib.split_meta(
+                arguments.get("x"), arguments.get("y"),
+                arguments.get("sample_weight"), meta_split,
             )
+            arguments["x"], arguments["y"], arguments["sample_weight"] = train
         if self.meta_every > 0:
             if meta_data is None:
                 raise ValueError(
@@ -306,24 +340,67 @@ class MetaModel(keras.Model):
                     "(with meta_every="
                     f"{self.meta_every}; use meta_every=0 to train with a frozen loss)."
                 )
-            meta_data = meta_data_lib.unpack_meta_data(meta_data)
-            if not isinstance(meta_data, tf.data.Dataset):
-                meta_data_lib.check_meta_arrays(
-                    self, meta_data[0], meta_data[1], not self.loss.regression
-                )
             self._meta_iterator = self._make_meta_iterator(
-                meta_data, meta_batch_size or batch_size or 32
+                meta_data, meta_batch_size or arguments.get("batch_size") or 32
             )
         try:
-            return super().fit(
-                x, y, batch_size=batch_size, sample_weight=sample_weight, **kwargs
+            return super().fit(**arguments)
+        finally:
+            self._meta_iterator = None
+
+    def train_on_batch(
+        self, x, y=None, sample_weight=None, class_weight=None,
+        return_dict=False, meta_batch=None,
+    ):
+        """`keras.Model.train_on_batch`, meta-learning on `meta_batch`.
+
+        Args:
+            meta_batch: `(x_meta, y_meta)` for this step's meta-update. Needed
+                when the step is a meta step (every `meta_every` steps).
+            Other arguments are those of `keras.Model.train_on_batch`.
+        """
+        self._assert_compile_called("train_on_batch")
+        if meta_batch is not None:
+            meta_batch = meta_data_lib.unpack_meta_data(meta_batch)
+            meta_data_lib.check_meta_arrays(
+                self, meta_batch[0], meta_batch[1], not self.loss.regression
+            )
+            self._meta_iterator = iter([meta_batch])
+        elif self.meta_every and not self._step_count() % self.meta_every:
+            raise ValueError(
+                "This `train_on_batch` step is a meta step (meta_every="
+                f"{self.meta_every}) but received no `meta_batch`. Pass "
+                "`meta_batch=(x_meta, y_meta)`, or compile with meta_every=0 "
+                "to train with a frozen loss."
+            )
+        try:
+            return super().train_on_batch(
+                x, y, sample_weight=sample_weight, class_weight=class_weight,
+                return_dict=return_dict,
             )
         finally:
             self._meta_iterator = None
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # The steps run the model through `stateless_call`, which needs built
+        # variables: build before tracing, also without a distribution strategy.
+        if self._distribute_strategy is None:
+            self._symbolic_build(iterator=iterator, data_batch=data_batch)
+        else:
+            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def _step_count(self):
+        return int(self.optimizer.iterations.numpy())
+
     def _make_meta_iterator(self, meta_data, batch_size):
-        done = int(self.optimizer.iterations.numpy())
-        meta_steps_done = -(-done // self.meta_every)
+        meta_data = meta_data_lib.unpack_meta_data(meta_data)
+        if isinstance(meta_data, tf.data.Dataset):
+            meta_data_lib.check_meta_dataset(self, meta_data)
+        else:
+            meta_data_lib.check_meta_arrays(
+                self, meta_data[0], meta_data[1], not self.loss.regression
+            )
+        meta_steps_done = -(-self._step_count() // self.meta_every)
         dataset = meta_data_lib.meta_dataset(
             meta_data, batch_size, seed=self.meta_seed, skip_batches=meta_steps_done
         )
@@ -359,7 +436,7 @@ class MetaModel(keras.Model):
     def _is_meta_step(self):
         if self.meta_every == 0 or self._meta_iterator is None:
             return False
-        return int(self.optimizer.iterations.numpy()) % self.meta_every == 0
+        return self._step_count() % self.meta_every == 0
 
     def _compile_step(self, step):
         """Wraps a per-replica step: distributed, compiled, returning logs.
@@ -510,8 +587,26 @@ class MetaModel(keras.Model):
         return logs
 
 
+def _keras_loss_class_of(function):
+    """The built-in Keras loss class wrapping `function` (e.g. `kld`), or None."""
+    for name in dir(keras.losses):
+        candidate = getattr(keras.losses, name)
+        if (
+            isinstance(candidate, type)
+            and issubclass(candidate, keras.losses.Loss)
+            and candidate is not keras.losses.Loss
+        ):
+            try:
+                instance = candidate()
+            except Exception:  # Classes that need arguments are not aliases.
+                continue
+            if getattr(instance, "fn", None) is function:
+                return instance
+    return None
+
+
 def _check_int(name, value, minimum, expected):
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
         raise ValueError(
             f"Invalid value for argument `{name}`. Expected {expected}. "
             f"Received: {name}={value!r}"
