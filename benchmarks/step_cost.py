@@ -71,6 +71,26 @@ def step_functions(model, data, meta_batch):
     return (lambda: steps["plain"](data)), (lambda: steps["meta"](data, meta_batch))
 
 
+def breakdown_functions(model, data, jit_compile):
+    """A forward pass and a forward+backward pass, for where the time goes."""
+    import tensorflow as tf
+
+    x, y = data
+
+    @tf.function(jit_compile=jit_compile)
+    def forward():
+        return {"loss": tf.reduce_sum(model(x, training=True))}
+
+    @tf.function(jit_compile=jit_compile)
+    def forward_backward():
+        with tf.GradientTape() as tape:
+            loss = model.loss(y, model(x, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        return {"loss": loss + 0 * tf.add_n([tf.reduce_sum(g) for g in grads])}
+
+    return forward, forward_backward
+
+
 def timed(fn, steps):
     start = time.perf_counter()
     for _ in range(steps):
@@ -90,10 +110,14 @@ def measure_time(name, jit_compile, batch_size, steps, repeats, unroll_steps):
             logs = plain()
         return logs
 
-    for fn in (plain, meta, every_5th):  # Warm-up (tracing, XLA compilation).
+    forward, gradient = breakdown_functions(model, data, jit_compile)
+    for fn in (plain, meta, every_5th, forward, gradient):  # Warm-up (tracing, XLA).
         timed(fn, 2)
-    samples = {"plain": [], "meta_every_1": [], "meta_every_5": []}
+    samples = {"plain": [], "meta_every_1": [], "meta_every_5": [],
+               "forward": [], "forward_backward": []}
     for _ in range(repeats):
+        samples["forward"].append(timed(forward, steps))
+        samples["forward_backward"].append(timed(gradient, steps))
         samples["plain"].append(timed(plain, steps))
         samples["meta_every_1"].append(timed(meta, steps))
         samples["meta_every_5"].append(timed(every_5th, max(1, steps // 5)) / 5)
@@ -102,6 +126,8 @@ def measure_time(name, jit_compile, batch_size, steps, repeats, unroll_steps):
         "model": name,
         "xla": jit_compile,
         "unroll_steps": unroll_steps,
+        "ms_forward": medians["forward"],
+        "ms_forward_backward": medians["forward_backward"],
         "ms_plain": medians["plain"],
         "ms_meta_every_1": medians["meta_every_1"],
         "ms_meta_every_5": medians["meta_every_5"],
@@ -156,15 +182,17 @@ def main(argv=None):
                 row["peak_mb_meta"] = peak_memory(name, xla == "on", args.batch_size, "meta")
             rows.append(row)
             print(json.dumps(row), flush=True)
-    header = ("| model | XLA | plain ms | meta every step ms (ratio) | "
-              "meta every 5th ms (ratio) | peak MB plain / meta |")
+    header = ("| model | XLA | forward ms | fwd+bwd ms | plain step ms | "
+              "meta every step ms (ratio) | meta every 5th ms (ratio) | "
+              "peak MB plain / meta |")
     print()
     print(header)
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         memory = (f"{r['peak_mb_plain']:.0f} / {r['peak_mb_meta']:.0f}"
                   if "peak_mb_plain" in r else "-")
-        print(f"| {r['model']} | {'on' if r['xla'] else 'off'} | {r['ms_plain']:.2f} | "
+        print(f"| {r['model']} | {'on' if r['xla'] else 'off'} | {r['ms_forward']:.2f} | "
+              f"{r['ms_forward_backward']:.2f} | {r['ms_plain']:.2f} | "
               f"{r['ms_meta_every_1']:.2f} ({r['ratio_meta_every_1']:.2f}x) | "
               f"{r['ms_meta_every_5']:.2f} ({r['ratio_meta_every_5']:.2f}x) | {memory} |")
     if args.json:
