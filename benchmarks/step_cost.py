@@ -2,7 +2,8 @@
 
 Plain and meta steps are interleaved in one process (so machine load affects
 both alike) and the ratios are taken from medians of the same run. Peak memory
-(resident set size) is measured in a fresh subprocess per configuration.
+(resident set size, reset after warm-up so it covers the steps alone) is
+measured in a fresh subprocess per configuration (Linux only).
 
     python benchmarks/step_cost.py                 # MLP and CNN, XLA off and on
     python benchmarks/step_cost.py --models mlp --repeats 5 --steps 10
@@ -13,7 +14,6 @@ Never run by the test suite.
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -137,14 +137,29 @@ def measure_time(name, jit_compile, batch_size, steps, repeats, unroll_steps):
     }
 
 
+def _status_mb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
 def peak_memory_child(name, jit_compile, batch_size, kind):
-    """Runs 10 steps of one kind; prints the process's peak RSS in MB."""
+    """Prints the peak RSS (MB) while running 10 steps of one kind.
+
+    The peak is reset (Linux `clear_refs`) after warm-up, so it covers the
+    steps alone, not TensorFlow's start-up or tracing.
+    """
     model = build_model(name, jit_compile, meta_every=0 if kind == "plain" else 1)
     data, meta_batch = make_batches(name, batch_size)
     plain, meta = step_functions(model, data, meta_batch)
     fn = plain if kind == "plain" else meta
+    timed(fn, 3)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
     timed(fn, 10)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+    print(_status_mb("VmHWM"))
 
 
 def peak_memory(name, jit_compile, batch_size, kind):
