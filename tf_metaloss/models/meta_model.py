@@ -540,10 +540,14 @@ class MetaModel(keras.Model):
         updates.apply_if_finite(self.meta_optimizer, share, self.loss.trainable_variables, finite)
         return norm, finite
 
-    def _record(self, x, y, y_pred, sample_weight, loss, skipped):
+    def _track_loss(self, x, loss):
+        # Keras losses divide by the replica count; the tracker wants the mean.
         self._loss_tracker.update_state(
             loss * updates.num_replicas(), sample_weight=tf.shape(tree.flatten(x)[0])[0]
         )
+
+    def _record(self, x, y, y_pred, sample_weight, loss, skipped):
+        self._track_loss(x, loss)
         # Every replica sees the same `skipped`; the Sum adds the replicas up.
         self.skipped_updates_tracker.update_state(
             tf.cast(skipped, "float32") / updates.num_replicas()
@@ -576,9 +580,7 @@ class MetaModel(keras.Model):
         x, y, sample_weight = _unpack(data)
         y_pred = self(x, training=False)
         loss = self._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
-        self._loss_tracker.update_state(
-            loss * updates.num_replicas(), sample_weight=tf.shape(tree.flatten(x)[0])[0]
-        )
+        self._track_loss(x, loss)
         meta_loss = self.meta_loss(y, y_pred, sample_weight=sample_weight)
         self.meta_loss_tracker.update_state(meta_loss * updates.num_replicas())
         logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
