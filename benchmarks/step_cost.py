@@ -52,7 +52,7 @@ def build_model(name, jit_compile, meta_every, unroll_steps=1):
     return model
 
 
-def make_batches(name, batch_size):
+def make_batches(name, batch_size, meta_batch_size=None):
     import numpy as np
     import tensorflow as tf
 
@@ -60,7 +60,8 @@ def make_batches(name, batch_size):
     shape = (64,) if name == "mlp" else (32, 32, 3)
     x = tf.constant(rng.normal(size=(batch_size,) + shape).astype("float32"))
     y = tf.constant(rng.integers(0, 10, batch_size))
-    return (x, y), (x, y)
+    m = meta_batch_size or batch_size
+    return (x, y), (x[:m], y[:m])
 
 
 def step_functions(model, data, meta_batch):
@@ -100,9 +101,10 @@ def timed(fn, steps):
     return (time.perf_counter() - start) / steps * 1000.0
 
 
-def measure_time(name, jit_compile, batch_size, steps, repeats, unroll_steps):
+def measure_time(name, jit_compile, batch_size, steps, repeats, unroll_steps,
+                 meta_batch_size=None):
     model = build_model(name, jit_compile, meta_every=1, unroll_steps=unroll_steps)
-    data, meta_batch = make_batches(name, batch_size)
+    data, meta_batch = make_batches(name, batch_size, meta_batch_size)
     plain, meta = step_functions(model, data, meta_batch)
 
     def every_5th():
@@ -127,6 +129,7 @@ def measure_time(name, jit_compile, batch_size, steps, repeats, unroll_steps):
         "model": name,
         "xla": jit_compile,
         "unroll_steps": unroll_steps,
+        "meta_batch_size": int(meta_batch[0].shape[0]),
         "ms_forward": medians["forward"],
         "ms_forward_backward": medians["forward_backward"],
         "ms_plain": medians["plain"],
@@ -179,6 +182,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20, help="steps per timing sample")
     parser.add_argument("--repeats", type=int, default=7, help="interleaved samples per kind")
     parser.add_argument("--unroll-steps", type=int, default=1)
+    parser.add_argument("--meta-batch-size", type=int, default=None,
+                        help="meta batch size (default: the batch size)")
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory runs")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
@@ -192,7 +197,7 @@ def main(argv=None):
     for name in args.models:
         for xla in args.xla:
             row = measure_time(name, xla == "on", args.batch_size, args.steps,
-                               args.repeats, args.unroll_steps)
+                               args.repeats, args.unroll_steps, args.meta_batch_size)
             if not args.no_memory:
                 row["peak_mb_plain"] = peak_memory(name, xla == "on", args.batch_size, "plain")
                 row["peak_mb_meta"] = peak_memory(name, xla == "on", args.batch_size, "meta")
