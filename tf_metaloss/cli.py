@@ -21,7 +21,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("demo",)
+COMMANDS = ("demo", "compare", "audit", "landscape", "plot")
 
 PROG = "tf-metaloss"
 

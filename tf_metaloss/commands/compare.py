@@ -20,6 +20,7 @@ import argparse
 import shlex
 
 from tf_metaloss.evaluation import compare as compare_lib
+from tf_metaloss.losses import functional
 
 HELP = "compare fixed and meta-learned losses (tables, JSON, plots)"
 
@@ -73,6 +74,11 @@ def register(subparsers):
                       default=defaults.meta_learning_rate,
                       help="Adam learning rate of the loss parameters phi")
     meta.add_argument("--meta-every", type=int, default=defaults.meta_every)
+    meta.add_argument("--meta-batch-size", type=int, default=None,
+                      help="meta batch size (default: --batch-size)")
+    meta.add_argument("--meta-objective", default=defaults.meta_objective,
+                      choices=functional.CLASSIFICATION_LOSSES,
+                      help="base loss the meta step minimises on the meta set")
     meta.add_argument("--meta-clipnorm", type=float, default=None)
     meta.add_argument("--regularization", type=float, default=defaults.regularization,
                       help="strength of the pull of phi toward its start")
@@ -113,6 +119,8 @@ def config_from_args(args):
         meta_labels=args.meta_labels,
         meta_learning_rate=args.meta_learning_rate,
         meta_every=args.meta_every,
+        meta_batch_size=args.meta_batch_size,
+        meta_objective=args.meta_objective,
         meta_clipnorm=args.meta_clipnorm,
         regularization=args.regularization,
         unroll_steps=args.unroll_steps,
@@ -177,6 +185,10 @@ def canonical_command(config, output_dir):
         "--meta-learning-rate", f"{config.meta_learning_rate:g}",
         "--meta-every", str(config.meta_every),
     ]
+    if config.meta_batch_size is not None:
+        parts += ["--meta-batch-size", str(config.meta_batch_size)]
+    if config.meta_objective != "crossentropy":
+        parts += ["--meta-objective", config.meta_objective]
     if config.meta_clipnorm is not None:
         parts += ["--meta-clipnorm", f"{config.meta_clipnorm:g}"]
     parts += [

@@ -14,7 +14,8 @@ weights, optimizer, data order and seed) once per method and seed:
 
 Labels are corrupted with `inject_label_noise`; a small held-out slice of the
 training data is the meta set (clean labels, as in Meta-Weight-Net, or noisy).
-All methods train on the rest, so no method sees more training inputs. Every
+Every method trains on the rest (the meta-learned ones also see the meta
+set's labels, through the meta objective only). Every
 metric is measured on clean labels: by default on the validation split, or,
 for choosing settings, on a holdout of the training split
 (`eval_split="holdout"`) so the validation split is never looked at.
@@ -46,6 +47,7 @@ from typing import Callable
 import keras
 import numpy as np
 import tensorflow as tf
+from matplotlib import ticker
 
 from tf_metaloss import losses as tml_losses
 from tf_metaloss import plotting
@@ -57,10 +59,58 @@ from tf_metaloss.models.meta_model import MetaModel
 SCHEMA_VERSION = 1
 GROUPS = ("baseline", "learned", "ablation", "oracle")
 TRAININGS = ("fixed", "meta", "frozen", "schedule")
+LINE_STYLES = {"baseline": "--", "learned": "-", "ablation": ":", "oracle": "-."}
 EVAL_SPLITS = ("val", "holdout")
 META_LABELS = ("clean", "noisy")
 MODELS = ("auto", "mlp", "cnn", "small_cnn")
 CNN_WIDTHS = {"cnn": (32, 64), "small_cnn": (16, 32)}
+
+
+# -- argument checks ---------------------------------------------------------
+
+
+def _invalid(name, value, expected):
+    raise ValueError(
+        f"Invalid value for argument `{name}`. Expected {expected}. "
+        f"Received: {name}={value!r}"
+    )
+
+
+def _check_positive_int(name, value):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        _invalid(name, value, "a positive integer")
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        _invalid(name, value, f"one of {tuple(choices)}")
+
+
+def _check_positive(name, value):
+    if not _is_number(value) or not value > 0:
+        _invalid(name, value, "a positive number")
+
+
+def _check_non_negative(name, value):
+    if not _is_number(value) or not value >= 0:
+        _invalid(name, value, "a non-negative number")
+
+
+def _check_fraction(name, value, closed=False, low_open=False):
+    ok = _is_number(value) and (
+        (0.0 <= value <= 1.0 and not (low_open and value == 0.0))
+        if closed
+        else 0.0 < value < 1.0
+    )
+    if not ok:
+        interval = ("(0, 1]" if low_open else "[0, 1]") if closed else "(0, 1)"
+        _invalid(name, value, f"a float in {interval}")
+
+
+def _is_number(value):
+    return isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(
+        value, bool
+    ) and math.isfinite(value)
 
 
 # -- methods -----------------------------------------------------------------
@@ -87,6 +137,10 @@ class Method:
     make_loss: Callable
     training: str = "fixed"
     clean_labels: bool = False
+
+    def __post_init__(self):
+        _check_choice("group", self.group, GROUPS)
+        _check_choice("training", self.training, TRAININGS)
 
 
 def _fixed(base_loss, **options):
@@ -217,8 +271,11 @@ class CompareConfig:
             `holdout_fraction` of the training split with clean labels).
         meta_fraction: share of the (remaining) training data held out as the
             meta set; `meta_labels` `"clean"` or `"noisy"`.
-        meta_learning_rate, meta_every, meta_clipnorm, regularization,
-            unroll_steps: the meta-learning settings (Adam on phi).
+        meta_learning_rate, meta_every, meta_batch_size, meta_clipnorm,
+            regularization, unroll_steps: the meta-learning settings (Adam on
+            phi; `meta_batch_size=None` uses `batch_size`).
+        meta_objective: the fixed loss the meta step minimises on the meta
+            set, a base loss name (default `"crossentropy"`).
         schedule_final: final raw blend weights of the hand schedule, a dict
             `base loss name -> weight` (others 0).
         train_eval_size: training samples on which train accuracy (clean
@@ -246,6 +303,8 @@ class CompareConfig:
     meta_labels: str = "clean"
     meta_learning_rate: float = 0.01
     meta_every: int = 1
+    meta_batch_size: int = None
+    meta_objective: str = "crossentropy"
     meta_clipnorm: float = None
     regularization: float = 0.0
     unroll_steps: int = 1
@@ -273,12 +332,15 @@ class CompareConfig:
         if not (isinstance(self.meta_every, int) and self.meta_every >= 1):
             _invalid("meta_every", self.meta_every,
                      "an integer >= 1 (the frozen ablation is its own method)")
-        if self.train_subset is not None:
-            _check_positive_int("train_subset", self.train_subset)
+        for name in ("train_subset", "meta_batch_size"):
+            if getattr(self, name) is not None:
+                _check_positive_int(name, getattr(self, name))
         _check_choice("noise_kind", self.noise_kind, noise_lib.KINDS)
         _check_choice("eval_split", self.eval_split, EVAL_SPLITS)
         _check_choice("meta_labels", self.meta_labels, META_LABELS)
         _check_choice("model", self.model, MODELS)
+        _check_choice("meta_objective", self.meta_objective,
+                      tml_losses.functional.CLASSIFICATION_LOSSES)
         _check_fraction("noise_rate", self.noise_rate, closed=True)
         _check_fraction("holdout_fraction", self.holdout_fraction)
         _check_fraction("meta_fraction", self.meta_fraction)
@@ -301,50 +363,6 @@ class CompareConfig:
             for f in dataclasses.fields(self)
             for v in (getattr(self, f.name),)
         }
-
-
-def _invalid(name, value, expected):
-    raise ValueError(
-        f"Invalid value for argument `{name}`. Expected {expected}. "
-        f"Received: {name}={value!r}"
-    )
-
-
-def _check_positive_int(name, value):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        _invalid(name, value, "a positive integer")
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        _invalid(name, value, f"one of {tuple(choices)}")
-
-
-def _check_positive(name, value):
-    if not _is_number(value) or not value > 0:
-        _invalid(name, value, "a positive number")
-
-
-def _check_non_negative(name, value):
-    if not _is_number(value) or not value >= 0:
-        _invalid(name, value, "a non-negative number")
-
-
-def _check_fraction(name, value, closed=False, low_open=False):
-    ok = _is_number(value) and (
-        (0.0 <= value <= 1.0 and not (low_open and value == 0.0))
-        if closed
-        else 0.0 < value < 1.0
-    )
-    if not ok:
-        interval = ("(0, 1]" if low_open else "[0, 1]") if closed else "(0, 1)"
-        _invalid(name, value, f"a float in {interval}")
-
-
-def _is_number(value):
-    return isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(
-        value, bool
-    ) and math.isfinite(value)
 
 
 # -- data ------------------------------------------------------------------------
@@ -573,46 +591,15 @@ def run_method(method, split, config, seed):
     keras.backend.clear_session()
     gc.collect()
     keras.utils.set_random_seed(seed)
-    base = build_model(config.model, split.x_train.shape[1:], split.num_classes,
-                       config.hidden_units)
-    # The loss is built after the model, so the model's initial weights are
-    # the same for every method.
-    loss = method.make_loss(config, seed)
-    optimizer = keras.optimizers.SGD(config.learning_rate, momentum=config.momentum)
-    fit_kwargs = {}
-    if method.training == "fixed":
-        model = base
-        model.compile(optimizer=optimizer, loss=loss)
-    else:
-        model = MetaModel(base)
-        meta = method.training == "meta"
-        model.compile(
-            optimizer=optimizer,
-            loss=loss,
-            meta_optimizer=keras.optimizers.Adam(config.meta_learning_rate),
-            meta_every=config.meta_every if meta else 0,
-            unroll_steps=config.unroll_steps,
-            meta_clipnorm=config.meta_clipnorm,
-            meta_seed=seed,
-        )
-        if meta:
-            fit_kwargs = {
-                "meta_data": (split.x_meta, split.y_meta),
-                "meta_batch_size": config.batch_size,
-            }
+    model, loss, fit_kwargs = _compiled_model(method, split, config, seed)
     y_fit = split.y_train_clean if method.clean_labels else split.y_train
     dataset, steps = training_dataset(
         split.x_train, y_fit, config.batch_size, config.epochs, seed
     )
-    n_eval = min(config.train_eval_size, len(split.x_train))
-    pick = np.random.default_rng([seed, 3]).permutation(len(split.x_train))[:n_eval]
-    train_entry = (split.x_train[pick], split.y_train_clean[pick])
-    wrong = y_fit[pick] != split.y_train_clean[pick]
-    if wrong.any():
-        train_entry += (y_fit[pick], wrong)
     gradients = metrics.GradientNormHistory()
     classification = metrics.ClassificationHistory(
-        {"val": (split.x_eval, split.y_eval), "train": train_entry},
+        {"val": (split.x_eval, split.y_eval),
+         "train": _train_eval_entry(split, y_fit, config, seed)},
         num_classes=split.num_classes,
     )
     parameters = metrics.ParameterHistory()
@@ -622,10 +609,58 @@ def run_method(method, split, config, seed):
             schedule_targets(loss, config.schedule_final), steps * config.epochs))
     start = time.perf_counter()
     history = model.fit(
-        dataset, epochs=config.epochs, steps_per_epoch=steps, verbose=0,
+        dataset, epochs=config.epochs, steps_per_epoch=steps, verbose=0, shuffle=False,
         callbacks=callbacks, **fit_kwargs,
     )
     wall_time = time.perf_counter() - start
+    return _run_record(method, seed, config, history, gradients, classification,
+                       parameters, wall_time)
+
+
+def _compiled_model(method, split, config, seed):
+    """`(model, loss, fit_kwargs)`: the compared network, compiled for `method`."""
+    base = build_model(config.model, split.x_train.shape[1:], split.num_classes,
+                       config.hidden_units)
+    # The loss is built after the model, so the model's initial weights are
+    # the same for every method.
+    loss = method.make_loss(config, seed)
+    optimizer = keras.optimizers.SGD(config.learning_rate, momentum=config.momentum)
+    if method.training == "fixed":
+        base.compile(optimizer=optimizer, loss=loss)
+        return base, loss, {}
+    model = MetaModel(base)
+    meta = method.training == "meta"
+    model.compile(
+        optimizer=optimizer,
+        loss=loss,
+        meta_optimizer=keras.optimizers.Adam(config.meta_learning_rate),
+        meta_every=config.meta_every if meta else 0,
+        meta_loss=tml_losses.FixedLoss(config.meta_objective, from_logits=True),
+        unroll_steps=config.unroll_steps,
+        meta_clipnorm=config.meta_clipnorm,
+        meta_seed=seed,
+    )
+    if not meta:
+        return model, loss, {}
+    return model, loss, {
+        "meta_data": (split.x_meta, split.y_meta),
+        "meta_batch_size": config.meta_batch_size or config.batch_size,
+    }
+
+
+def _train_eval_entry(split, y_fit, config, seed):
+    """Training samples on which clean accuracy (and memorization) is measured."""
+    n_eval = min(config.train_eval_size, len(split.x_train))
+    pick = np.random.default_rng([seed, 3]).permutation(len(split.x_train))[:n_eval]
+    entry = (split.x_train[pick], split.y_train_clean[pick])
+    wrong = y_fit[pick] != split.y_train_clean[pick]
+    if wrong.any():
+        entry += (y_fit[pick], wrong)
+    return entry
+
+
+def _run_record(method, seed, config, history, gradients, classification,
+                parameters, wall_time):
     curves = {"epoch": list(range(1, config.epochs + 1))}
     curves.update(classification.history)
     curves["loss"] = [float(v) for v in history.history.get("loss", [])]
@@ -647,9 +682,13 @@ def run_method(method, split, config, seed):
     }
     if "train_memorized" in curves:
         final["memorized"] = curves["train_memorized"][-1]
-    stability = metrics.gradient_norm_stability(gradients.norms)
+    try:
+        stability = metrics.gradient_norm_stability(gradients.norms)
+    except ValueError:  # every update was skipped (non-finite gradients)
+        stability = {"mean": float("nan"), "variance": float("nan"),
+                     "cv": float("nan"), "max": float("nan"), "steps": 0}
     final.update({f"grad_norm_{k}": v for k, v in stability.items() if k != "steps"})
-    record = {
+    return {
         "method": method.name,
         "seed": seed,
         "final": final,
@@ -657,8 +696,6 @@ def run_method(method, split, config, seed):
         "phi": parameters.history,
         "grad_norm_steps": stability["steps"],
     }
-    del model, base, dataset
-    return record
 
 
 def run_comparison(config, progress=None, on_run_end=None, data=None):
@@ -692,6 +729,8 @@ def run_comparison(config, progress=None, on_run_end=None, data=None):
             "keras": keras.__version__,
             "python": platform.python_version(),
             "cpu_count": os.cpu_count(),
+            "tf_metaloss_path": os.path.dirname(os.path.dirname(
+                os.path.abspath(tml_losses.__file__))),
         },
         "data": {
             "name": data.name,
@@ -730,9 +769,10 @@ def run_comparison(config, progress=None, on_run_end=None, data=None):
                     f"conv {f['convergence_epoch']:>3}  {f['wall_time_s']:.1f} s"
                 )
             if on_run_end is not None:
-                results["summary"] = summarize(results["runs"])
+                results["summary"] = summarize(results["runs"],
+                                               config.convergence_fraction)
                 on_run_end(results)
-    results["summary"] = summarize(results["runs"])
+    results["summary"] = summarize(results["runs"], config.convergence_fraction)
     results["checks"] = target_checks(results)
     return results
 
@@ -750,11 +790,16 @@ def mean_std(values):
     return float(np.mean(values)), std, int(values.size)
 
 
-def summarize(runs):
+def summarize(runs, convergence_fraction=0.9, target_exclude=("oracle",)):
     """Per method and metric: `{"mean", "std", "n"}` over seeds.
 
     Also `delta_vs_ce` (paired per seed: method minus cross-entropy, in
-    accuracy) when cross-entropy was run.
+    accuracy) when cross-entropy was run, and `epochs_to_common_target`: the
+    first epoch whose validation accuracy reaches `convergence_fraction` times
+    the best mean final accuracy of all methods (one target for every method,
+    unlike `convergence_epoch`, whose target is each run's own final value);
+    methods in `target_exclude` (the oracle trains on clean labels) do not
+    set the target. Its `n` counts the runs that reached it, `of` all runs.
     """
     by_method = {}
     for run in runs:
@@ -773,7 +818,23 @@ def summarize(runs):
             mean, std, n = mean_std(paired)
             entry["delta_vs_ce"] = {"mean": mean, "std": std, "n": n}
         summary[name] = entry
+    best = max((e["val_accuracy"]["mean"] for name, e in summary.items()
+                if name not in target_exclude and e.get("val_accuracy", {}).get("n")),
+               default=float("nan"))
+    target = convergence_fraction * best
+    for name, method_runs in by_method.items():
+        epochs = [_first_epoch_reaching(r["curves"].get("val_accuracy", []), target)
+                  for r in method_runs if "curves" in r]
+        if epochs:
+            mean, std, n = mean_std([float("nan") if e is None else e for e in epochs])
+            summary[name]["epochs_to_common_target"] = {
+                "mean": mean, "std": std, "n": n, "of": len(epochs), "target": target}
     return summary
+
+
+def _first_epoch_reaching(curve, target):
+    reached = [i for i, v in enumerate(curve) if v >= target]
+    return reached[0] + 1 if reached else None
 
 
 def _mean(summary, method, key="val_accuracy"):
@@ -830,6 +891,24 @@ def target_checks(results):
             f"{_mean(summary, best, 'convergence_epoch'):.1f} vs "
             f"{_mean(summary, 'ce', 'convergence_epoch'):.1f} ({ratio:.2f}x)",
             bool(ratio <= 0.75))
+        common = {n: summary[n].get("epochs_to_common_target") for n in (best, "ce")}
+        if all(common.values()):
+            def describe(stat):
+                return "never" if stat["n"] == 0 else (
+                    f"{stat['mean']:.1f}" + ("" if stat["n"] == stat["of"]
+                                             else f" ({stat['n']}/{stat['of']} runs)"))
+
+            ce_stat, best_stat = common["ce"], common[best]
+            if ce_stat["n"] < ce_stat["of"]:
+                # CE misses the target in some runs: the learned loss is faster
+                # if it always reaches it.
+                met = best_stat["n"] == best_stat["of"]
+            else:
+                met = best_stat["n"] == best_stat["of"] and (
+                    best_stat["mean"] <= 0.75 * ce_stat["mean"])
+            add("same, with one target for all (90% of the best non-oracle accuracy, "
+                f"{100 * ce_stat['target']:.1f}%)",
+                f"{describe(best_stat)} vs {describe(ce_stat)}", bool(met))
     if all(n in summary for n in ("meta_loss", "schedule", "frozen")):
         accs = {n: _mean(summary, n) for n in ("meta_loss", "schedule", "frozen")}
         add("ablation order meta > schedule > frozen (MetaLoss)",
@@ -846,7 +925,8 @@ TABLE_COLUMNS = (
     ("val_macro_f1", "macro-F1 %", 100.0, 2),
     ("train_accuracy", "train acc % (clean)", 100.0, 1),
     ("generalization_gap", "gap (pts)", 100.0, 1),
-    ("convergence_epoch", "epochs to 90%", 1.0, 1),
+    ("convergence_epoch", "epochs to 90% of own final", 1.0, 1),
+    ("epochs_to_common_target", "epochs to 90% of best", 1.0, 1),
     ("grad_norm_variance", "grad-norm var", 1.0, None),
     ("grad_norm_cv", "grad-norm CV", 1.0, 2),
     ("memorized", "memorized %", 100.0, 1),
@@ -855,12 +935,18 @@ TABLE_COLUMNS = (
 
 
 def _cell(stat, scale, digits):
-    if stat is None or stat["n"] == 0:
+    if stat is None:
         return "-"
+    if stat["n"] == 0:
+        return "never" if stat.get("of") else "-"
     mean, std = stat["mean"] * scale, stat["std"] * scale
     if digits is None:
-        return f"{mean:.3g} ± {std:.2g}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+        text = f"{mean:.3g} ± {std:.2g}"
+    else:
+        text = f"{mean:.{digits}f} ± {std:.{digits}f}"
+    if stat.get("of", stat["n"]) > stat["n"]:
+        text += f" ({stat['n']}/{stat['of']} runs)"
+    return text
 
 
 def format_table(results):
@@ -904,7 +990,10 @@ def format_report(results):
         f"{config['learning_rate']} momentum {config['momentum']}, batch "
         f"{config['batch_size']}, {config['epochs']} epochs; seeds {seeds}.",
         f"- Meta-learning: Adam lr {config['meta_learning_rate']}, meta_every "
-        f"{config['meta_every']}, unroll {config['unroll_steps']}, clipnorm "
+        f"{config['meta_every']}, meta batch "
+        f"{config.get('meta_batch_size') or config['batch_size']}, objective "
+        f"{config.get('meta_objective', 'crossentropy')} on the meta set, unroll "
+        f"{config['unroll_steps']}, clipnorm "
         f"{config['meta_clipnorm']}, regularization {config['regularization']}; "
         f"hand schedule to {config['schedule_final']}.",
         "- Cells: mean ± sample std over seeds; accuracy after the last epoch "
@@ -938,25 +1027,23 @@ def _averaged(runs, method, key, source="curves"):
 
 
 def _styles(methods):
-    colors = {}
-    palette = plotting_palette(len(methods))
-    for i, m in enumerate(methods):
-        line = {"baseline": "--", "learned": "-", "ablation": ":", "oracle": "-."}[m["group"]]
-        colors[m["name"]] = (palette[i], line)
-    return colors
+    palette = _palette(len(methods))
+    return {m["name"]: (palette[i], LINE_STYLES[m["group"]])
+            for i, m in enumerate(methods)}
 
 
-def plotting_palette(n):
-    """`n` distinct colours (matplotlib's tab20 cycle)."""
+def _palette(n):
+    """`n` distinct colours: tab10, then the light half of tab20."""
     from matplotlib import colormaps
 
-    cmap = colormaps["tab20"]
-    return [cmap(i % 20) for i in range(n)]
+    tab10, tab20 = colormaps["tab10"], colormaps["tab20"]
+    colors = [tab10(i) for i in range(10)] + [tab20(2 * i + 1) for i in range(10)]
+    return [colors[i % len(colors)] for i in range(n)]
 
 
 def learning_curves_figure(results):
     """Mean (over seeds) clean val and train accuracy per epoch, one line per method."""
-    fig, axes = plotting.new_figure(ncols=2, width=6.0, height=4.2)
+    fig, axes = plotting.new_figure(ncols=2, width=5.6, height=4.2)
     styles = _styles(results["methods"])
     for ax, key, title in zip(axes[0], ("val_accuracy", "train_accuracy"),
                               ("validation accuracy (clean labels)",
@@ -970,12 +1057,15 @@ def learning_curves_figure(results):
             ax.plot(epochs, mean, line, color=color, label=m["label"])
             ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.12)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
         ax.set_ylabel("accuracy")
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
-    axes[0, 1].legend(fontsize=7, loc="lower right")
-    fig.suptitle(_figure_title(results))
-    fig.tight_layout()
+    handles, labels = axes[0, 1].get_legend_handles_labels()
+    fig.set_figwidth(fig.get_figwidth() + 2.6)
+    fig.suptitle(_figure_title(results) + " (mean ± std over seeds)")
+    fig.tight_layout(rect=(0, 0, 1 - 2.6 / fig.get_figwidth(), 1))
+    fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
     return fig
 
 
@@ -998,13 +1088,18 @@ def phi_figure(results):
     ncols = min(3, len(panels))
     nrows = -(-len(panels) // ncols)
     fig, axes = plotting.new_figure(ncols=ncols, nrows=nrows, width=4.6, height=3.4)
+    # One colour per parameter name across all panels.
+    names = list(dict.fromkeys(k.split("/", 1)[1] for _, keys in panels for k in keys))
+    colors = dict(zip(names, _palette(len(names))))
     for i, (m, keys) in enumerate(panels):
         ax = axes[i // ncols, i % ncols]
         for key in keys:
             mean, _ = _averaged(results["runs"], m["name"], key, source="phi")
-            ax.plot(np.arange(len(mean)), mean, label=key.split("/", 1)[1])
+            label = key.split("/", 1)[1]
+            ax.plot(np.arange(len(mean)), mean, label=label, color=colors[label])
         ax.set_title(m["label"], fontsize=9)
         ax.set_xlabel("epoch (0 = start)")
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
         ax.set_ylabel("mixture weight" if keys[0].startswith("mix/") else "value")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
@@ -1018,11 +1113,12 @@ def phi_figure(results):
 def _figure_title(results):
     c = results["config"]
     return (f"{results['data']['name']}: {c['noise_rate']:.0%} {c['noise_kind']} "
-            f"noise, {len(c['seeds'])} seeds")
+            f"noise, {len(c['seeds'])} seed{'s' if len(c['seeds']) > 1 else ''}")
 
 
 def to_json(results):
-    """`json.dumps` of results with non-finite numbers written as `null`."""
+    """`json.dumps` of results: floats to 7 significant digits (float32
+    precision), non-finite numbers as `null`."""
     return json.dumps(_finite(results), indent=1, allow_nan=False)
 
 
@@ -1032,7 +1128,7 @@ def _finite(value):
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
+        return float(f"{value:.7g}") if math.isfinite(value) else None
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.bool_):

@@ -154,7 +154,7 @@ def convergence_epoch(curve, fraction=0.9):
 
     Example:
 
-    >>> convergence_epoch([0.2, 0.5, 0.85, 0.9, 0.95])
+    >>> convergence_epoch([0.2, 0.5, 0.86, 0.9, 0.95])  # 0.86 >= 0.9 * 0.95
     3
     """
     values = np.asarray(curve, dtype=np.float64).reshape(-1)
