@@ -74,7 +74,7 @@ def test_recovered_meta_loss_and_norm_match_a_hand_computed_first_step(tmp_path)
     x, y = _data(n=16)
     xm, ym = _data(n=12, seed=1)
     lr = 0.1
-    model = _model(meta_clipnorm=1e-4)
+    model = _model(meta_clipnorm=1e-4, meta_loss="sparse_categorical_crossentropy")
     weights = [tf.constant(v.numpy()) for v in model.trainable_variables]
     loss = model.loss
     phi0 = [tf.constant(v.numpy()) for v in loss.trainable_variables]

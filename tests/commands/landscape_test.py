@@ -84,7 +84,7 @@ def test_compares_two_saved_models_on_digits(saved_models, tmp_path, capsys):
     # Both evaluate cross-entropy on logits: the plain model's compiled loss and
     # the MetaModel's meta objective.
     assert report["models"]["ce"]["loss"] == "sparse_categorical_crossentropy"
-    assert report["models"]["learned"]["loss"] == "crossentropy"
+    assert report["models"]["learned"]["loss"] == "mae_classification"
     ev = EventAccumulator(str(out_dir / "tensorboard"), size_guidance={"tensors": 0})
     ev.Reload()
     assert {"landscape", "landscape/ce/max_increase", "landscape/learned/max_increase"} <= set(

@@ -108,10 +108,16 @@ def test_meta_model_defaults_to_its_meta_objective():
     model = tml.MetaModel(inputs, keras.layers.Dense(3)(inputs))
     model.compile(optimizer="sgd", loss=tml.PolynomialLoss(degree=2, from_logits=True))
     result = diagnostics.loss_landscape(model, (x, y), points=3)
+    # The default meta objective for classification is the bounded MAE term.
+    probs = keras.ops.softmax(model(x)).numpy()
+    expected = np.abs(np.eye(3)[y] - probs).sum(axis=1).mean()
+    assert result.center_loss == pytest.approx(float(expected), rel=1e-5)
+    assert result.loss_name == "mae_classification"
+    named_ce = diagnostics.loss_landscape(model, (x, y), points=3, loss="crossentropy",
+                                          from_logits=True)
     expected = keras.losses.sparse_categorical_crossentropy(
         y, model(x), from_logits=True).numpy().mean()
-    assert result.center_loss == pytest.approx(float(expected), rel=1e-5)
-    assert result.loss_name == "crossentropy"
+    assert named_ce.center_loss == pytest.approx(float(expected), rel=1e-5)
     named = diagnostics.loss_landscape(model, (x, y), points=3, loss="mae_classification",
                                        from_logits=True)
     probs = keras.ops.softmax(model(x)).numpy()

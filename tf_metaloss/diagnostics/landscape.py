@@ -116,8 +116,8 @@ def filter_normalized_direction(weights, rng, ignore_biases=True):
 
 def _resolve_loss(model, loss, from_logits):
     if loss is None:
-        # A MetaModel's fixed meta objective (e.g. cross-entropy) makes the
-        # landscapes of models trained on different losses comparable.
+        # A MetaModel's fixed meta objective (by default the bounded MAE term
+        # for classification); pass `loss=` to compare models on one objective.
         loss = getattr(model, "meta_loss", None)
         if loss is None:
             loss = getattr(model, "loss", None)

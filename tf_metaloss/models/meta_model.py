@@ -109,7 +109,7 @@ class MetaModel(keras.Model):
         self,
         optimizer="rmsprop",
         loss=None,
-        meta_optimizer="adam",
+        meta_optimizer=None,
         meta_loss=None,
         meta_every=1,
         unroll_steps=1,
@@ -125,12 +125,17 @@ class MetaModel(keras.Model):
             optimizer: the optimizer of the model's weights (as in Keras).
             loss: a learnable loss from `tf_metaloss.losses` (instance, or a
                 registered name/config such as `"tf_metaloss>MetaLoss"`).
-            meta_optimizer: the optimizer of the loss parameters phi.
+            meta_optimizer: the optimizer of the loss parameters phi (`None`:
+                `keras.optimizers.Adam(0.01)`; Keras's default Adam rate of
+                1e-3 was too slow for phi in the comparisons of
+                docs/RESULTS.md).
             meta_loss: the fixed validation objective minimised by the meta
                 step: a Keras loss instance, a Keras loss name (built with the
-                learnable loss's `from_logits`), or `None` for the learnable
-                loss's base objective (cross-entropy for classification
-                accepting sparse or one-hot labels, MSE for regression).
+                learnable loss's `from_logits`), or `None` for the default:
+                classification: the bounded MAE objective `2 * (1 - p_true)`
+                (`FixedLoss("mae_classification")`, sparse or one-hot
+                labels), which held up best with noisy training labels in
+                docs/RESULTS.md; regression: MSE.
             meta_every: meta-update every `meta_every` steps (the first step
                 is a meta step); 0 freezes the loss.
             unroll_steps: K, the number of differentiable lookahead steps (on
@@ -180,6 +185,8 @@ class MetaModel(keras.Model):
                 f"{type(self.optimizer).__name__}). Build the model under the "
                 "'float32' dtype policy."
             )
+        if meta_optimizer is None:
+            meta_optimizer = keras.optimizers.Adam(learning_rate=0.01)
         self.meta_optimizer = keras.optimizers.get(meta_optimizer)
         if self.meta_optimizer is self.optimizer:
             raise ValueError(
@@ -244,7 +251,7 @@ class MetaModel(keras.Model):
     @staticmethod
     def _resolve_meta_loss(meta_loss, loss):
         if meta_loss is None:
-            base = "mse" if loss.regression else "crossentropy"
+            base = "mse" if loss.regression else "mae_classification"
             return FixedLoss(base, from_logits=loss.from_logits, name="meta_loss")
         if isinstance(meta_loss, str):
             try:
