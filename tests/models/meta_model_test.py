@@ -602,3 +602,13 @@ def test_fit_meta_argument_errors(kwargs, message):
 def test_meta_seed_must_be_an_integer():
     with pytest.raises(ValueError, match="argument `meta_seed`"):
         _model().compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_seed="abc")
+
+
+def test_defaults_bounded_meta_objective_and_adam_for_phi():
+    model = _model()
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    assert isinstance(model.meta_loss, tml.losses.FixedLoss)
+    assert model.meta_loss.base_loss == "mae_classification"
+    assert model.meta_loss.from_logits is True
+    assert isinstance(model.meta_optimizer, keras.optimizers.Adam)
+    assert float(model.meta_optimizer.learning_rate) == pytest.approx(0.01)
