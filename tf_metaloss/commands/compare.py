@@ -187,8 +187,7 @@ def canonical_command(config, output_dir):
     ]
     if config.meta_batch_size is not None:
         parts += ["--meta-batch-size", str(config.meta_batch_size)]
-    if config.meta_objective != "crossentropy":
-        parts += ["--meta-objective", config.meta_objective]
+    parts += ["--meta-objective", config.meta_objective]
     if config.meta_clipnorm is not None:
         parts += ["--meta-clipnorm", f"{config.meta_clipnorm:g}"]
     parts += [

@@ -304,7 +304,7 @@ class CompareConfig:
     meta_learning_rate: float = 0.01
     meta_every: int = 1
     meta_batch_size: int = None
-    meta_objective: str = "crossentropy"
+    meta_objective: str = "mae_classification"
     meta_clipnorm: float = None
     regularization: float = 0.0
     unroll_steps: int = 1
