@@ -32,7 +32,7 @@ def test_figures_render_without_touching_pyplot():
 
 def test_trajectory_figure_panels(tmp_path):
     steps = np.arange(4)
-    fig = plotting.trajectory_figure(steps, {"w/ce": steps * 0.1}, meta_loss=steps[::-1])
+    fig = plotting.trajectory_figure(steps, {"w/ce": steps * 0.1}, meta_objective=steps[::-1])
     assert len(fig.axes) == 2
     np.testing.assert_allclose(fig.axes[1].get_lines()[0].get_ydata(), [3, 2, 1, 0])
     assert len(plotting.trajectory_figure(steps, {"w": steps}).axes) == 1

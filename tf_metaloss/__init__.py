@@ -14,6 +14,8 @@ Example:
 from tf_metaloss import callbacks
 from tf_metaloss import diagnostics
 from tf_metaloss import losses
+from tf_metaloss import meta
+from tf_metaloss import testing
 from tf_metaloss.losses import BlendLoss
 from tf_metaloss.losses import LearnableLoss
 from tf_metaloss.losses import MetaLoss
@@ -35,4 +37,6 @@ __all__ = [
     "callbacks",
     "diagnostics",
     "losses",
+    "meta",
+    "testing",
 ]

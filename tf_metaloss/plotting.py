@@ -72,16 +72,16 @@ def curves_figure(x, curves, xlabel, ylabel="loss", title=None, styles=None):
     return fig
 
 
-def trajectory_figure(steps, series, meta_loss=None, title=None):
-    """Loss parameters (and optionally the meta loss) over training steps.
+def trajectory_figure(steps, series, meta_objective=None, title=None):
+    """Loss parameters (and optionally the meta objective) over training steps.
 
     Args:
         steps: 1-D array of step numbers.
         series: dict `label -> 1-D array` of one value per step.
-        meta_loss: optional 1-D array, drawn in a second panel.
+        meta_objective: optional 1-D array, drawn in a second panel.
         title: figure title.
     """
-    nrows = 2 if meta_loss is not None else 1
+    nrows = 2 if meta_objective is not None else 1
     fig, axes = new_figure(nrows=nrows, width=7.0, height=3.4)
     ax = axes[0, 0]
     for label, values in series.items():
@@ -93,11 +93,11 @@ def trajectory_figure(steps, series, meta_loss=None, title=None):
         ax.legend(fontsize="small", loc="best")
     if title:
         ax.set_title(title)
-    if meta_loss is not None:
+    if meta_objective is not None:
         ax = axes[1, 0]
-        ax.plot(steps, meta_loss, color="black", linewidth=0.8)
+        ax.plot(steps, meta_objective, color="black", linewidth=0.8)
         ax.set_xlabel("step")
-        ax.set_ylabel("meta loss")
+        ax.set_ylabel("meta objective")
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import tf_metaloss as tml
 from tf_metaloss import callbacks
-from tf_metaloss.callbacks import audit
+from tf_metaloss.callbacks import monitor
 
 
 def _data(n=32, seed=0):
@@ -29,7 +29,6 @@ def _model(loss=None, **kwargs):
     model.compile(
         optimizer=keras.optimizers.SGD(0.1),
         loss=loss if loss is not None else tml.MetaLoss(from_logits=True),
-        run_eagerly=True,
         **kwargs,
     )
     return model
@@ -39,10 +38,11 @@ def _updates(path):
     return [r for r in callbacks.read_audit_log(path) if r["event"] == "meta_update"]
 
 
-def test_one_line_per_meta_update(tmp_path):
+@pytest.mark.parametrize("run_eagerly", [False, True])
+def test_one_line_per_meta_update(tmp_path, run_eagerly):
     path = str(tmp_path / "logs" / "audit.jsonl")  # the directory is created
     x, y = _data()
-    model = _model(meta_every=3)
+    model = _model(meta_every=3, run_eagerly=run_eagerly)
     model.fit(x, y, meta_data=(x, y), batch_size=4, epochs=2, verbose=0,
               callbacks=[callbacks.LossAuditLog(path)])
     records = callbacks.read_audit_log(path)
@@ -65,16 +65,16 @@ def test_one_line_per_meta_update(tmp_path):
         model.loss.trainable_variables[0].numpy(), rtol=1e-7)
     for r in updates:
         assert r["clipnorm"] is None and r["clipped"] is False and r["skipped"] is False
-        assert math.isfinite(r["meta_loss"]) and r["meta_grad_norm"] > 0
+        assert math.isfinite(r["meta_objective"]) and r["meta_grad_norm"] > 0
     assert records[-1]["step"] == 16
 
 
-def test_recovered_meta_loss_and_norm_match_a_hand_computed_first_step(tmp_path):
+def test_logged_meta_objective_and_norm_match_a_hand_computed_first_step(tmp_path):
     path = str(tmp_path / "audit.jsonl")
     x, y = _data(n=16)
     xm, ym = _data(n=12, seed=1)
     lr = 0.1
-    model = _model(meta_clipnorm=1e-4, meta_loss="sparse_categorical_crossentropy")
+    model = _model(meta_global_clipnorm=1e-4, meta_objective="sparse_categorical_crossentropy")
     weights = [tf.constant(v.numpy()) for v in model.trainable_variables]
     loss = model.loss
     phi0 = [tf.constant(v.numpy()) for v in loss.trainable_variables]
@@ -95,10 +95,24 @@ def test_recovered_meta_loss_and_norm_match_a_hand_computed_first_step(tmp_path)
     model.fit(x, y, meta_data=(xm, ym), meta_batch_size=12, batch_size=8, epochs=1,
               shuffle=False, verbose=0, callbacks=[callbacks.LossAuditLog(path)])
     first = _updates(path)[0]
-    assert first["meta_loss"] == pytest.approx(float(expected_loss), rel=1e-5)
+    assert first["meta_objective"] == pytest.approx(float(expected_loss), rel=1e-5)
     assert first["meta_grad_norm"] == pytest.approx(expected_norm, rel=1e-4)
     assert first["clipped"] is (expected_norm > 1e-4)
     assert first["clipped"]
+
+
+def test_steps_per_execution_records_the_latest_update_of_each_call(tmp_path):
+    path = str(tmp_path / "audit.jsonl")
+    x, y = _data()
+    model = _model(meta_every=3, steps_per_execution=4)
+    model.fit(x, y, meta_data=(x, y), batch_size=4, epochs=1, verbose=0,
+              callbacks=[callbacks.LossAuditLog(path)])
+    updates = _updates(path)
+    # 8 steps in two calls of 4: meta steps 0, 3 in the first, 6 in the second.
+    assert [r["step"] for r in updates] == [3, 6]
+    assert [r.get("meta_updates", 1) for r in updates] == [2, 1]
+    assert int(model.meta_optimizer.iterations.numpy()) == 3
+    assert updates[1]["phi_before"] == updates[0]["phi_after"]
 
 
 def test_every_line_is_on_disk_while_the_writer_is_open(tmp_path, monkeypatch):
@@ -160,7 +174,9 @@ def test_a_skipped_update_is_recorded_and_warned_about(tmp_path):
     updates = _updates(path)
     assert [r["skipped"] for r in updates] == [False, False, True, False]
     assert updates[2]["phi_after"] == updates[2]["phi_before"]  # nothing applied
-    assert updates[2]["meta_loss"] is None  # non-finite values become null
+    assert updates[2]["meta_objective"] is None  # non-finite values become null
+    # The update after the skipped one has its own, finite values again.
+    assert math.isfinite(updates[3]["meta_objective"]) and updates[3]["meta_grad_norm"] > 0
     summary = callbacks.summarize_audit_log(callbacks.read_audit_log(path))
     assert summary["skipped"] == [2]
     assert any("skipped" in w and "steps 2" in w for w in summary["warnings"])
@@ -217,7 +233,7 @@ def test_summary_of_a_hand_made_log(tmp_path):
     s = callbacks.summarize_audit_log(records, top=2)
     assert (s["sessions"], s["updates"]) == (1, 3)
     assert s["steps"] == [0, 10] and s["epochs"] == [0, 1]
-    assert s["meta_loss"] == {"first": 2.0, "last": 1.5, "min": 1.5, "min_step": 10}
+    assert s["meta_objective"] == {"first": 2.0, "last": 1.5, "min": 1.5, "min_step": 10}
     assert s["meta_grad_norm"] == {"mean": 1.5, "max": 2.5, "max_step": 10}
     w = s["movement"]["parameters"]["w"]
     assert w["l2"] == pytest.approx(math.sqrt(0.5 ** 2 * 2))
@@ -287,7 +303,7 @@ def test_invalid_path_argument():
 def test_bound_contacts_distinguishes_hits_from_resting_on_a_bound():
     before = {"w": np.array([0.0, 0.5, 1.0])}
     after = {"w": np.array([0.0, 0.0, 0.7])}
-    hit, at_bound = audit.bound_contacts(before, after, {"w": (0.0, 1.0)},
+    hit, at_bound = monitor.bound_contacts(before, after, {"w": (0.0, 1.0)},
                                          {"w": ["a", "b", "c"]})
     assert hit == ["w/b"]
     assert at_bound == ["w/a", "w/b"]

@@ -8,7 +8,7 @@ import pytest
 
 import tf_metaloss as tml
 from tf_metaloss import callbacks
-from tf_metaloss.callbacks.audit import MetaStepRecord
+from tf_metaloss.callbacks.monitor import MetaStepRecord
 
 
 def _data(n=32, seed=0):
@@ -26,7 +26,7 @@ def _model(run_eagerly=True):
     return model
 
 
-# The graph-mode case checks that compiled steps still pick the step in Python.
+# The graph-mode case checks that the compiled loop reads the new meta_every.
 @pytest.mark.parametrize("restore_best, run_eagerly", [(True, False), (False, True)])
 def test_freezing_really_stops_meta_updates(tmp_path, restore_best, run_eagerly):
     path = str(tmp_path / "audit.jsonl")
@@ -41,17 +41,19 @@ def test_freezing_really_stops_meta_updates(tmp_path, restore_best, run_eagerly)
     updates = [r for r in callbacks.read_audit_log(path) if r["event"] == "meta_update"]
     assert [r["step"] for r in updates] == [0, 1]  # 16 steps, only 2 meta steps
     assert model.meta_every == 0 and stop.frozen and stop.frozen_step == 1
-    assert stop.best_step == 0 and stop.best_value == pytest.approx(updates[0]["meta_loss"])
+    assert stop.best_step == 0 and stop.best_value == pytest.approx(updates[0]["meta_objective"])
     phi = model.loss.trainable_variables[0].numpy()
     if restore_best:
-        # The best step's meta loss was measured with phi before that step.
+        # The best step's meta objective was measured with phi before that step.
         np.testing.assert_array_equal(phi, start)
     else:
         np.testing.assert_allclose(phi, updates[1]["phi_after"]["blend_weights"], rtol=1e-7)
         assert not np.allclose(phi, start)
-    # The second epoch ran no meta step: its meta trackers stayed empty.
-    assert history.history["meta_loss"][1] == 0.0
+    # No meta step after the freeze: two meta-optimizer steps in all, and the
+    # second epoch's meta trackers saw no update.
+    assert int(model.meta_optimizer.iterations.numpy()) == 2
     assert float(model.meta_grad_norm_tracker.count.numpy()) == 0.0
+    assert int(model.optimizer.iterations.numpy()) == 16
     # Weights still trained after the freeze.
     assert history.history["loss"][1] != history.history["loss"][0]
 
@@ -63,11 +65,11 @@ def _fake_run(stop, meta_losses, phis=None):
                                   loss=types.SimpleNamespace(trainable_variables=[variable]))
     stop.set_model(model)
     queue = []
-    stop._monitor = types.SimpleNamespace(begin=lambda m: None, end=lambda m: queue.pop())
+    stop._monitor = types.SimpleNamespace(begin=lambda m: None, end=lambda m, logs: queue.pop())
     for step, value in enumerate(meta_losses):
         phi = np.full(2, float(step)) if phis is None else phis[step]
-        queue.append(MetaStepRecord(step=step, steps=1, meta_updates=1, meta_loss=value,
-                                    meta_grad_norm=1.0, skipped=0,
+        queue.append(MetaStepRecord(step=step, steps=1, meta_updates=1, meta_objective=value,
+                                    meta_grad_norm=1.0, clipped=False, skipped=0,
                                     phi_before={"w": phi}, phi_after={"w": phi + 0.5}))
         stop.on_train_batch_begin(step)
         stop.on_train_batch_end(step)
@@ -95,10 +97,16 @@ def test_min_delta_and_window():
     assert (stop.best_step, stop.best_value, stop.frozen_step) == (3, 2.0, 5)
 
 
-def test_updates_without_a_finite_meta_loss_are_ignored():
+def test_updates_without_a_finite_meta_objective_are_ignored():
     stop = callbacks.LossParameterEarlyStopping(patience=1)
     _fake_run(stop, [2.0, None, None, 1.0, 3.0])
     assert (stop.best_step, stop.frozen_step) == (3, 4)
+
+
+def test_deprecated_monitor_name_still_works():
+    with pytest.warns(DeprecationWarning, match="monitor='meta_objective'"):
+        stop = callbacks.LossParameterEarlyStopping(monitor="meta_loss")
+    assert stop.monitor == "meta_objective"
 
 
 @pytest.mark.parametrize(

@@ -99,7 +99,7 @@ def test_scalars_per_meta_update_match_the_audit_log_and_the_model(blend_run):
     tags = ev.Tags()["tensors"]
     labels = list(model.loss.base_losses)
     for tag in [f"phi/{label}" for label in labels] + [
-        "phi/distance_from_start", "meta/loss", "meta/grad_norm",
+        "phi/distance_from_start", "meta/objective", "meta/grad_norm",
         "meta/grad_norm_variance", "meta/skipped_updates",
     ]:
         assert tag in tags
@@ -127,14 +127,14 @@ def test_scalars_per_meta_update_match_the_audit_log_and_the_model(blend_run):
 
 def test_per_step_meta_values_average_to_the_keras_epoch_logs(blend_run):
     ev, history = blend_run["events"], blend_run["history"]
-    steps, losses = _series(ev, "meta/loss")
+    steps, losses = _series(ev, "meta/objective")
     _, norms = _series(ev, "meta/grad_norm")
     losses, norms = np.array(losses, float), np.array(norms, float)
     for epoch, (low, high) in enumerate([(0, 8), (8, 16)]):
         in_epoch = [(low <= s < high) for s in steps]
         # Keras's own epoch value is the tracker's mean over the epoch's steps.
         assert losses[in_epoch].mean() == pytest.approx(
-            history["meta_loss"][epoch], rel=1e-5)
+            history["meta_objective"][epoch], rel=1e-5)
         assert norms[in_epoch].mean() == pytest.approx(
             history["meta_grad_norm"][epoch], rel=1e-5)
     var_steps, variances = _series(ev, "meta/grad_norm_variance")
@@ -182,10 +182,10 @@ def test_beside_keras_tensorboard_in_the_same_log_dir(blend_run):
     root = blend_run["root"]
     assert sorted(os.listdir(root)) == ["audit.jsonl", "metaloss", "train"]
     train = _events(str(root / "train"))
-    assert "epoch_meta_loss" in train.Tags()["tensors"]
-    _, values = _series(train, "epoch_meta_loss")
+    assert "epoch_meta_objective" in train.Tags()["tensors"]
+    _, values = _series(train, "epoch_meta_objective")
     np.testing.assert_allclose(
-        [float(v) for v in values], blend_run["history"]["meta_loss"], rtol=1e-6)
+        [float(v) for v in values], blend_run["history"]["meta_objective"], rtol=1e-6)
 
 
 def test_update_freq_epoch_writes_epoch_means(tmp_path):
@@ -198,10 +198,10 @@ def test_update_freq_epoch_writes_epoch_means(tmp_path):
                          callbacks.LossAuditLog(audit)])
     ev = _events(str(tmp_path / "metaloss"))
     records = [r for r in callbacks.read_audit_log(audit) if r["event"] == "meta_update"]
-    steps, losses = _series(ev, "meta/loss")
+    steps, losses = _series(ev, "meta/objective")
     assert steps == [4, 8]
     for epoch in (0, 1):
-        expected = np.mean([r["meta_loss"] for r in records if r["epoch"] == epoch])
+        expected = np.mean([r["meta_objective"] for r in records if r["epoch"] == epoch])
         assert float(losses[epoch]) == pytest.approx(expected, rel=1e-6)
     assert "phi/blend_weights" not in ev.Tags()["tensors"]  # histogram_freq=0
     assert "loss_curve" not in ev.Tags()["tensors"]  # image_freq=0

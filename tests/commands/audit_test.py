@@ -36,7 +36,7 @@ def real_log(tmp_path_factory):
     model = tml.MetaModel(inputs, keras.layers.Dense(3)(inputs))
     model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True),
                   meta_optimizer=keras.optimizers.Adam(0.05), meta_every=2,
-                  meta_clipnorm=1e-3, run_eagerly=True)
+                  meta_global_clipnorm=1e-3, run_eagerly=True)
     model.fit(x, y, meta_data=(x, y), batch_size=8, epochs=2, verbose=0,
               callbacks=[callbacks.LossAuditLog(path)])
     return path
@@ -61,7 +61,7 @@ def test_text_summary_of_a_real_run(real_log, capsys):
              if r["event"] == "meta_update"]
     clipped = sum(norm > 1e-3 for norm in norms)
     assert clipped == len(summary["clipped"]) > 0
-    assert f"clipped in {clipped} of 4 updates (meta_clipnorm=0.001)" in out
+    assert f"clipped in {clipped} of 4 updates (meta_global_clipnorm=0.001)" in out
     first = summary["movement"]["parameters"]["blend_weights"]["elements"][1]
     values = "{:+.6f} -> {:+.6f}".format(first["first"], first["last"])
     assert re.search(r"blend_weights/focal +" + re.escape(values), out)

@@ -75,7 +75,7 @@ class TestRunDemo:
         learned = tiny_result.method(demo.META).phi
         assert set(learned) == set(ce)
         assert learned != ce
-        assert "meta_loss" in tiny_result.method(demo.META).history
+        assert "meta_objective" in tiny_result.method(demo.META).history
 
     def test_writes_tensorboard_event_files(self, tiny_result):
         for method in tiny_result.methods:
@@ -87,7 +87,7 @@ class TestRunDemo:
             os.path.join(tiny_result.method(demo.META).logdir, "train")
         )
         assert "epoch_phi/crossentropy" in meta_tags
-        assert "epoch_meta_loss" in meta_tags
+        assert "epoch_meta_objective" in meta_tags
 
     def test_format_result_prints_table_and_learned_phi(self, tiny_result):
         text = demo.format_result(tiny_result)

@@ -5,8 +5,9 @@ import json
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+import tensorflow as tf  # noqa: F401
 
+import tf_metaloss as tml
 from tf_metaloss.losses import BlendLoss
 from tf_metaloss.losses import ClipConstraint
 from tf_metaloss.losses import FixedLoss
@@ -15,6 +16,7 @@ from tf_metaloss.losses import MetaLoss
 from tf_metaloss.losses import NeuralLoss
 from tf_metaloss.losses import PolynomialLoss
 from tf_metaloss.losses import SampleWeightedLoss
+from tf_metaloss.losses import functional
 
 # name -> (factory, the base loss it starts as). Classification factories
 # default to from_logits=True; keyword arguments override.
@@ -93,6 +95,12 @@ families = pytest.mark.parametrize("case", list(FAMILIES))
 
 
 @families
+def test_every_family_keeps_the_public_contract(case):
+    factory, base = FAMILIES[case]
+    tml.testing.run_learnable_loss_test(factory, starts_as=base)
+
+
+@families
 class TestLearnableLossContract:
     def test_is_a_keras_loss(self, case):
         loss = make(case)
@@ -101,32 +109,6 @@ class TestLearnableLossContract:
         assert loss.regression == case.endswith("regression")
         assert len(loss.trainable_variables) == len(loss.parameter_names) > 0
         assert set(loss.parameters()) == set(loss.parameter_names)
-
-    def test_starts_as_its_base_loss(self, case):
-        loss = make(case, reduction=None)
-        y_true, y_pred = data(loss)
-        base = FixedLoss(FAMILIES[case][1], from_logits=loss.from_logits, reduction=None)
-        np.testing.assert_allclose(
-            loss(y_true, y_pred), base(y_true, y_pred), rtol=1e-6, atol=1e-7
-        )
-
-    def test_get_config_from_config_round_trip(self, case):
-        loss = make(case, regularization=0.25, name="my_loss", reduction="sum")
-        config = loss.get_config()
-        clone = type(loss).from_config(config)
-        assert type(clone) is type(loss)
-        assert clone.get_config() == config
-        assert config["regularization"] == 0.25 and config["name"] == "my_loss"
-        y_true, y_pred = data(loss)
-        np.testing.assert_allclose(clone(y_true, y_pred), loss(y_true, y_pred), rtol=1e-6)
-
-    def test_serialize_deserialize_round_trip(self, case):
-        loss = make(case, bounds=(0.0, 5.0))
-        serialized = json.loads(json.dumps(keras.saving.serialize_keras_object(loss)))
-        clone = keras.saving.deserialize_keras_object(serialized)
-        assert type(clone) is type(loss)
-        assert clone.get_config() == loss.get_config()
-        assert clone.bounds == (0.0, 5.0)
 
     def test_registered_with_keras(self, case):
         loss = make(case)
@@ -138,144 +120,11 @@ class TestLearnableLossContract:
         assert type(resolved) is type(loss)
         assert resolved.get_config() == loss.get_config()
 
-    def test_reductions(self, case):
-        y_true, y_pred = data(make(case))
-        per_sample = make(case, reduction=None)(y_true, y_pred)
-        assert per_sample.shape == (6,)
-        np.testing.assert_allclose(
-            make(case, reduction="none")(y_true, y_pred), per_sample, rtol=1e-6
-        )
-        np.testing.assert_allclose(
-            make(case, reduction="sum")(y_true, y_pred), np.sum(per_sample), rtol=1e-6
-        )
-        np.testing.assert_allclose(
-            make(case, reduction="sum_over_batch_size")(y_true, y_pred),
-            np.mean(per_sample),
-            rtol=1e-6,
-        )
-
-    def test_sample_weight(self, case):
-        loss = make(case)
-        y_true, y_pred = data(loss)
-        per_sample = make(case, reduction=None)(y_true, y_pred)
-        np.testing.assert_allclose(
-            loss(y_true, y_pred, sample_weight=SAMPLE_WEIGHT),
-            np.sum(per_sample * SAMPLE_WEIGHT) / 6,
-            rtol=1e-6,
-        )
-        np.testing.assert_allclose(
-            loss(y_true, y_pred, sample_weight=np.zeros(6, "float32")), 0.0
-        )
-
-    def test_float64(self, case):
-        loss = make(case, dtype="float64")
-        assert loss.dtype == "float64"
-        assert all(v.dtype == "float64" for v in loss.variables)
-        y_true, y_pred = data(loss)
-        value = loss(y_true, y_pred.astype("float64"))
-        assert keras.backend.standardize_dtype(value.dtype) == "float64"
-        np.testing.assert_allclose(value, make(case)(y_true, y_pred), rtol=1e-5)
-        clone = keras.saving.deserialize_keras_object(
-            keras.saving.serialize_keras_object(loss)
-        )
-        assert all(v.dtype == "float64" for v in clone.trainable_variables)
-
-    def test_assigning_parameters_changes_the_loss(self, case):
-        loss = make(case)
-        y_true, y_pred = data(loss)
-        start = float(loss(y_true, y_pred))
-        values = perturbed_values(loss)
-        assign(loss, values)
-        for variable, value in zip(loss.trainable_variables, values):
-            np.testing.assert_array_equal(variable.numpy(), value)
-        for name, value in zip(loss.parameter_names, values):
-            np.testing.assert_array_equal(loss.parameters()[name], value)
-        assert abs(float(loss(y_true, y_pred)) - start) > 1e-4
-
-    def test_reset_parameters(self, case):
-        loss = make(case)
-        y_true, y_pred = data(loss)
-        initial = [v.numpy().copy() for v in loss.trainable_variables]
-        start = loss(y_true, y_pred)
-        assign(loss, perturbed_values(loss))
-        loss.reset_parameters()
-        for variable, value in zip(loss.trainable_variables, initial):
-            np.testing.assert_array_equal(variable.numpy(), value)
-        np.testing.assert_allclose(loss(y_true, y_pred), start, rtol=1e-7)
-
-    def test_stateless_call_matches_call(self, case):
-        loss = make(case)
-        y_true, y_pred = data(loss)
-        initial = [v.numpy().copy() for v in loss.trainable_variables]
-        values = perturbed_values(loss)
-        stateless = loss.stateless_call(values, y_true, y_pred)
-        weighted = loss.stateless_call(
-            values, y_true, y_pred, sample_weight=SAMPLE_WEIGHT
-        )
-        # Nothing was assigned.
-        for variable, value in zip(loss.trainable_variables, initial):
-            np.testing.assert_array_equal(variable.numpy(), value)
-        assign(loss, values)
-        np.testing.assert_allclose(stateless, loss(y_true, y_pred), rtol=1e-6)
-        np.testing.assert_allclose(
-            weighted, loss(y_true, y_pred, sample_weight=SAMPLE_WEIGHT), rtol=1e-6
-        )
-
-    def test_stateless_call_is_differentiable_in_the_values(self, case):
-        loss = make(case)
-        y_true, y_pred = data(loss)
-        values = [tf.constant(v) for v in perturbed_values(loss)]
-        with tf.GradientTape() as tape:
-            tape.watch(values)
-            value = loss.stateless_call(values, y_true, y_pred)
-        grads = tape.gradient(value, values)
-        assert all(g is not None and np.isfinite(g.numpy()).all() for g in grads)
-        assert any(np.abs(g.numpy()).max() > 0 for g in grads)
-
-    def test_parameter_summary(self, case):
-        loss = make(case)
-        summary = loss.parameter_summary()
-        assert summary and all(key.startswith("phi/") for key in summary)
-        assert all(np.isfinite(float(v)) for v in summary.values())
-
-    def test_regularization_penalty(self, case):
-        loss = make(case, regularization=0.5)
-        np.testing.assert_allclose(loss.regularization_penalty(), 0.0)
-        offsets = perturbations(loss)
-        values = [v.numpy() + d for v, d in zip(loss.trainable_variables, offsets)]
-        expected = 0.5 * sum(float(np.sum(d.astype("float64") ** 2)) for d in offsets)
-        np.testing.assert_allclose(
-            loss.regularization_penalty(values), expected, rtol=1e-5
-        )
-        assign(loss, values)
-        np.testing.assert_allclose(loss.regularization_penalty(), expected, rtol=1e-5)
-        np.testing.assert_allclose(
-            loss.regularization_penalty(
-                [loss._initial_values[n] for n in loss.parameter_names]
-            ),
-            0.0,
-        )
-
     def test_regularization_disabled_by_default(self, case):
         loss = make(case)
         assert loss.regularization == 0.0
         assign(loss, perturbed_values(loss))
         np.testing.assert_allclose(loss.regularization_penalty(), 0.0)
-
-    def test_bounds_clip_parameters_after_optimizer_update(self, case):
-        loss = make(case, bounds=(-0.25, 0.25))
-        assert loss.bounds == (-0.25, 0.25)
-        for variable in loss.trainable_variables:
-            assert np.all(np.abs(variable.numpy()) <= 0.25)
-        rng = np.random.default_rng(1)
-        grads = [
-            (rng.choice([-10.0, 10.0], size=v.shape)).astype(v.dtype)
-            for v in loss.trainable_variables
-        ]
-        keras.optimizers.SGD(learning_rate=1.0).apply(grads, loss.trainable_variables)
-        for variable, grad in zip(loss.trainable_variables, grads):
-            # A step of 10 crosses the bound: every element sits on it.
-            np.testing.assert_allclose(variable.numpy(), -0.025 * grad)
 
     def test_common_argument_errors(self, case):
         bad_arguments = [
@@ -369,3 +218,61 @@ def test_parameters_live_in_a_tracked_layer():
     assert len(loss.variables) == 2 * len(loss.trainable_variables)
     assert [v.name for v in loss.non_trainable_variables] == ["blend_weights_initial"]
     assert all(not v.trainable for v in loss.non_trainable_variables)
+
+
+# -- the public contract helper fails on broken families -----------------------------
+
+
+@keras.saving.register_keras_serializable(package="tf_metaloss_tests")
+class ScaledCrossEntropy(LearnableLoss):
+    """A minimal correct family: `scale * CE`."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.regression = False
+        self.add_parameter("scale", (), keras.initializers.Constant(1.0))
+
+    def compute(self, parameters, y_true, y_pred):
+        return parameters["scale"] * functional.crossentropy(y_true, y_pred, self.from_logits)
+
+
+@keras.saving.register_keras_serializable(package="tf_metaloss_tests")
+class IgnoresStatelessValues(ScaledCrossEntropy):
+    def stateless_call(self, parameter_values, y_true, y_pred, sample_weight=None):
+        return self(y_true, y_pred, sample_weight=sample_weight)
+
+
+@keras.saving.register_keras_serializable(package="tf_metaloss_tests")
+class MeanNotPerSample(ScaledCrossEntropy):
+    def compute(self, parameters, y_true, y_pred):
+        return keras.ops.mean(super().compute(parameters, y_true, y_pred))
+
+
+class Unregistered(ScaledCrossEntropy):
+    pass
+
+
+def test_contract_helper_passes_a_correct_custom_family():
+    tml.testing.run_learnable_loss_test(
+        lambda **kw: ScaledCrossEntropy(from_logits=True, **kw), starts_as="crossentropy"
+    )
+
+
+@pytest.mark.parametrize(
+    "cls, message",
+    [
+        (IgnoresStatelessValues, "stateless_call"),
+        (MeanNotPerSample, "one value per sample"),
+        (Unregistered, "register_keras_serializable"),
+    ],
+)
+def test_contract_helper_names_what_is_broken(cls, message):
+    with pytest.raises(AssertionError, match=message):
+        tml.testing.run_learnable_loss_test(lambda **kw: cls(from_logits=True, **kw))
+
+
+def test_contract_helper_detects_a_wrong_starting_loss():
+    with pytest.raises(AssertionError, match="must start as focal"):
+        tml.testing.run_learnable_loss_test(
+            lambda **kw: ScaledCrossEntropy(from_logits=True, **kw), starts_as="focal"
+        )

@@ -7,7 +7,7 @@ from tf_metaloss.meta import lookahead
 def _quadratic(scale):
     """L(w) = 0.5 * scale * ||w||^2: gradient scale * w, one SGD step scales w."""
 
-    def objective(weights, pause):
+    def objective(weights):
         loss = 0.5 * scale * tf.add_n([tf.reduce_sum(w * w) for w in weights])
         return loss, (None, [])
 

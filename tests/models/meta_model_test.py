@@ -59,11 +59,10 @@ def _flat(tensors):
 
 
 def _meta_objective_and_grad(model, batch, meta_batch):
-    x, y = batch
-    _, meta_loss, grads = model._meta_gradient(
-        tf.constant(x), tf.constant(y), None, tuple(map(tf.constant, meta_batch))
+    result = model.compute_meta_gradient(
+        tuple(map(tf.constant, batch)), tuple(map(tf.constant, meta_batch))
     )
-    return float(meta_loss), _flat(grads)
+    return float(result.meta_objective), _flat(result.phi_grads)
 
 
 def _finite_difference(model, batch, meta_batch, eps=1e-6):
@@ -101,9 +100,9 @@ def test_meta_gradient_matches_finite_differences(float64, family, unroll_steps)
 def test_meta_gradient_with_keras_meta_loss_name_uses_from_logits(float64):
     x, y, x_meta, y_meta = _data(dtype="float64", n=16, n_meta=8)
     model = _meta_model(
-        FAMILIES["blend"](), meta_loss="sparse_categorical_crossentropy"
+        FAMILIES["blend"](), meta_objective="sparse_categorical_crossentropy"
     )
-    assert model.meta_loss.get_config()["from_logits"] is True
+    assert model.meta_objective.get_config()["from_logits"] is True
     _, analytic = _meta_objective_and_grad(model, (x, y), (x_meta, y_meta))
     numeric = _finite_difference(model, (x, y), (x_meta, y_meta))
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-9)
@@ -159,7 +158,7 @@ def test_fit_changes_phi_and_logs_meta_quantities():
     model = _meta_model(
         tml.MetaLoss(from_logits=True),
         meta_optimizer=keras.optimizers.Adam(0.05),
-        meta_clipnorm=1.0,
+        meta_global_clipnorm=1.0,
         metrics=["accuracy"],
     )
     phi_before = model.loss.trainable_variables[0].numpy()
@@ -170,8 +169,8 @@ def test_fit_changes_phi_and_logs_meta_quantities():
     phi_after = model.loss.trainable_variables[0].numpy()
     assert np.abs(phi_after - phi_before).max() > 1e-3
     logs = history.history
-    for key in ("loss", "meta_loss", "meta_grad_norm", "skipped_updates",
-                "accuracy", "phi/crossentropy", "val_loss", "val_meta_loss"):
+    for key in ("loss", "meta_objective", "meta_grad_norm", "skipped_updates",
+                "accuracy", "phi/crossentropy", "val_loss", "val_meta_objective"):
         assert key in logs, key
     assert "val_meta_grad_norm" not in logs
     assert logs["skipped_updates"] == [0.0, 0.0]
@@ -195,7 +194,7 @@ def test_meta_split_holds_out_the_last_samples():
     model = _meta_model(tml.MetaLoss(from_logits=True))
     history = model.fit(x, y, meta_split=0.2, batch_size=10, epochs=1, verbose=0)
     assert int(model.optimizer.iterations.numpy()) == 8
-    assert "meta_loss" in history.history
+    assert "meta_objective" in history.history
 
 
 def test_dataset_meta_data_and_wrapped_model():
@@ -221,10 +220,10 @@ def test_regression_with_default_meta_objective():
         loss=tml.BlendLoss(["mse", "mae", "huber"]),
         meta_optimizer=keras.optimizers.Adam(0.01),
     )
-    assert isinstance(model.meta_loss, tml.losses.FixedLoss)
-    assert model.meta_loss.base_loss == "mse"
+    assert isinstance(model.meta_objective, tml.losses.FixedLoss)
+    assert model.meta_objective.base_loss == "mse"
     history = model.fit(x, y, meta_split=0.25, batch_size=16, epochs=3, verbose=0)
-    assert history.history["meta_loss"][-1] < history.history["meta_loss"][0]
+    assert history.history["meta_objective"][-1] < history.history["meta_objective"][0]
 
 
 def test_batch_norm_and_dropout_model_trains_with_meta_steps():
@@ -257,7 +256,7 @@ def test_save_load_restores_phi_and_meta_optimizer_and_resumes_identically(tmp_p
             tml.MetaLoss(from_logits=True, regularization=0.1),
             optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
             meta_optimizer=keras.optimizers.Adam(0.05),
-            meta_every=2, meta_clipnorm=1.0, meta_seed=7, unroll_steps=2,
+            meta_every=2, meta_global_clipnorm=1.0, meta_seed=7, unroll_steps=2,
             metrics=["accuracy"],
         )
 
@@ -275,7 +274,7 @@ def test_save_load_restores_phi_and_meta_optimizer_and_resumes_identically(tmp_p
     assert isinstance(restored, tml.MetaModel)
     assert isinstance(restored.loss, tml.MetaLoss)
     assert restored.meta_every == 2 and restored.unroll_steps == 2
-    assert restored.meta_clipnorm == 1.0 and restored.loss.regularization == 0.1
+    assert restored.meta_global_clipnorm == 1.0 and restored.loss.regularization == 0.1
     np.testing.assert_array_equal(
         restored.loss.trainable_variables[0].numpy(),
         first.loss.trainable_variables[0].numpy(),
@@ -316,7 +315,7 @@ def _train_on(strategy, jit_compile=False, dtype="float32"):
             tml.MetaLoss(from_logits=True, regularization=0.01),
             optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
             meta_optimizer=keras.optimizers.SGD(0.5),
-            meta_clipnorm=0.05, unroll_steps=2, meta_seed=0,
+            meta_global_clipnorm=0.05, unroll_steps=2, meta_seed=0,
             jit_compile=jit_compile, metrics=["accuracy"],
         )
     history = model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=16,
@@ -338,7 +337,7 @@ def test_mirrored_strategy_matches_single_device(float64):
     )
     for a, b in zip(mirrored.trainable_variables, single.trainable_variables):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-9)
-    for key in ("loss", "meta_loss", "accuracy"):
+    for key in ("loss", "meta_objective", "accuracy"):
         np.testing.assert_allclose(mirrored_logs[key], single_logs[key], rtol=1e-7)
 
 
@@ -352,7 +351,7 @@ def test_xla_matches_graph_mode():
     )
     for a, b in zip(xla.trainable_variables, graph.trainable_variables):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
-    np.testing.assert_allclose(xla_logs["meta_loss"], graph_logs["meta_loss"], rtol=1e-5)
+    np.testing.assert_allclose(xla_logs["meta_objective"], graph_logs["meta_objective"], rtol=1e-5)
 
 
 def test_non_finite_loss_skips_update_and_keeps_weights_and_phi():
@@ -421,9 +420,9 @@ def test_registered_loss_name_and_config_compile():
         ({"meta_every": 1.5}, "argument `meta_every`"),
         ({"unroll_steps": 0}, "argument `unroll_steps`. Expected an integer >= 1. Received: unroll_steps=0"),
         ({"meta_method": "zeroth"}, "argument `meta_method`.*Received: meta_method='zeroth'"),
-        ({"meta_clipnorm": -1.0}, "argument `meta_clipnorm`"),
+        ({"meta_global_clipnorm": -1.0}, "argument `meta_global_clipnorm`"),
         ({"lookahead_learning_rate": 0}, "argument `lookahead_learning_rate`"),
-        ({"meta_loss": 3}, "argument `meta_loss`"),
+        ({"meta_objective": 3}, "argument `meta_objective`"),
     ],
 )
 def test_compile_argument_errors(kwargs, message):
@@ -498,7 +497,7 @@ def test_frozen_loss_logs_no_meta_quantities_and_recompile_keeps_metrics_unique(
     names = [m.name for m in model.metrics]
     assert len(names) == len(set(names))
     history = model.fit(x, y, batch_size=16, epochs=1, verbose=0)
-    assert "meta_loss" not in history.history
+    assert "meta_objective" not in history.history
     assert "meta_grad_norm" not in history.history
     assert "skipped_updates" in history.history
 
@@ -570,15 +569,19 @@ def test_same_optimizer_for_weights_and_phi_is_rejected():
     ("kld", "KLDivergence"), ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"),
     ("mse", "MeanSquaredError"),
 ])
-def test_meta_loss_names_resolve_to_keras_classes(name, class_name):
+def test_meta_objective_names_resolve_to_keras_classes(name, class_name):
     model = _model()
-    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_loss=name)
-    assert type(model.meta_loss).__name__ == class_name
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_objective=name)
+    assert type(model.meta_objective).__name__ == class_name
 
 
-def test_unknown_meta_loss_name_raises():
-    with pytest.raises(ValueError, match="argument `meta_loss`.*Received: meta_loss='nope'"):
-        _model().compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_loss="nope")
+def test_unknown_meta_objective_name_raises():
+    with pytest.raises(
+        ValueError, match="argument `meta_objective`.*Received: meta_objective='nope'"
+    ):
+        _model().compile(
+            optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_objective="nope"
+        )
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -607,8 +610,77 @@ def test_meta_seed_must_be_an_integer():
 def test_defaults_bounded_meta_objective_and_adam_for_phi():
     model = _model()
     model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
-    assert isinstance(model.meta_loss, tml.losses.FixedLoss)
-    assert model.meta_loss.base_loss == "mae_classification"
-    assert model.meta_loss.from_logits is True
+    assert isinstance(model.meta_objective, tml.losses.FixedLoss)
+    assert model.meta_objective.base_loss == "mae_classification"
+    assert model.meta_objective.from_logits is True
     assert isinstance(model.meta_optimizer, keras.optimizers.Adam)
     assert float(model.meta_optimizer.learning_rate) == pytest.approx(0.01)
+
+
+# -- the compiled loop and the public steps ------------------------------------------
+
+def test_steps_per_execution_runs_the_same_training_in_one_compiled_loop():
+    x, y, x_meta, y_meta = _data()
+    results = {}
+    for spe in (1, 4):
+        model = _meta_model(tml.MetaLoss(from_logits=True), meta_every=3,
+                            meta_optimizer=keras.optimizers.Adam(0.05),
+                            steps_per_execution=spe)
+        model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=8, epochs=2,
+                  shuffle=False, verbose=0)
+        results[spe] = model
+        # Meta steps 0, 3, ..., 15 of 16.
+        assert int(model.meta_optimizer.iterations.numpy()) == 6
+        # One trace serves meta and plain steps, every call and both epochs.
+        assert model.train_function.compiled_loop.experimental_get_tracing_count() == 1
+    for a, b in zip(results[1].trainable_variables, results[4].trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(results[1].loss.trainable_variables[0].numpy(),
+                               results[4].loss.trainable_variables[0].numpy(), rtol=1e-6)
+
+
+def test_subclass_steps_are_what_fit_runs():
+    class Counting(tml.MetaModel):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.counts = keras.Variable([0, 0], dtype="int32", trainable=False)
+
+        def train_step(self, data):
+            self.counts.assign_add([1, 0])
+            return super().train_step(data)
+
+        def meta_train_step(self, data, meta_batch):
+            self.counts.assign_add([0, 1])
+            return super().meta_train_step(data, meta_batch)
+
+    x, y, x_meta, y_meta = _data()
+    model = Counting(*_mlp())
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_every=4)
+    model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=8, epochs=1, verbose=0)
+    assert model.counts.numpy().tolist() == [6, 2]  # 8 steps, meta at 0 and 4
+
+
+def test_deprecated_compile_names_warn_and_still_work():
+    model = _model()
+    with pytest.warns(DeprecationWarning, match="meta_objective"):
+        model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True),
+                      meta_loss="sparse_categorical_crossentropy", meta_clipnorm=2.0)
+    assert type(model.meta_objective).__name__ == "SparseCategoricalCrossentropy"
+    assert model.meta_global_clipnorm == 2.0
+    with pytest.warns(DeprecationWarning):
+        assert model.meta_loss is model.meta_objective
+    with pytest.raises(ValueError, match="were both given"):
+        model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True),
+                      meta_loss="mse", meta_objective="mse")
+
+
+def test_compute_meta_gradient_changes_nothing():
+    x, y, x_meta, y_meta = _data()
+    model = _meta_model(tml.MetaLoss(from_logits=True))
+    before = [v.numpy() for v in model.trainable_variables + model.loss.trainable_variables]
+    result = model.compute_meta_gradient((x[:16], y[:16]), (x_meta, y_meta))
+    assert np.linalg.norm(_flat(result.phi_grads)) > 0
+    after = [v.numpy() for v in model.trainable_variables + model.loss.trainable_variables]
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+    assert int(model.optimizer.iterations.numpy()) == 0

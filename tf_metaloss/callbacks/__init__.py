@@ -13,12 +13,12 @@ Example:
     ])
 """
 
-from tf_metaloss.callbacks.audit import AuditLogError
 from tf_metaloss.callbacks.audit import LossAuditLog
-from tf_metaloss.callbacks.audit import MetaStepMonitor
-from tf_metaloss.callbacks.audit import MetaStepRecord
-from tf_metaloss.callbacks.audit import read_audit_log
-from tf_metaloss.callbacks.audit import summarize_audit_log
+from tf_metaloss.callbacks.audit_reader import AuditLogError
+from tf_metaloss.callbacks.audit_reader import read_audit_log
+from tf_metaloss.callbacks.audit_reader import summarize_audit_log
+from tf_metaloss.callbacks.monitor import MetaStepMonitor
+from tf_metaloss.callbacks.monitor import MetaStepRecord
 from tf_metaloss.callbacks.early_stopping import LossParameterEarlyStopping
 from tf_metaloss.callbacks.tensorboard import MetaTensorBoard
 from tf_metaloss.callbacks.tensorboard import learned_loss_curve

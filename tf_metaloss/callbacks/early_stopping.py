@@ -1,35 +1,34 @@
 """`LossParameterEarlyStopping`: freeze the learned loss when meta-learning stalls."""
 
 import collections
+import warnings
 
 import keras
 import numpy as np
 
-from tf_metaloss.callbacks.audit import MetaStepMonitor
-from tf_metaloss.callbacks.audit import check_meta_model
+from tf_metaloss.callbacks.monitor import MetaStepMonitor
+from tf_metaloss.callbacks.monitor import check_meta_model
 
 __all__ = ["LossParameterEarlyStopping"]
 
-MONITORS = ("meta_loss",)
+MONITORS = ("meta_objective",)
 
 
 class LossParameterEarlyStopping(keras.callbacks.Callback):
     """Freezes the loss parameters phi once the meta objective stops improving.
 
     Tracked per meta-update, not per epoch: after each meta step the step's
-    meta loss (recovered from the model's running mean, see
-    `tf_metaloss.callbacks.audit`), averaged over the last `window` updates,
-    is compared with the best so far. After `patience` meta-updates without an
-    improvement of more than `min_delta`, the callback sets
-    `model.meta_every = 0`: the model decides before every step, in Python,
-    whether to run a meta step (`meta_every > 0` and the step number a
-    multiple of it), so no further meta-update happens and training goes on
-    with the loss frozen. The weights keep training; use
+    meta objective (from the step logs, see `tf_metaloss.callbacks.monitor`),
+    averaged over the last `window` updates, is compared with the best so
+    far. After `patience` meta-updates without an improvement of more than
+    `min_delta`, the callback sets `model.meta_every = 0`, which the compiled
+    training loop reads at every step, so no further meta-update happens and
+    training goes on with the loss frozen. The weights keep training; use
     `keras.callbacks.EarlyStopping` to stop those.
 
     With `restore_best=True` phi is set back to its best value when frozen:
-    the value phi had *before* the best meta step, because a step's meta loss
-    is measured after a lookahead taken with that phi. The meta-optimizer's
+    the value phi had *before* the best meta step, because a step's meta
+    objective is measured after a lookahead taken with that phi. The meta-optimizer's
     state is left alone.
 
     Attributes set when it fires: `frozen_step` (optimizer step),
@@ -40,11 +39,12 @@ class LossParameterEarlyStopping(keras.callbacks.Callback):
     which restore the compiled `meta_every`.
 
     Args:
-        monitor: `"meta_loss"` (the only quantity available per meta-update).
+        monitor: `"meta_objective"` (the only quantity available per
+            meta-update; `"meta_loss"` is its deprecated name).
         patience: meta-updates without improvement before freezing (>= 1).
         min_delta: minimum decrease that counts as an improvement (>= 0).
         restore_best: set phi back to its best value when freezing.
-        window: average the per-update meta loss over this many updates
+        window: average the per-update meta objective over this many updates
             (>= 1; 1 compares raw values, which are noisy because each meta
             step sees another meta batch).
         verbose: 1 prints a line when the loss is frozen.
@@ -58,9 +58,16 @@ class LossParameterEarlyStopping(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, monitor="meta_loss", patience=10, min_delta=0.0,
+    def __init__(self, monitor="meta_objective", patience=10, min_delta=0.0,
                  restore_best=True, window=1, verbose=0):
         super().__init__()
+        if monitor == "meta_loss":
+            warnings.warn(
+                "`monitor='meta_loss'` is deprecated; use `monitor='meta_objective'`.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            monitor = "meta_objective"
         if monitor not in MONITORS:
             raise ValueError(
                 f"Invalid value for argument `monitor`. Expected one of {MONITORS} "
@@ -95,6 +102,9 @@ class LossParameterEarlyStopping(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         check_meta_model(self.model, "LossParameterEarlyStopping")
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._monitor.new_epoch()
+
     def on_train_batch_begin(self, batch, logs=None):
         if not self.frozen:
             self._monitor.begin(self.model)
@@ -102,10 +112,10 @@ class LossParameterEarlyStopping(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.frozen:
             return
-        record = self._monitor.end(self.model)
-        if record is None or record.meta_updates == 0 or record.meta_loss is None:
+        record = self._monitor.end(self.model, logs)
+        if record is None or record.meta_updates == 0 or record.meta_objective is None:
             return
-        self._recent.append(record.meta_loss)
+        self._recent.append(record.meta_objective)
         value = float(np.mean(self._recent))
         if value < self.best_value - self.min_delta:
             self.best_value = value

@@ -10,8 +10,8 @@ import tensorflow as tf
 from keras import ops
 
 from tf_metaloss import plotting
-from tf_metaloss.callbacks.audit import MetaStepMonitor
-from tf_metaloss.callbacks.audit import check_meta_model
+from tf_metaloss.callbacks.monitor import MetaStepMonitor
+from tf_metaloss.callbacks.monitor import check_meta_model
 from tf_metaloss.losses.sample_weighted import SampleWeightedLoss
 
 __all__ = ["MetaTensorBoard", "learned_loss_curve"]
@@ -104,8 +104,8 @@ class MetaTensorBoard(keras.callbacks.Callback):
       with more than 8 elements (neural losses) as their norm `phi/<name>_norm`;
       `phi/distance_from_start`: L2 distance of phi from its value at the start
       of the first `fit`.
-    - `meta/loss`: the meta objective of the step (recovered from the model's
-      running mean, see `tf_metaloss.callbacks.audit`).
+    - `meta/objective`: the meta objective of the update (from the step
+      logs, see `tf_metaloss.callbacks.monitor`).
     - `meta/grad_norm`: the meta-gradient norm before clipping.
     - `meta/grad_norm_variance`: the sample variance of `meta/grad_norm` over
       the last `variance_window` meta-updates (with `update_freq="epoch"`: over
@@ -203,7 +203,7 @@ class MetaTensorBoard(keras.callbacks.Callback):
         self.num_classes = num_classes
         self.curve_points = curve_points
         self.residual_range = float(residual_range)
-        self._monitor = MetaStepMonitor()
+        self._monitor = MetaStepMonitor(read_phi=False)
         self._writer = None
         self._start_phi = None
         self._norms = collections.deque(maxlen=variance_window)
@@ -261,12 +261,13 @@ class MetaTensorBoard(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_records = []
+        self._monitor.new_epoch()
 
     def on_train_batch_begin(self, batch, logs=None):
         self._monitor.begin(self.model)
 
     def on_train_batch_end(self, batch, logs=None):
-        record = self._monitor.end(self.model)
+        record = self._monitor.end(self.model, logs)
         if record is None:
             return
         self._skipped += record.skipped
@@ -279,13 +280,13 @@ class MetaTensorBoard(keras.callbacks.Callback):
         if self.update_freq != "epoch" and self._updates_seen % self.update_freq == 0:
             variance = np.var(self._norms, ddof=1) if len(self._norms) >= 2 else None
             self._write_scalars(
-                record.step, record.meta_loss, record.meta_grad_norm, variance
+                record.step, record.meta_objective, record.meta_grad_norm, variance
             )
 
     def on_epoch_end(self, epoch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
         if self.update_freq == "epoch" and self._epoch_records:
-            losses = [r.meta_loss for r in self._epoch_records if r.meta_loss is not None]
+            losses = [r.meta_objective for r in self._epoch_records if r.meta_objective is not None]
             norms = [r.meta_grad_norm for r in self._epoch_records
                      if r.meta_grad_norm is not None]
             self._write_scalars(
@@ -308,7 +309,7 @@ class MetaTensorBoard(keras.callbacks.Callback):
             self._writer = None
 
     # -- writers ---------------------------------------------------------------
-    def _write_scalars(self, step, meta_loss, grad_norm, variance):
+    def _write_scalars(self, step, meta_objective, grad_norm, variance):
         loss = self.model.loss
         with self._writer.as_default(step=step):
             for tag, value in loss.parameter_summary().items():
@@ -318,8 +319,8 @@ class MetaTensorBoard(keras.callbacks.Callback):
                 for v, s in zip(loss.trainable_variables, self._start_phi)
             ))
             tf.summary.scalar("phi/distance_from_start", float(distance))
-            if meta_loss is not None:
-                tf.summary.scalar("meta/loss", meta_loss)
+            if meta_objective is not None:
+                tf.summary.scalar("meta/objective", meta_objective)
             if grad_norm is not None:
                 tf.summary.scalar("meta/grad_norm", grad_norm)
             if variance is not None:

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from tf_metaloss.callbacks import audit as audit_lib
+from tf_metaloss.callbacks import audit_reader as audit_lib
 
 NAME = "audit"
 
@@ -78,20 +78,20 @@ def format_summary(summary):
         return "\n".join(lines)
     (s0, s1), (e0, e1) = summary["steps"], summary["epochs"]
     lines.append(f"  steps {s0} .. {s1}, epochs {e0 + 1} .. {e1 + 1}")
-    if "meta_loss" in summary:
-        m = summary["meta_loss"]
+    if "meta_objective" in summary:
+        m = summary["meta_objective"]
         lines.append(
-            f"  meta loss: first {_g(m['first'])}, last {_g(m['last'])}, "
+            f"  meta objective: first {_g(m['first'])}, last {_g(m['last'])}, "
             f"min {_g(m['min'])} (step {m['min_step']})"
         )
     if "meta_grad_norm" in summary:
         g = summary["meta_grad_norm"]
         if summary.get("clipnorm") is None and not summary["clipped"]:
-            clipping = "no clipping (meta_clipnorm=None)"
+            clipping = "no clipping (meta_global_clipnorm=None)"
         else:
             clipping = (
                 f"clipped in {len(summary['clipped'])} of {summary['updates']} "
-                f"updates (meta_clipnorm={summary.get('clipnorm')})"
+                f"updates (meta_global_clipnorm={summary.get('clipnorm')})"
             )
         lines.append(
             f"  meta-gradient norm: mean {_g(g['mean'])}, max {_g(g['max'])} "

@@ -132,7 +132,7 @@ def _fit_input(model, x):
 
 
 def _model_from_logits(model):
-    for loss in (getattr(model, "meta_loss", None), getattr(model, "loss", None)):
+    for loss in (getattr(model, "meta_objective", None), getattr(model, "loss", None)):
         if loss is None:
             continue
         if hasattr(loss, "from_logits"):

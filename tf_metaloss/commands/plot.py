@@ -11,7 +11,8 @@ import sys
 import numpy as np
 
 from tf_metaloss import plotting
-from tf_metaloss.callbacks import audit as audit_lib
+from tf_metaloss.callbacks import audit_reader as audit_lib
+from tf_metaloss.callbacks import monitor
 
 NAME = "plot"
 
@@ -23,20 +24,20 @@ def register(subparsers):
         help="plot the loss parameters over training from an audit log",
         description=(
             "Plot phi after every meta-update recorded in a loss audit log "
-            "(tml.callbacks.LossAuditLog), with the meta loss below it, to a "
+            "(tml.callbacks.LossAuditLog), with the meta objective below it, to a "
             "PNG. Parameters with more than 8 values are drawn as their norm."
         ),
     )
     parser.add_argument("logfile", help="the audit log (.jsonl)")
     parser.add_argument("--out", help="output PNG (default: LOGFILE with .png)")
-    parser.add_argument("--no-meta-loss", action="store_true",
-                        help="leave out the meta-loss panel")
+    parser.add_argument("--no-meta-objective", "--no-meta-loss", dest="no_meta_objective",
+                        action="store_true", help="leave out the meta-objective panel")
     parser.set_defaults(func=run)
     return parser
 
 
 def trajectories(records):
-    """`(steps, series, meta_loss)` of the meta-updates in audit records."""
+    """`(steps, series, meta_objective)` of the meta-updates in audit records."""
     updates = [r for r in records if r.get("event") == "meta_update"]
     labels = {}
     for r in records:
@@ -50,15 +51,14 @@ def trajectories(records):
         values = np.array(
             [np.asarray(r["phi_after"][name], dtype=np.float64).reshape(-1) for r in updates]
         )
-        if values.shape[1] <= audit_lib.SMALL_PARAMETER:
+        if values.shape[1] <= monitor.SMALL_PARAMETER:
             for i in range(values.shape[1]):
-                series[audit_lib.element_label(labels, name, i)] = values[:, i]
+                series[monitor.element_label(labels, name, i)] = values[:, i]
         else:
             series[f"|{name}|"] = np.linalg.norm(values, axis=1)
-    meta_loss = np.array(
-        [np.nan if r.get("meta_loss") is None else r["meta_loss"] for r in updates]
-    )
-    return steps, series, meta_loss
+    objective = [audit_lib.meta_objective_of(r) for r in updates]
+    meta_objective = np.array([np.nan if v is None else v for v in objective])
+    return steps, series, meta_objective
 
 
 def run(args):
@@ -68,14 +68,14 @@ def run(args):
     except (audit_lib.AuditLogError, OSError) as error:
         print(f"tf-metaloss {NAME}: error: {error}", file=sys.stderr)
         return 1
-    steps, series, meta_loss = trajectories(records)
+    steps, series, meta_objective = trajectories(records)
     if not len(steps):
         print(f"tf-metaloss {NAME}: error: {args.logfile} records no meta-updates.",
               file=sys.stderr)
         return 1
     out = args.out or os.path.splitext(args.logfile)[0] + ".png"
     fig = plotting.trajectory_figure(
-        steps, series, None if args.no_meta_loss else meta_loss,
+        steps, series, None if args.no_meta_objective else meta_objective,
         title=f"phi over training ({len(steps)} meta-updates)",
     )
     try:

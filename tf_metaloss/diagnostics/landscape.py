@@ -118,7 +118,7 @@ def _resolve_loss(model, loss, from_logits):
     if loss is None:
         # A MetaModel's fixed meta objective (by default the bounded MAE term
         # for classification); pass `loss=` to compare models on one objective.
-        loss = getattr(model, "meta_loss", None)
+        loss = getattr(model, "meta_objective", None)
         if loss is None:
             loss = getattr(model, "loss", None)
         if loss is None:
@@ -137,7 +137,7 @@ def _resolve_loss(model, loss, from_logits):
             f"name or a callable `(y_true, y_pred)`. Received: loss={loss!r}"
         )
     if isinstance(loss, FixedLoss):
-        name = loss.base_loss  # e.g. a MetaModel's meta objective, "meta_loss"
+        name = loss.base_loss  # e.g. a MetaModel's meta objective
     else:
         name = getattr(loss, "name", None) or getattr(loss, "__name__", type(loss).__name__)
     return loss, name

@@ -111,8 +111,6 @@ class LearnableLoss(keras.losses.Loss):
         )
         self._parameter_names = []
         self._initial_values = {}
-        self._parameter_override = None
-        self._pause_inner = None
 
     # -- parameters -------------------------------------------------------
     def add_parameter(self, name, shape, initializer, default_bounds=None):
@@ -171,31 +169,35 @@ class LearnableLoss(keras.losses.Loss):
 
     # -- evaluation -------------------------------------------------------
     def call(self, y_true, y_pred):
-        return self.compute(
-            self.parameters(self._parameter_override), y_true, y_pred
-        )
+        return self.compute(self.parameters(), y_true, y_pred)
 
-    def stateless_call(
-        self, parameter_values, y_true, y_pred, sample_weight=None, pause_inner=None
-    ):
+    def stateless_call(self, parameter_values, y_true, y_pred, sample_weight=None):
         """The reduced loss, exactly as `__call__`, with phi = `parameter_values`.
 
-        Tensors in, tensor out: nothing is assigned, so the result can be
-        differentiated with respect to `parameter_values`.
+        Tensors in, tensor out: the loss runs in a `keras.StatelessScope` that
+        maps phi's variables to `parameter_values`, so nothing is read from or
+        written to the variables and the result can be differentiated with
+        respect to `parameter_values`.
 
-        `pause_inner` (used by the meta step) is a context-manager factory that
-        hides computations from the inner weight gradient while the outer
-        meta-gradient still sees them; families that detach an input from the
-        weight gradient (`SampleWeightedLoss`) use it instead of
-        `stop_gradient`, so the meta-gradient stays exact through unrolls.
+        Example:
+
+        >>> loss = tml.BlendLoss(["crossentropy", "mae_classification"], from_logits=True)
+        >>> y, logits = np.array([0]), np.array([[2.0, 0.0]], "float32")
+        >>> pure_mae = [keras.ops.convert_to_tensor([0.0, 1.0])]
+        >>> float(loss.stateless_call(pure_mae, y, logits)) == float(
+        ...     tml.losses.functional.mae_classification(y, logits, from_logits=True)[0])
+        True
         """
-        previous = self._parameter_override, self._pause_inner
-        self._parameter_override = list(parameter_values)
-        self._pause_inner = pause_inner
-        try:
+        variables = self.trainable_variables
+        parameter_values = list(parameter_values)
+        if len(parameter_values) != len(variables):
+            raise ValueError(
+                "Invalid value for argument `parameter_values`. Expected "
+                f"{len(variables)} tensors (one per loss parameter "
+                f"{self.parameter_names}). Received: {len(parameter_values)} values."
+            )
+        with keras.StatelessScope(state_mapping=list(zip(variables, parameter_values))):
             return self(y_true, y_pred, sample_weight=sample_weight)
-        finally:
-            self._parameter_override, self._pause_inner = previous
 
     def compute(self, parameters, y_true, y_pred):
         """Pure per-sample loss from a dict of parameter tensors. Override."""

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from tf_metaloss import backend
 from tf_metaloss.losses import functional
 from tf_metaloss.losses import mlp
 from tf_metaloss.losses.base import LearnableLoss
@@ -54,10 +55,9 @@ class SampleWeightedLoss(LearnableLoss):
         mlp.add_mlp_parameters(self, 1, self.hidden_units, seed)
 
     def _weights(self, parameters, base):
-        if self._pause_inner is None:
-            return self._weights_of(parameters, ops.stop_gradient(base))
-        with self._pause_inner():
-            return self._weights_of(parameters, base)
+        # The weight network's input is constant for the weight gradient (no
+        # shortcut through it) but stays differentiable for the meta-gradient.
+        return self._weights_of(parameters, backend.stop_weight_gradient(base))
 
     def _weights_of(self, parameters, base):
         features = ops.expand_dims(base, -1)

@@ -1,1 +1,5 @@
-"""The meta step's building blocks (the TensorFlow-specific part of the library)."""
+"""The meta step's building blocks: estimators, the lookahead, meta data."""
+
+from tf_metaloss.meta import estimators
+
+__all__ = ["estimators"]

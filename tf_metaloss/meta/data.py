@@ -155,6 +155,16 @@ def meta_dataset(meta_data, batch_size, seed=None, skip_batches=0):
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
+def is_dataset(value):
+    """Whether `value` is a `tf.data.Dataset`."""
+    return isinstance(value, tf.data.Dataset)
+
+
+def single_batch_dataset(meta_batch):
+    """A dataset yielding `meta_batch` (a tuple of arrays) once, as one batch."""
+    return tf.data.Dataset.from_tensors(tuple(meta_batch))
+
+
 def unpack_meta_data(meta_data):
     """Returns `(x_meta, y_meta)` from a tuple/list, with a clear error."""
     if isinstance(meta_data, tf.data.Dataset):

@@ -1,51 +1,56 @@
-"""The differentiable lookahead: K inner SGD steps through `stateless_call`.
+"""The differentiable lookahead: K inner SGD steps as a pure function.
 
-Everything here is a function of tensors: the model runs with weight tensors in
-place of its variables, and the inner update returns new tensors instead of
-assigning, so an outer `tf.GradientTape` sees the whole unrolled computation
-and differentiates it with respect to the loss parameters phi.
+Everything here is a function of tensors. The model runs with weight tensors
+in place of its variables (`stateless_call`) and the inner update returns new
+tensors instead of assigning, so an outer differentiation (see
+`tf_metaloss.meta.estimators`) sees the whole unrolled computation and
+differentiates it with respect to the loss parameters phi.
 """
 
 import collections
 
-import tensorflow as tf
+from keras import ops
 
-from tf_metaloss.meta import updates
+from tf_metaloss import backend
 
 LookaheadResult = collections.namedtuple(
     "LookaheadResult",
-    ["weights", "loss", "grads", "local_grads", "y_pred", "new_state"],
+    ["weights", "loss", "grads", "local_grads", "aux"],
 )
 LookaheadResult.__doc__ = """What `unroll` returns.
 
 - weights: the weights after the K inner steps (differentiable w.r.t. phi);
-- loss, grads, local_grads, y_pred, new_state: the training loss, its
-  all-reduced and per-replica gradients, the predictions and the updated
-  non-trainable state at the *first* step, i.e. exactly what a plain training
-  step computes, so the real weight update can reuse them.
+- loss, grads, local_grads, aux: the training loss, its all-reduced and
+  per-replica gradients and the objective's auxiliary outputs at the *first*
+  step, i.e. exactly what a plain training step computes, so the real weight
+  update can reuse them.
 """
 
 
 def sgd_update(weights, grads, learning_rate):
-    """The pure inner update `w - learning_rate * g` (tensors in, tensors out)."""
-    return [w - tf.cast(learning_rate, w.dtype) * g for w, g in zip(weights, grads)]
+    """The pure inner update `w - learning_rate * g` (tensors in, tensors out).
+
+    Example:
+
+    >>> [float(w) for w in sgd_update([1.0, 2.0], [0.5, 1.0], 0.1)]
+    [0.95, 1.9]
+    """
+    return [w - _in_dtype(learning_rate, ops.dtype(w)) * g for w, g in zip(weights, grads)]
+
+
+def _in_dtype(value, dtype):
+    # A Python number converts exactly; a float32 tensor would round first.
+    if isinstance(value, (int, float)):
+        return ops.convert_to_tensor(value, dtype=dtype)
+    return ops.cast(value, dtype)
 
 
 def loss_and_gradient(objective, weights):
-    """Evaluates `objective(weights, pause) -> (loss, aux)` and its gradient.
+    """`objective(weights) -> (loss, aux)`, and its per-replica weight gradient.
 
-    `pause` is `tape.stop_recording` of the inner tape: what the objective
-    computes under it is constant for the weight gradient, yet recorded by any
-    outer tape.
+    Returns `(loss, aux, local_grads)`.
     """
-    with tf.GradientTape() as tape:
-        tape.watch(weights)
-        loss, aux = objective(weights, tape.stop_recording)
-    local_grads = tape.gradient(loss, weights)
-    local_grads = [
-        tf.zeros_like(w) if g is None else tf.convert_to_tensor(g)
-        for w, g in zip(weights, local_grads)
-    ]
+    (loss, aux), local_grads = backend.value_and_grad(objective, has_aux=True)(weights)
     return loss, aux, local_grads
 
 
@@ -53,8 +58,8 @@ def unroll(objective, weights, learning_rate, steps, first_order=False):
     """Runs `steps` differentiable SGD steps on `objective` from `weights`.
 
     Args:
-        objective: `(weights, pause) -> (loss, (y_pred, new_state))`, a pure function
-            of the weight tensors that reads phi (so the outer tape records it).
+        objective: `weights -> (loss, aux)`, a pure function of the weight
+            tensors that reads phi (so an outer differentiation records it).
         weights: list of weight tensors to start from.
         learning_rate: inner step size.
         steps: number of unrolled steps K (truncated backpropagation).
@@ -68,10 +73,10 @@ def unroll(objective, weights, learning_rate, steps, first_order=False):
     """
     first = None
     for _ in range(steps):
-        point = [tf.stop_gradient(w) for w in weights] if first_order else weights
+        point = [ops.stop_gradient(w) for w in weights] if first_order else weights
         loss, aux, local_grads = loss_and_gradient(objective, point)
-        grads = updates.all_reduce_sum(local_grads)
+        grads = backend.all_reduce_sum(local_grads)
         if first is None:
-            first = (loss, grads, local_grads) + tuple(aux)
+            first = (loss, grads, local_grads, aux)
         weights = sgd_update(weights, grads, learning_rate)
     return LookaheadResult(weights, *first)

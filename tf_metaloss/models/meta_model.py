@@ -1,56 +1,59 @@
 """`MetaModel`: a Keras model whose learnable loss is meta-learned during `fit`."""
 
 import inspect
-import numbers
+import warnings
 
 import keras
-import tensorflow as tf
-from keras import tree
 
-from tf_metaloss.losses.fixed import FixedLoss
+from tf_metaloss import backend
 from tf_metaloss.losses.base import LearnableLoss
+from tf_metaloss.losses.fixed import FixedLoss
 from tf_metaloss.meta import data as meta_data_lib
-from tf_metaloss.meta import lookahead
-from tf_metaloss.meta import updates
+from tf_metaloss.meta import estimators
+from tf_metaloss.meta import records
+from tf_metaloss.validation import check_int
+from tf_metaloss.validation import check_positive
+from tf_metaloss.validation import check_positive_int
 
-META_METHODS = ("second_order", "first_order")
+# Log keys of the per-update record: per-step values, not epoch aggregates.
+UPDATE_LOG_KEYS = records.LOG_KEYS
 
-
-def _unpack(data):
-    return keras.utils.unpack_x_y_sample_weight(data)
+_DEPRECATED_COMPILE_ARGUMENTS = {
+    "meta_loss": "meta_objective",
+    "meta_clipnorm": "meta_global_clipnorm",
+}
 
 
 @keras.saving.register_keras_serializable(package="tf_metaloss")
-class MetaModel(keras.Model):
+class MetaModel(backend.MetaTrainer, keras.Model):
     """A model trained on a learnable loss whose parameters phi are meta-learned.
 
     Every `meta_every` steps the meta step forms a differentiable lookahead
-    `w' = w - lr * grad_w L_phi(w)` (or `unroll_steps` such steps) with the
-    model run through `stateless_call`, evaluates the fixed `meta_loss` on a
-    meta batch at `w'`, and updates phi with the `meta_optimizer` along
-    `d meta_loss / d phi` (second-order, through nested gradient tapes). The
-    weights are then updated by the model's optimizer with the gradient the
-    lookahead already computed (under phi before this step's meta-update), so
-    a meta step costs one extra forward and a second-order backward pass.
-    Other steps are plain Keras steps on the current learnable loss.
+    `w' = w - lr * grad_w L_phi(w)` (or several such steps, see `meta_method`)
+    with the model run through `stateless_call`, evaluates the fixed
+    `meta_objective` on a meta batch at `w'`, and updates phi with the
+    `meta_optimizer` along `d meta_objective / d phi` (second order, through
+    nested gradients). The weights are then updated by the model's optimizer
+    with the gradient the lookahead already computed (under phi before this
+    step's meta-update), so a meta step costs one extra forward and a
+    second-order backward pass. Other steps are plain Keras steps on the
+    current learnable loss. Both steps are public (`meta_train_step`,
+    `train_step`) and can be overridden in a subclass.
 
     Construct it like a functional model, `MetaModel(inputs, outputs)`, or wrap
     an existing Keras model, `MetaModel(model)`.
 
     Example:
 
-    ```python
-    inputs = keras.Input((64,))
-    x = keras.layers.Dense(256, activation="relu")(inputs)
-    model = tml.MetaModel(inputs, keras.layers.Dense(10)(x))
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
-        loss=tml.MetaLoss(from_logits=True),
-        meta_optimizer=keras.optimizers.Adam(1e-3),
-        metrics=["accuracy"],
-    )
-    model.fit(x_train, y_train, meta_data=(x_meta, y_meta), epochs=10)
-    ```
+    >>> inputs = keras.Input((4,))
+    >>> hidden = keras.layers.Dense(16, activation="relu")(inputs)
+    >>> model = tml.MetaModel(inputs, keras.layers.Dense(3)(hidden))
+    >>> model.compile(optimizer=keras.optimizers.SGD(0.1),
+    ...               loss=tml.MetaLoss(from_logits=True), metrics=["accuracy"])
+    >>> x, y = np.random.rand(64, 4).astype("float32"), np.arange(64) % 3
+    >>> history = model.fit(x, y, meta_split=0.25, batch_size=16, epochs=2, verbose=0)
+    >>> sorted(k for k in history.history if not k.startswith("phi/"))
+    ['accuracy', 'loss', 'meta_grad_norm', 'meta_objective', 'skipped_updates']
     """
 
     def __init__(self, inputs=None, outputs=None, name=None, **kwargs):
@@ -71,10 +74,14 @@ class MetaModel(keras.Model):
             self.built = True
         self._call_has_training = "training" in inspect.signature(model.call).parameters
         self.meta_optimizer = None
+        self.meta_estimator = None
+        self._meta_every = 1
         self._meta_iterator = None
-        self.meta_loss_tracker = keras.metrics.Mean(name="meta_loss")
+        self._host_step = None
+        self.meta_objective_tracker = keras.metrics.Mean(name="meta_objective")
         self.meta_grad_norm_tracker = keras.metrics.Mean(name="meta_grad_norm")
         self.skipped_updates_tracker = keras.metrics.Sum(name="skipped_updates")
+        self.meta_update_record = records.MetaUpdateRecord()
 
     # -- Keras model contract -------------------------------------------------
     def call(self, inputs, training=None):
@@ -110,11 +117,11 @@ class MetaModel(keras.Model):
         optimizer="rmsprop",
         loss=None,
         meta_optimizer=None,
-        meta_loss=None,
+        meta_objective=None,
         meta_every=1,
         unroll_steps=1,
         meta_method="second_order",
-        meta_clipnorm=None,
+        meta_global_clipnorm=None,
         lookahead_learning_rate=None,
         meta_seed=None,
         **kwargs,
@@ -126,53 +133,57 @@ class MetaModel(keras.Model):
             loss: a learnable loss from `tf_metaloss.losses` (instance, or a
                 registered name/config such as `"tf_metaloss>MetaLoss"`).
             meta_optimizer: the optimizer of the loss parameters phi (`None`:
-                `keras.optimizers.Adam(0.01)`; Keras's default Adam rate of
-                1e-3 was too slow for phi in the comparisons of
-                docs/RESULTS.md).
-            meta_loss: the fixed validation objective minimised by the meta
-                step: a Keras loss instance, a Keras loss name (built with the
-                learnable loss's `from_logits`), or `None` for the default:
-                classification: the bounded MAE objective `2 * (1 - p_true)`
-                (`FixedLoss("mae_classification")`, sparse or one-hot
-                labels), which held up best with noisy training labels in
-                docs/RESULTS.md; regression: MSE.
+                `keras.optimizers.Adam(0.01)`).
+            meta_objective: the fixed validation objective minimised by the
+                meta step on the meta data: a Keras loss instance, a Keras
+                loss name (built with the learnable loss's `from_logits`), or
+                `None` for the default: classification: the bounded MAE
+                objective `2 * (1 - p_true)` (`FixedLoss("mae_classification")`);
+                regression: MSE.
             meta_every: meta-update every `meta_every` steps (the first step
                 is a meta step); 0 freezes the loss.
-            unroll_steps: K, the number of differentiable lookahead steps (on
-                the same batch) that the meta-gradient backpropagates through.
-            meta_method: `"second_order"` (exact) or `"first_order"` (drops
-                the second-order terms through the weights across unrolled
-                steps; identical to exact when `unroll_steps=1`).
-            meta_clipnorm: clip the meta-gradient to this global norm
-                (`None`: no clipping).
+            unroll_steps: with a named `meta_method`, the number K of
+                differentiable lookahead steps (on the same batch).
+            meta_method: how the meta-gradient is computed: `"second_order"`
+                (exact, `Unrolled(unroll_steps)`), `"first_order"`
+                (`Unrolled(unroll_steps, first_order=True)`), or an estimator
+                from `tf_metaloss.meta.estimators` (or its config).
+            meta_global_clipnorm: clip the meta-gradient to this global norm
+                (over all of phi, like Keras's `global_clipnorm`; `None`: no
+                clipping). Applied after the all-reduce across replicas.
             lookahead_learning_rate: the lookahead's step size; `None` uses the
                 optimizer's current learning rate.
             meta_seed: seed of the meta batches' shuffling.
             **kwargs: any other `keras.Model.compile` argument (`metrics`,
-                `jit_compile`, `steps_per_execution`, ...).
+                `jit_compile`, `steps_per_execution`, ...). `meta_loss` and
+                `meta_clipnorm` are deprecated names of `meta_objective` and
+                `meta_global_clipnorm`.
         """
-        loss = self._resolve_learnable_loss(loss)
-        _check_int("meta_every", meta_every, minimum=0, expected="a non-negative integer")
-        _check_int("unroll_steps", unroll_steps, minimum=1, expected="an integer >= 1")
-        if meta_method not in META_METHODS:
-            raise ValueError(
-                "Invalid value for argument `meta_method`. Expected one of "
-                f"{META_METHODS}. Received: meta_method={meta_method!r}"
-            )
-        if meta_seed is not None:
-            _check_int("meta_seed", meta_seed, minimum=0,
-                       expected="a non-negative integer or None")
-        for arg, value in (
-            ("meta_clipnorm", meta_clipnorm),
-            ("lookahead_learning_rate", lookahead_learning_rate),
-        ):
-            if value is not None and not (
-                isinstance(value, numbers.Real) and not isinstance(value, bool) and value > 0
-            ):
-                raise ValueError(
-                    f"Invalid value for argument `{arg}`. Expected a positive "
-                    f"float or None. Received: {arg}={value!r}"
+        for old, new in _DEPRECATED_COMPILE_ARGUMENTS.items():
+            if old in kwargs:
+                warnings.warn(
+                    f"`MetaModel.compile({old}=...)` is deprecated; use `{new}=...`.",
+                    DeprecationWarning,
+                    stacklevel=2,
                 )
+                if new == "meta_objective":
+                    meta_objective = _take_deprecated(kwargs, old, new, meta_objective)
+                else:
+                    meta_global_clipnorm = _take_deprecated(kwargs, old, new, meta_global_clipnorm)
+        loss = self._resolve_learnable_loss(loss)
+        meta_every = check_int(
+            "meta_every", meta_every, minimum=0, expected="a non-negative integer"
+        )
+        unroll_steps = check_int("unroll_steps", unroll_steps, minimum=1)
+        estimator = self._resolve_estimator(meta_method, unroll_steps)
+        check_int("meta_seed", meta_seed, minimum=0, allow_none=True,
+                  expected="a non-negative integer or None")
+        meta_global_clipnorm = check_positive(
+            "meta_global_clipnorm", meta_global_clipnorm, allow_none=True
+        )
+        lookahead_learning_rate = check_positive(
+            "lookahead_learning_rate", lookahead_learning_rate, allow_none=True
+        )
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
         compute_dtype = self.base_model.dtype_policy.compute_dtype
         if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer) or (
@@ -195,20 +206,18 @@ class MetaModel(keras.Model):
                 "same instance twice. Create a second optimizer for phi."
             )
         self.meta_optimizer.build(loss.trainable_variables)
-        self.meta_loss = self._resolve_meta_loss(meta_loss, loss)
+        self.meta_objective = self._resolve_meta_objective(meta_objective, loss)
+        self.meta_estimator = estimator
         self.meta_every = meta_every
-        self.unroll_steps = unroll_steps
-        self.meta_method = meta_method
-        self.meta_clipnorm = meta_clipnorm
+        self.meta_global_clipnorm = meta_global_clipnorm
         self.lookahead_learning_rate = lookahead_learning_rate
         self.meta_seed = meta_seed
         self._meta_compile_config = {
             "meta_optimizer": meta_optimizer,
-            "meta_loss": meta_loss,
+            "meta_objective": meta_objective,
             "meta_every": meta_every,
-            "unroll_steps": unroll_steps,
-            "meta_method": meta_method,
-            "meta_clipnorm": meta_clipnorm,
+            "meta_method": estimator,
+            "meta_global_clipnorm": meta_global_clipnorm,
             "lookahead_learning_rate": lookahead_learning_rate,
             "meta_seed": meta_seed,
         }
@@ -218,16 +227,75 @@ class MetaModel(keras.Model):
         if self.compiled and hasattr(self, "_meta_compile_config"):
             meta = dict(self._meta_compile_config)
             meta["meta_optimizer"] = self.meta_optimizer
-            config.update(
-                {k: keras.saving.serialize_keras_object(v) for k, v in meta.items()}
-            )
+            config.update({k: keras.saving.serialize_keras_object(v) for k, v in meta.items()})
         return config
 
     def compile_from_config(self, config):
         config = {k: keras.saving.deserialize_keras_object(v) for k, v in config.items()}
-        self.compile(**config)
+        with warnings.catch_warnings():
+            # Files saved by tf_metaloss 0.1 use the deprecated names.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.compile(**config)
         if self.built:
             self.optimizer.build(self.trainable_variables)
+
+    @property
+    def meta_every(self):
+        """Meta-update every `meta_every` steps; 0 freezes the loss.
+
+        Setting it (e.g. to 0, as `LossParameterEarlyStopping` does) takes
+        effect at the next step, also in a running `fit`.
+        """
+        return self._meta_every
+
+    @meta_every.setter
+    def meta_every(self, value):
+        self._meta_every = check_int(
+            "meta_every", value, minimum=0, expected="a non-negative integer"
+        )
+        self._set_device_meta_every(self._meta_every)
+
+    @property
+    def unroll_steps(self):
+        """Unrolled lookahead steps of the estimator (`None` if it has none)."""
+        return getattr(self.meta_estimator, "steps", None)
+
+    @property
+    def meta_loss(self):
+        """Deprecated name of `meta_objective`."""
+        warnings.warn(
+            "`MetaModel.meta_loss` is deprecated; use `meta_objective`.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.meta_objective
+
+    @property
+    def meta_clipnorm(self):
+        """Deprecated name of `meta_global_clipnorm`."""
+        warnings.warn(
+            "`MetaModel.meta_clipnorm` is deprecated; use `meta_global_clipnorm`.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.meta_global_clipnorm
+
+    @staticmethod
+    def _resolve_estimator(meta_method, unroll_steps):
+        if isinstance(meta_method, str) and meta_method in estimators.ALIASES:
+            return estimators.Unrolled(
+                steps=unroll_steps, first_order=meta_method == "first_order"
+            )
+        estimator = estimators.get(meta_method)
+        if unroll_steps != 1:
+            raise ValueError(
+                "Arguments `unroll_steps` and `meta_method` conflict: "
+                f"unroll_steps={unroll_steps} applies to the named methods "
+                f"{sorted(estimators.ALIASES)} only. Received: "
+                f"meta_method={meta_method!r}. Give the estimator its own "
+                "settings, e.g. `Unrolled(steps=2)`."
+            )
+        return estimator
 
     def _resolve_learnable_loss(self, loss):
         given = loss
@@ -238,24 +306,23 @@ class MetaModel(keras.Model):
                 loss = keras.saving.get_registered_object(loss) if isinstance(loss, str) else None
                 loss = loss() if isinstance(loss, type) else loss
         if not isinstance(loss, LearnableLoss):
-            loss = given
             raise ValueError(
                 "Invalid value for argument `loss`. `MetaModel` needs a learnable "
                 "loss from `tf_metaloss.losses` (e.g. `tml.MetaLoss()`, "
-                "`tml.BlendLoss()`). Received: "
-                f"loss={loss!r}. To train on a fixed loss, use a plain "
-                "`keras.Model`, or pass a learnable loss with meta_every=0."
+                f"`tml.BlendLoss()`). Received: loss={given!r}. To train on a "
+                "fixed loss, use a plain `keras.Model`, or pass a learnable loss "
+                "with meta_every=0."
             )
         return loss
 
     @staticmethod
-    def _resolve_meta_loss(meta_loss, loss):
-        if meta_loss is None:
+    def _resolve_meta_objective(meta_objective, loss):
+        if meta_objective is None:
             base = "mse" if loss.regression else "mae_classification"
-            return FixedLoss(base, from_logits=loss.from_logits, name="meta_loss")
-        if isinstance(meta_loss, str):
+            return FixedLoss(base, from_logits=loss.from_logits, name="meta_objective")
+        if isinstance(meta_objective, str):
             try:
-                resolved = keras.losses.get(meta_loss)
+                resolved = keras.losses.get(meta_objective)
             except ValueError:
                 resolved = None
             if resolved is not None and not isinstance(resolved, keras.losses.Loss):
@@ -263,37 +330,55 @@ class MetaModel(keras.Model):
                 resolved = _keras_loss_class_of(resolved)
             if resolved is None:
                 raise ValueError(
-                    "Invalid value for argument `meta_loss`. Expected a Keras "
+                    "Invalid value for argument `meta_objective`. Expected a Keras "
                     "loss name such as 'sparse_categorical_crossentropy' or "
-                    f"'mse'. Received: meta_loss={meta_loss!r}"
+                    f"'mse'. Received: meta_objective={meta_objective!r}"
                 )
             config = resolved.get_config()
             if "from_logits" in config:
                 config["from_logits"] = loss.from_logits
                 resolved = resolved.__class__.from_config(config)
             return resolved
-        if isinstance(meta_loss, dict):
-            meta_loss = keras.losses.get(meta_loss)
-        if isinstance(meta_loss, keras.losses.Loss):
-            return meta_loss
+        if isinstance(meta_objective, dict):
+            meta_objective = keras.losses.get(meta_objective)
+        if isinstance(meta_objective, keras.losses.Loss):
+            return meta_objective
         raise ValueError(
-            "Invalid value for argument `meta_loss`. Expected a Keras loss "
+            "Invalid value for argument `meta_objective`. Expected a Keras loss "
             "instance, a Keras loss name (e.g. 'sparse_categorical_crossentropy') "
-            f"or None. Received: meta_loss={meta_loss!r}"
+            f"or None. Received: meta_objective={meta_objective!r}"
         )
 
+    # -- metrics and logs ---------------------------------------------------------
     @property
     def metrics(self):
-        own = [self.meta_loss_tracker, self.meta_grad_norm_tracker,
-               self.skipped_updates_tracker]
+        own = [
+            self.meta_objective_tracker,
+            self.meta_grad_norm_tracker,
+            self.meta_update_record,
+            self.skipped_updates_tracker,
+        ]
         metrics = [m for m in super().metrics if all(m is not o for o in own)]
         if not self.compiled:
             return metrics
         # A model compiled with a frozen loss (meta_every=0) logs no meta
         # quantities: they would read 0, which looks like a perfect score.
         if not getattr(self, "_meta_compile_config", {}).get("meta_every", 1):
-            own = own[2:]
+            own = own[-1:]
         return metrics[:1] + own + metrics[1:]
+
+    def _test_log_keys(self):
+        excluded = {"meta_grad_norm", "skipped_updates", *UPDATE_LOG_KEYS}
+        return [k for k in self.get_metrics_result() if k not in excluded]
+
+    def _get_metrics_result_or_logs(self, logs):
+        # Epoch logs: the metrics' aggregated values for the keys the steps
+        # logged (the test step logs a subset), phi as last logged, and not the
+        # per-update record (per-step values, not epoch aggregates).
+        if not isinstance(logs, dict) or not logs:
+            return super()._get_metrics_result_or_logs(logs)
+        metric_logs = self.get_metrics_result()
+        return {k: metric_logs.get(k, v) for k, v in logs.items() if k not in UPDATE_LOG_KEYS}
 
     # -- fit ----------------------------------------------------------------
     def fit(
@@ -319,9 +404,7 @@ class MetaModel(keras.Model):
             Other arguments (positional too) are those of `keras.Model.fit`.
         """
         self._assert_compile_called("fit")
-        arguments = inspect.signature(keras.Model.fit).bind(
-            self, x, y, *args, **kwargs
-        ).arguments
+        arguments = inspect.signature(keras.Model.fit).bind(self, x, y, *args, **kwargs).arguments
         del arguments["self"]
         if meta_data is not None and meta_split is not None:
             raise ValueError(
@@ -329,13 +412,10 @@ class MetaModel(keras.Model):
                 f"Received: meta_data of type {type(meta_data).__name__} and "
                 f"meta_split={meta_split!r}. Pass only one."
             )
-        if meta_batch_size is not None:
-            _check_int("meta_batch_size", meta_batch_size, minimum=1,
-                       expected="a positive integer or None")
+        check_positive_int("meta_batch_size", meta_batch_size, allow_none=True)
         if meta_split is not None:
             train, meta_data = meta_data_lib.split_meta(
-                arguments.get("x"), arguments.get("y"),
-                arguments.get("sample_weight"), meta_split,
+                arguments.get("x"), arguments.get("y"), arguments.get("sample_weight"), meta_split
             )
             arguments["x"], arguments["y"], arguments["sample_weight"] = train
         if self.meta_every > 0:
@@ -344,20 +424,26 @@ class MetaModel(keras.Model):
                     "`MetaModel.fit` needs data for the meta objective. Pass "
                     "`meta_data=(x_meta, y_meta)` (or a tf.data.Dataset), or "
                     "`meta_split=0.1` to hold out part of x/y. Received neither "
-                    "(with meta_every="
-                    f"{self.meta_every}; use meta_every=0 to train with a frozen loss)."
+                    f"(with meta_every={self.meta_every}; use meta_every=0 to "
+                    "train with a frozen loss)."
                 )
             self._meta_iterator = self._make_meta_iterator(
                 meta_data, meta_batch_size or arguments.get("batch_size") or 32
             )
+        self._host_step = None
         try:
             return super().fit(**arguments)
         finally:
             self._meta_iterator = None
 
     def train_on_batch(
-        self, x, y=None, sample_weight=None, class_weight=None,
-        return_dict=False, meta_batch=None,
+        self,
+        x,
+        y=None,
+        sample_weight=None,
+        class_weight=None,
+        return_dict=False,
+        meta_batch=None,
     ):
         """`keras.Model.train_on_batch`, meta-learning on `meta_batch`.
 
@@ -367,233 +453,60 @@ class MetaModel(keras.Model):
             Other arguments are those of `keras.Model.train_on_batch`.
         """
         self._assert_compile_called("train_on_batch")
+        step = int(self.optimizer.iterations.numpy())
         if meta_batch is not None:
             meta_batch = meta_data_lib.unpack_meta_data(meta_batch)
             meta_data_lib.check_meta_arrays(
                 self, meta_batch[0], meta_batch[1], not self.loss.regression
             )
-            self._meta_iterator = iter([meta_batch])
-        elif self.meta_every and not self._step_count() % self.meta_every:
+            self._meta_iterator = iter(
+                self.distribute_strategy.experimental_distribute_dataset(
+                    meta_data_lib.single_batch_dataset(meta_batch)
+                )
+            )
+        elif self.meta_every and not step % self.meta_every:
             raise ValueError(
                 "This `train_on_batch` step is a meta step (meta_every="
                 f"{self.meta_every}) but received no `meta_batch`. Pass "
                 "`meta_batch=(x_meta, y_meta)`, or compile with meta_every=0 "
                 "to train with a frozen loss."
             )
+        self._host_step = None
         try:
             return super().train_on_batch(
-                x, y, sample_weight=sample_weight, class_weight=class_weight,
+                x,
+                y,
+                sample_weight=sample_weight,
+                class_weight=class_weight,
                 return_dict=return_dict,
             )
         finally:
             self._meta_iterator = None
 
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # The steps run the model through `stateless_call`, which needs built
-        # variables: build before tracing, also without a distribution strategy.
-        if self._distribute_strategy is None:
-            self._symbolic_build(iterator=iterator, data_batch=data_batch)
-        else:
-            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-
-    def _step_count(self):
-        return int(self.optimizer.iterations.numpy())
-
     def _make_meta_iterator(self, meta_data, batch_size):
         meta_data = meta_data_lib.unpack_meta_data(meta_data)
-        if isinstance(meta_data, tf.data.Dataset):
+        if meta_data_lib.is_dataset(meta_data):
             meta_data_lib.check_meta_dataset(self, meta_data)
         else:
             meta_data_lib.check_meta_arrays(
                 self, meta_data[0], meta_data[1], not self.loss.regression
             )
-        meta_steps_done = -(-self._step_count() // self.meta_every)
+        step = int(self.optimizer.iterations.numpy())
+        meta_steps_done = -(-step // self.meta_every)
         dataset = meta_data_lib.meta_dataset(
             meta_data, batch_size, seed=self.meta_seed, skip_batches=meta_steps_done
         )
-        dataset = self.distribute_strategy.experimental_distribute_dataset(dataset)
-        return iter(dataset)
+        return iter(self.distribute_strategy.experimental_distribute_dataset(dataset))
 
-    # -- step functions -------------------------------------------------------
-    def make_train_function(self, force=False):
-        if self.train_function is not None and not force:
-            return self.train_function
-        plain_step = self._compile_step(self._plain_train_step)
-        meta_step = self._compile_step(self._meta_train_step)
-        self._step_functions = {"plain": plain_step, "meta": meta_step}
 
-        def train_function(iterator):
-            logs = None
-            for _ in range(self.steps_per_execution):
-                try:
-                    data = next(iterator)
-                except StopIteration:
-                    if logs is None:
-                        raise
-                    break
-                if self._is_meta_step():
-                    logs = meta_step(data, next(self._meta_iterator))
-                else:
-                    logs = plain_step(data)
-            return logs
-
-        self.train_function = train_function
-        return train_function
-
-    def _is_meta_step(self):
-        if self.meta_every == 0 or self._meta_iterator is None:
-            return False
-        return self._step_count() % self.meta_every == 0
-
-    def _compile_step(self, step):
-        """Wraps a per-replica step: distributed, compiled, returning logs.
-
-        The logs are read after the replicas ran, in cross-replica context, so
-        metrics aggregate over the global batch.
-        """
-        if not self.run_eagerly:
-            step = tf.function(step, reduce_retracing=True, jit_compile=self.jit_compile)
-
-        def distributed_step(*args):
-            self.distribute_strategy.run(step, args=args)
-            logs = self.get_metrics_result()
-            logs.update(self.loss.parameter_summary())
-            return logs
-
-        if not self.run_eagerly:
-            distributed_step = tf.function(distributed_step, reduce_retracing=True)
-        return distributed_step
-
-    def _get_metrics_result_or_logs(self, logs):
-        # `test_step` reports a subset of the metrics (no meta-gradient norm or
-        # skipped updates): read those metrics' aggregated results.
-        metric_logs = self.get_metrics_result()
-        if isinstance(logs, dict) and logs and set(logs) < set(metric_logs):
-            return {key: metric_logs[key] for key in logs}
-        return super()._get_metrics_result_or_logs(logs)
-
-    # -- stages of a step -------------------------------------------------------
-    def _training_objective(self, x, y, sample_weight, non_trainable, phi):
-        """`weights -> (L_phi(weights), (y_pred, new_state))`, a pure function."""
-
-        def objective(weights, pause):
-            y_pred, new_state, layer_losses = self.stateless_call(
-                weights, non_trainable, x, training=True, return_losses=True
-            )
-            if phi is None:
-                loss = self.loss(y, y_pred, sample_weight=sample_weight)
-            else:
-                loss = self.loss.stateless_call(
-                    phi, y, y_pred, sample_weight, pause_inner=pause
-                )
-            if layer_losses:
-                loss = loss + tf.add_n(layer_losses) / updates.num_replicas()
-            return loss, (y_pred, new_state)
-
-        return objective
-
-    def _lookahead_learning_rate(self):
-        if self.lookahead_learning_rate is not None:
-            return self.lookahead_learning_rate
-        return self.optimizer.learning_rate
-
-    def _meta_objective(self, weights, non_trainable, meta_batch, phi):
-        x_meta, y_meta, sw_meta = _unpack(meta_batch)
-        y_pred_meta, _ = self.stateless_call(weights, non_trainable, x_meta, training=True)
-        meta_loss = self.meta_loss(y_meta, y_pred_meta, sample_weight=sw_meta)
-        penalty = self.loss.regularization_penalty(phi) / updates.num_replicas()
-        return meta_loss, meta_loss + tf.cast(penalty, meta_loss.dtype)
-
-    def _meta_gradient(self, x, y, sample_weight, meta_batch):
-        """Lookahead + meta objective + d(meta objective)/d(phi) (all replicas)."""
-        weights = [tf.convert_to_tensor(v) for v in self.trainable_variables]
-        non_trainable = [tf.convert_to_tensor(v) for v in self.non_trainable_variables]
-        phi_variables = self.loss.trainable_variables
-        with tf.GradientTape() as meta_tape:
-            phi = [tf.convert_to_tensor(v) for v in phi_variables]
-            objective = self._training_objective(x, y, sample_weight, non_trainable, phi)
-            result = lookahead.unroll(
-                objective,
-                weights,
-                self._lookahead_learning_rate(),
-                self.unroll_steps,
-                first_order=self.meta_method == "first_order",
-            )
-            meta_loss, meta_objective = self._meta_objective(
-                result.weights, non_trainable, meta_batch, phi
-            )
-        meta_grads = meta_tape.gradient(meta_objective, phi_variables)
-        meta_grads = [tf.zeros_like(v) if g is None else g for g, v in zip(meta_grads, phi_variables)]
-        return result, meta_loss, updates.all_reduce_sum(meta_grads)
-
-    def _update_weights(self, loss, grads, local_grads, new_state):
-        """Applies the weight gradient unless the loss/gradient is non-finite."""
-        finite = tf.logical_and(
-            updates.all_finite(grads),
-            updates.all_finite(updates.all_reduce_sum([loss])),
+def _take_deprecated(kwargs, old, new, current):
+    value = kwargs.pop(old)
+    if current is not None:
+        raise ValueError(
+            f"Arguments `{new}` and its deprecated name `{old}` were both "
+            f"given. Received: {new}={current!r}, {old}={value!r}. Pass only `{new}`."
         )
-        updates.apply_if_finite(self.optimizer, local_grads, self.trainable_variables, finite)
-        for variable, value in zip(self.non_trainable_variables, new_state):
-            variable.assign(tf.where(finite, value, variable) if value.dtype.is_floating else value)
-        return finite
-
-    def _update_loss_parameters(self, meta_grads, finite):
-        """Clips and applies the meta-gradient unless it is non-finite."""
-        norm = updates.global_norm(meta_grads)
-        finite = tf.logical_and(finite, tf.math.is_finite(norm))
-        clipped = updates.clip_by_global_norm(meta_grads, self.meta_clipnorm, norm)
-        # The meta optimizer sums replicas' gradients: hand it each one's share.
-        share = [g / updates.num_replicas() for g in clipped]
-        updates.apply_if_finite(self.meta_optimizer, share, self.loss.trainable_variables, finite)
-        return norm, finite
-
-    def _track_loss(self, x, loss):
-        # Keras losses divide by the replica count; the tracker wants the mean.
-        self._loss_tracker.update_state(
-            loss * updates.num_replicas(), sample_weight=tf.shape(tree.flatten(x)[0])[0]
-        )
-
-    def _record(self, x, y, y_pred, sample_weight, loss, skipped):
-        self._track_loss(x, loss)
-        # Every replica sees the same `skipped`; the Sum adds the replicas up.
-        self.skipped_updates_tracker.update_state(
-            tf.cast(skipped, "float32") / updates.num_replicas()
-        )
-        # Results are read later in cross-replica context (`_compile_step`).
-        self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-
-    # -- the two steps ----------------------------------------------------------
-    def _plain_train_step(self, data):
-        x, y, sample_weight = _unpack(data)
-        weights = [tf.convert_to_tensor(v) for v in self.trainable_variables]
-        non_trainable = [tf.convert_to_tensor(v) for v in self.non_trainable_variables]
-        objective = self._training_objective(x, y, sample_weight, non_trainable, None)
-        loss, (y_pred, new_state), grads = lookahead.loss_and_gradient(objective, weights)
-        all_grads = updates.all_reduce_sum(grads)
-        finite = self._update_weights(loss, all_grads, grads, new_state)
-        self._record(x, y, y_pred, sample_weight, loss, tf.logical_not(finite))
-
-    def _meta_train_step(self, data, meta_batch):
-        x, y, sample_weight = _unpack(data)
-        result, meta_loss, meta_grads = self._meta_gradient(x, y, sample_weight, meta_batch)
-        finite = self._update_weights(result.loss, result.grads, result.local_grads, result.new_state)
-        meta_grad_norm, meta_finite = self._update_loss_parameters(meta_grads, finite)
-        self.meta_loss_tracker.update_state(meta_loss * updates.num_replicas())
-        self.meta_grad_norm_tracker.update_state(meta_grad_norm)
-        skipped = tf.logical_not(tf.logical_and(finite, meta_finite))
-        self._record(x, y, result.y_pred, sample_weight, result.loss, skipped)
-
-    def test_step(self, data):
-        x, y, sample_weight = _unpack(data)
-        y_pred = self(x, training=False)
-        loss = self._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
-        self._track_loss(x, loss)
-        meta_loss = self.meta_loss(y, y_pred, sample_weight=sample_weight)
-        self.meta_loss_tracker.update_state(meta_loss * updates.num_replicas())
-        logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-        logs.pop("meta_grad_norm", None)
-        logs.pop("skipped_updates", None)
-        return logs
+    return value
 
 
 def _keras_loss_class_of(function):
@@ -612,13 +525,3 @@ def _keras_loss_class_of(function):
             if getattr(instance, "fn", None) is function:
                 return instance
     return None
-
-
-def _check_int(name, value, minimum, expected):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected {expected}. "
-            f"Received: {name}={value!r}"
-        )
-
-

@@ -1,12 +1,29 @@
-"""Gradient plumbing that must know about `tf.distribute` (TensorFlow only)."""
+"""Replica arithmetic under `tf.distribute` (the one place that knows it).
+
+Keras losses return each replica's share of the global-batch mean (the
+replica's mean divided by the number of replicas), so that summing the
+replicas' gradients gives the global-batch gradient. These helpers convert
+between the two and guard updates against non-finite values.
+"""
 
 import tensorflow as tf
-from keras import ops
 
 
 def num_replicas():
     """Replicas in sync under the current strategy (1 without one)."""
     return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def replica_share(value):
+    """This replica's share of a global mean: `value / num_replicas()`."""
+    replicas = num_replicas()
+    return value if replicas == 1 else value / replicas
+
+
+def global_value(share):
+    """The replica's own mean from its share: `share * num_replicas()`."""
+    replicas = num_replicas()
+    return share if replicas == 1 else share * replicas
 
 
 def all_reduce_sum(values):
@@ -16,38 +33,20 @@ def all_reduce_sum(values):
     gradient, so a lookahead built on all-reduced gradients sees the global
     batch on every replica.
     """
+    values = list(values)
     if num_replicas() == 1:
-        return list(values)
+        return values
     context = tf.distribute.get_replica_context()
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, list(values))
-
-
-def global_norm(tensors):
-    """Euclidean norm of all tensors together."""
-    return ops.sqrt(sum(ops.sum(ops.square(t)) for t in tensors))
-
-
-def all_finite(tensors):
-    """Scalar bool: every element of every tensor is finite."""
-    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in tensors])
-
-
-def clip_by_global_norm(tensors, clipnorm, norm):
-    """Scales `tensors` so their global norm is at most `clipnorm`."""
-    if clipnorm is None:
-        return list(tensors)
-    clipnorm = tf.cast(clipnorm, norm.dtype)
-    scale = tf.minimum(tf.ones_like(norm), clipnorm / tf.maximum(norm, 1e-12))
-    return [t * tf.cast(scale, t.dtype) for t in tensors]
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
 
 
 def apply_if_finite(optimizer, grads, variables, finite):
     """Applies `grads` with `optimizer` only when `finite` is True.
 
-    When it is False, nothing changes (weights, slots, and the counters stay as
-    they were) except `optimizer.iterations`, which advances so that step-based
-    schedules stay aligned. `finite` must be the same on every replica (compute
-    it from all-reduced values). The `cond` wraps only the update, not the step.
+    When it is False nothing changes (variables, slots) except
+    `optimizer.iterations`, which advances so that step-based schedules stay
+    aligned. `finite` must be the same on every replica (compute it from
+    all-reduced values). The `cond` wraps only the update, not the step.
     """
     grads_and_vars = list(zip(grads, variables))
 

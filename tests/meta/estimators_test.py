@@ -1,0 +1,114 @@
+"""Tests of the meta-gradient estimators (contract, resolution, serialisation)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tf_metaloss as tml
+from tf_metaloss.meta import estimators
+
+
+def _quadratic_problem(phi_value=0.7, lr=0.1):
+    """L_phi(w) = phi * ||w - a||^2, meta(w) = ||w - b||^2: closed forms known."""
+    a = tf.constant([1.0, -2.0], tf.float64)
+    b = tf.constant([0.5, 0.5], tf.float64)
+
+    def training_objective(weights, phi):
+        loss = phi[0] * tf.reduce_sum((weights[0] - a) ** 2)
+        return loss, ("aux",)
+
+    def meta_objective(weights, phi):
+        value = tf.reduce_sum((weights[0] - b) ** 2)
+        return value, value
+
+    problem = estimators.MetaProblem(
+        training_objective=training_objective,
+        meta_objective=meta_objective,
+        weights=[tf.constant([0.0, 0.0], tf.float64)],
+        phi=[tf.constant(phi_value, tf.float64)],
+        learning_rate=lr,
+    )
+    return problem, a, b
+
+
+def _unrolled_closed_form(phi, lr, steps, w0, a, b):
+    # w_k - a = (1 - 2 lr phi)^k (w0 - a); meta = ||w_K - b||^2.
+    r = 1 - 2 * lr * phi
+    w = a + r**steps * (w0 - a)
+    dw = steps * r ** (steps - 1) * (-2 * lr) * (w0 - a)
+    return float(np.sum((w - b) ** 2)), float(np.sum(2 * (w - b) * dw))
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4])
+def test_unrolled_matches_the_closed_form(steps):
+    phi, lr = 0.7, 0.1
+    problem, a, b = _quadratic_problem(phi, lr)
+    result = estimators.Unrolled(steps=steps).estimate(problem)
+    value, grad = _unrolled_closed_form(phi, lr, steps, np.zeros(2), a.numpy(), b.numpy())
+    assert float(result.meta_objective) == pytest.approx(value, rel=1e-12)
+    assert float(result.phi_grads[0]) == pytest.approx(grad, rel=1e-10)
+    # The first inner gradient is returned for the weight update.
+    np.testing.assert_allclose(result.grads[0].numpy(), 2 * phi * (0 - a.numpy()))
+    np.testing.assert_allclose(result.local_grads[0].numpy(), result.grads[0].numpy())
+    assert float(result.loss) == pytest.approx(phi * np.sum(a.numpy() ** 2))
+    assert result.aux == ("aux",)
+
+
+def test_first_order_equals_exact_for_one_step_and_differs_for_more():
+    problem, _, _ = _quadratic_problem()
+    exact = estimators.Unrolled(steps=1).estimate(problem).phi_grads[0]
+    first = estimators.Unrolled(steps=1, first_order=True).estimate(problem).phi_grads[0]
+    assert float(first) == pytest.approx(float(exact), rel=1e-12)
+    exact = estimators.Unrolled(steps=3).estimate(problem).phi_grads[0]
+    first = estimators.Unrolled(steps=3, first_order=True).estimate(problem).phi_grads[0]
+    assert abs(float(first) - float(exact)) > 1e-3 * abs(float(exact))
+
+
+def test_get_resolves_names_configs_and_instances():
+    assert estimators.get("second_order") == estimators.Unrolled()
+    assert estimators.get("first_order") == estimators.Unrolled(first_order=True)
+    instance = estimators.Unrolled(steps=3)
+    assert estimators.get(instance) is instance
+    config = estimators.serialize(instance)
+    assert estimators.get(config) == instance
+    assert keras.saving.deserialize_keras_object(config) == instance
+    assert repr(instance) == "Unrolled(steps=3, first_order=False)"
+
+
+@pytest.mark.parametrize("value", ["third_order", 3, None])
+def test_get_rejects_unknown_identifiers(value):
+    with pytest.raises(ValueError, match="Invalid value for argument `meta_method`"):
+        estimators.get(value)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"steps": 0}, "argument `steps`"), ({"first_order": "yes"}, "argument `first_order`")],
+)
+def test_unrolled_argument_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        estimators.Unrolled(**kwargs)
+
+
+def test_compile_takes_an_estimator_and_saves_it(tmp_path):
+    inputs = keras.Input((4,))
+    model = tml.MetaModel(inputs, keras.layers.Dense(3)(inputs))
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True),
+                  meta_method=estimators.Unrolled(steps=2, first_order=True))
+    assert model.unroll_steps == 2
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+    y = np.arange(16) % 3
+    model.fit(x, y, meta_split=0.25, batch_size=4, epochs=1, verbose=0)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    restored = keras.models.load_model(path)
+    assert restored.meta_estimator == estimators.Unrolled(steps=2, first_order=True)
+
+
+def test_unroll_steps_with_an_estimator_instance_is_rejected():
+    inputs = keras.Input((4,))
+    model = tml.MetaModel(inputs, keras.layers.Dense(3)(inputs))
+    with pytest.raises(ValueError, match="`unroll_steps` and `meta_method` conflict"):
+        model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True),
+                      meta_method=estimators.Unrolled(), unroll_steps=2)

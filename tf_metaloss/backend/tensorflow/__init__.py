@@ -1,0 +1,1 @@
+"""The TensorFlow backend: tapes, `tf.function`, `tf.distribute`."""

@@ -1,0 +1,99 @@
+"""Argument checks with the library's one error format.
+
+Every check raises `ValueError("Invalid value for argument `name`. Expected
+... Received: name=...")` and returns the value (converted where the check
+says so), so a constructor can write `self.steps = check_int("steps", steps,
+minimum=1)`.
+
+Example:
+
+>>> check_int("meta_every", 3, minimum=0)
+3
+>>> check_int("meta_every", -1, minimum=0)
+Traceback (most recent call last):
+...
+ValueError: Invalid value for argument `meta_every`. Expected an integer >= 0. Received: meta_every=-1
+"""
+
+import math
+import numbers
+
+
+def invalid(name, value, expected, fix=None):
+    """Raises the library's `ValueError` for argument `name`."""
+    message = f"Invalid value for argument `{name}`. Expected {expected}. Received: {name}={value!r}"
+    if fix:
+        message += f". {fix}"
+    raise ValueError(message)
+
+
+def is_number(value):
+    """A finite real number that is not a bool."""
+    return (
+        isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    )
+
+
+def check_int(name, value, minimum=None, expected=None, allow_none=False):
+    """An integer (not a bool) `>= minimum`; returns it as `int`."""
+    if allow_none and value is None:
+        return None
+    if (
+        not isinstance(value, numbers.Integral)
+        or isinstance(value, bool)
+        or (minimum is not None and value < minimum)
+    ):
+        if expected is None:
+            expected = "an integer" if minimum is None else f"an integer >= {minimum}"
+            if allow_none:
+                expected += " or None"
+        invalid(name, value, expected)
+    return int(value)
+
+
+def check_positive_int(name, value, allow_none=False):
+    """A positive integer; returns it as `int`."""
+    expected = "a positive integer" + (" or None" if allow_none else "")
+    return check_int(name, value, minimum=1, expected=expected, allow_none=allow_none)
+
+
+def check_bool(name, value):
+    """A Python bool."""
+    if not isinstance(value, bool):
+        invalid(name, value, "a bool (True or False)")
+    return value
+
+
+def check_positive(name, value, allow_none=False):
+    """A finite number `> 0`; returns it as `float`."""
+    if allow_none and value is None:
+        return None
+    if not is_number(value) or not value > 0:
+        invalid(name, value, "a positive number" + (" or None" if allow_none else ""))
+    return float(value)
+
+
+def check_non_negative(name, value):
+    """A finite number `>= 0`; returns it as `float`."""
+    if not is_number(value) or not value >= 0:
+        invalid(name, value, "a non-negative number")
+    return float(value)
+
+
+def check_fraction(name, value, low_closed=False, high_closed=False):
+    """A number in the interval between 0 and 1 (open unless said closed)."""
+    ok = is_number(value) and (
+        (0.0 <= value if low_closed else 0.0 < value)
+        and (value <= 1.0 if high_closed else value < 1.0)
+    )
+    if not ok:
+        interval = ("[" if low_closed else "(") + "0, 1" + ("]" if high_closed else ")")
+        invalid(name, value, f"a float in {interval}")
+    return float(value)
+
+
+def check_choice(name, value, choices):
+    """One of `choices`."""
+    if value not in choices:
+        invalid(name, value, f"one of {tuple(choices)}")
+    return value
