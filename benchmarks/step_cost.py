@@ -1,12 +1,20 @@
-"""Cost of a meta step vs a plain step: median ms per step and peak memory.
+"""Cost of a meta step vs a plain step, and of `fit` with meta-learning.
 
-Plain and meta steps are interleaved in one process (so machine load affects
-both alike) and the ratios are taken from medians of the same run. Peak memory
-(resident set size, reset after warm-up so it covers the steps alone) is
-measured in a fresh subprocess per configuration (Linux only).
+Step level: the plain step (`MetaModel.train_step`) and the meta step
+(`meta_train_step`), each compiled on its own, interleaved in one process (so
+machine load affects both alike); ratios are taken from medians of the same
+run. Peak memory (resident set size, reset after warm-up so it covers the
+steps alone) is measured in a fresh subprocess per configuration (Linux only).
+
+Fit level (`--fit`): wall time per step of `model.fit` on an in-memory
+dataset for a plain `keras.Model` with cross-entropy and for a `MetaModel`
+with `meta_every` 1 and 5, interleaved; this includes the training loop's
+dispatch. The fit level uses only `compile`/`fit`, so `--fit-only` also runs
+against an older checkout (`PYTHONPATH=old/checkout python ... --fit-only`).
 
     python benchmarks/step_cost.py                 # MLP and CNN, XLA off and on
     python benchmarks/step_cost.py --models mlp --repeats 5 --steps 10
+    python benchmarks/step_cost.py --models cnn --xla off --fit-only
 
 Never run by the test suite.
 """
@@ -65,12 +73,21 @@ def make_batches(name, batch_size, meta_batch_size=None):
 
 
 def step_functions(model, data, meta_batch):
-    # One fit step builds the model, the optimizers and the step functions
-    # (with meta_every=0 only the plain step is ever traced).
+    """The public steps, each compiled on its own (as `jit_compile` says)."""
+    import tensorflow as tf
+
+    # One fit step builds the model and the optimizers.
     x, y = data
     model.fit(x, y, meta_data=meta_batch, batch_size=len(x), epochs=1, verbose=0)
-    steps = model._step_functions
-    return (lambda: steps["plain"](data)), (lambda: steps["meta"](data, meta_batch))
+    strategy = model.distribute_strategy
+    plain = tf.function(
+        lambda d: strategy.run(model.train_step, args=(d,)), jit_compile=model.jit_compile
+    )
+    meta = tf.function(
+        lambda d, m: strategy.run(model.meta_train_step, args=(d, m)),
+        jit_compile=model.jit_compile,
+    )
+    return (lambda: plain(data)), (lambda: meta(data, meta_batch))
 
 
 def breakdown_functions(model, data, jit_compile):
@@ -140,6 +157,72 @@ def measure_time(name, jit_compile, batch_size, steps, repeats, unroll_steps,
     }
 
 
+def build_keras_model(name, jit_compile):
+    """The same network as a plain `keras.Model` on cross-entropy."""
+    import keras
+
+    reference = build_model(name, jit_compile, meta_every=0)
+    model = keras.Model(reference.inputs, reference.outputs)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def measure_fit(name, jit_compile, batch_size, steps, repeats, steps_per_execution=1):
+    """ms per step of `fit` (plain Keras, meta_every 1 and 5), interleaved."""
+    import keras
+    import tensorflow as tf
+
+    (x, y), (xm, ym) = make_batches(name, batch_size)
+    data = tf.data.Dataset.from_tensors((x, y)).repeat()
+    meta = (xm.numpy(), ym.numpy())
+    models = {"keras": build_keras_model(name, jit_compile)}
+    for every in (1, 5):
+        model = build_model(name, jit_compile, meta_every=every)
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+            loss=model.loss,
+            meta_optimizer=keras.optimizers.Adam(1e-3),
+            meta_every=every,
+            jit_compile=jit_compile,
+            steps_per_execution=steps_per_execution,
+        )
+        models[f"meta_every_{every}"] = model
+    models["keras"].compile(
+        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
+    )
+
+    def fit(key, n):
+        kwargs = {} if key == "keras" else {"meta_data": meta, "meta_batch_size": batch_size}
+        start = time.perf_counter()
+        models[key].fit(data, steps_per_epoch=n, epochs=1, verbose=0, **kwargs)
+        return (time.perf_counter() - start) / n * 1000.0
+
+    for key in models:  # Warm-up: tracing, XLA.
+        fit(key, 10)
+    samples = {key: [] for key in models}
+    for _ in range(repeats):
+        for key in models:
+            samples[key].append(fit(key, steps))
+    medians = {k: statistics.median(v) for k, v in samples.items()}
+    return {
+        "model": name,
+        "xla": jit_compile,
+        "steps_per_execution": steps_per_execution,
+        "fit_ms_keras": medians["keras"],
+        "fit_ms_meta_every_1": medians["meta_every_1"],
+        "fit_ms_meta_every_5": medians["meta_every_5"],
+        "fit_ratio_meta_every_1": medians["meta_every_1"] / medians["keras"],
+        "fit_ratio_meta_every_5": medians["meta_every_5"] / medians["keras"],
+    }
+
+
 def _status_mb(field):
     with open("/proc/self/status") as f:
         for line in f:
@@ -185,6 +268,11 @@ def main(argv=None):
     parser.add_argument("--meta-batch-size", type=int, default=None,
                         help="meta batch size (default: the batch size)")
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory runs")
+    parser.add_argument("--fit", action="store_true", help="also time whole fit() calls")
+    parser.add_argument("--fit-only", action="store_true",
+                        help="time only fit() (public API: runs against older versions too)")
+    parser.add_argument("--fit-steps", type=int, default=50, help="steps per fit sample")
+    parser.add_argument("--steps-per-execution", type=int, default=1)
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -192,6 +280,29 @@ def main(argv=None):
         name, jit, batch, kind = args.memory_child
         peak_memory_child(name, bool(int(jit)), int(batch), kind)
         return 0
+
+    if args.fit or args.fit_only:
+        fit_rows = []
+        for name in args.models:
+            for xla in args.xla:
+                row = measure_fit(name, xla == "on", args.batch_size, args.fit_steps,
+                                  args.repeats, args.steps_per_execution)
+                fit_rows.append(row)
+                print(json.dumps(row), flush=True)
+        print()
+        print("| model | XLA | steps/execution | Keras fit ms/step | meta every step "
+              "ms (ratio) | meta every 5th ms (ratio) |")
+        print("|---|---|---|---|---|---|")
+        for r in fit_rows:
+            print(f"| {r['model']} | {'on' if r['xla'] else 'off'} | "
+                  f"{r['steps_per_execution']} | {r['fit_ms_keras']:.2f} | "
+                  f"{r['fit_ms_meta_every_1']:.2f} ({r['fit_ratio_meta_every_1']:.2f}x) | "
+                  f"{r['fit_ms_meta_every_5']:.2f} ({r['fit_ratio_meta_every_5']:.2f}x) |")
+        if args.fit_only:
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump(fit_rows, f, indent=2)
+            return 0
 
     rows = []
     for name in args.models:
