@@ -18,8 +18,7 @@ def _png_shape(png):
 def test_figures_render_without_touching_pyplot():
     backend = matplotlib.get_backend()
     x = np.linspace(0, 1, 5)
-    fig = plotting.curves_figure(x, {"a": x, "b": x**2}, xlabel="p", title="t",
-                                 styles={"a": "--"})
+    fig = plotting.curves_figure(x, {"a": x, "b": x**2}, xlabel="p", title="t", styles={"a": "--"})
     ax = fig.axes[0]
     assert [line.get_label() for line in ax.get_lines()] == ["a", "b"]
     assert ax.get_lines()[0].get_linestyle() == "--"
@@ -42,8 +41,9 @@ def test_trajectory_figure_panels(tmp_path):
 
 def test_landscape_figure_rejects_mixed_dimensions():
     line = LandscapeResult(np.linspace(-1, 1, 3), None, np.ones(3), 1.0, 1, 1.0, "mse", {})
-    plane = LandscapeResult(np.linspace(-1, 1, 3), np.linspace(-1, 1, 3), np.ones((3, 3)),
-                            1.0, 2, 1.0, "mse", {})
+    plane = LandscapeResult(
+        np.linspace(-1, 1, 3), np.linspace(-1, 1, 3), np.ones((3, 3)), 1.0, 2, 1.0, "mse", {}
+    )
     fig = plotting.landscape_figure({"a": line})
     assert fig.axes[0].get_ylabel() == "loss (mse)"
     with pytest.raises(ValueError, match="all 1-D or all 2-D"):

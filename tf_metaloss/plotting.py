@@ -131,8 +131,7 @@ def landscape_figure(results, title=None):
         for ax, (label, result) in zip(axes[0], results.items()):
             grid_a, grid_b = np.meshgrid(result.alphas, result.betas, indexing="ij")
             contour = ax.contourf(grid_a, grid_b, result.losses, levels=20, cmap="viridis")
-            ax.contour(grid_a, grid_b, result.losses, levels=20, colors="white",
-                       linewidths=0.3)
+            ax.contour(grid_a, grid_b, result.losses, levels=20, colors="white", linewidths=0.3)
             ax.plot([0.0], [0.0], "r+", markersize=10)
             fig.colorbar(contour, ax=ax)
             ax.set_title(label)

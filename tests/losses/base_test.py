@@ -41,9 +41,7 @@ FAMILIES = {
         "mse",
     ),
     "sample_weighted": (
-        lambda **kw: SampleWeightedLoss(
-            hidden_units=(4,), seed=1, **{"from_logits": True, **kw}
-        ),
+        lambda **kw: SampleWeightedLoss(hidden_units=(4,), seed=1, **{"from_logits": True, **kw}),
         "crossentropy",
     ),
     "meta_loss": (lambda **kw: MetaLoss(**{"from_logits": True, **kw}), "crossentropy"),
@@ -73,15 +71,12 @@ def perturbations(loss, scale=0.3, seed=0):
     """Non-negative offsets for phi (they keep default lower bounds of 0)."""
     rng = np.random.default_rng(seed)
     return [
-        np.abs(rng.normal(size=v.shape)).astype(v.dtype) * scale
-        for v in loss.trainable_variables
+        np.abs(rng.normal(size=v.shape)).astype(v.dtype) * scale for v in loss.trainable_variables
     ]
 
 
 def perturbed_values(loss, seed=0):
-    return [
-        v.numpy() + d for v, d in zip(loss.trainable_variables, perturbations(loss, seed=seed))
-    ]
+    return [v.numpy() + d for v, d in zip(loss.trainable_variables, perturbations(loss, seed=seed))]
 
 
 def assign(loss, values):
@@ -106,9 +101,7 @@ class TestLearnableLossContract:
         loss = make(case, reduction=None)
         y_true, y_pred = data(loss)
         base = FixedLoss(FAMILIES[case][1], from_logits=loss.from_logits, reduction=None)
-        np.testing.assert_allclose(
-            loss(y_true, y_pred), base(y_true, y_pred), rtol=1e-6, atol=1e-7
-        )
+        np.testing.assert_allclose(loss(y_true, y_pred), base(y_true, y_pred), rtol=1e-6, atol=1e-7)
 
     def test_get_config_from_config_round_trip(self, case):
         loss = make(case, regularization=0.25, name="my_loss", reduction="sum")
@@ -132,9 +125,7 @@ class TestLearnableLossContract:
         loss = make(case)
         registered_name = f"tf_metaloss>{type(loss).__name__}"
         assert keras.saving.get_registered_object(registered_name) is type(loss)
-        resolved = keras.losses.get(
-            {"class_name": registered_name, "config": loss.get_config()}
-        )
+        resolved = keras.losses.get({"class_name": registered_name, "config": loss.get_config()})
         assert type(resolved) is type(loss)
         assert resolved.get_config() == loss.get_config()
 
@@ -163,9 +154,7 @@ class TestLearnableLossContract:
             np.sum(per_sample * SAMPLE_WEIGHT) / 6,
             rtol=1e-6,
         )
-        np.testing.assert_allclose(
-            loss(y_true, y_pred, sample_weight=np.zeros(6, "float32")), 0.0
-        )
+        np.testing.assert_allclose(loss(y_true, y_pred, sample_weight=np.zeros(6, "float32")), 0.0)
 
     def test_float64(self, case):
         loss = make(case, dtype="float64")
@@ -175,9 +164,7 @@ class TestLearnableLossContract:
         value = loss(y_true, y_pred.astype("float64"))
         assert keras.backend.standardize_dtype(value.dtype) == "float64"
         np.testing.assert_allclose(value, make(case)(y_true, y_pred), rtol=1e-5)
-        clone = keras.saving.deserialize_keras_object(
-            keras.saving.serialize_keras_object(loss)
-        )
+        clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
         assert all(v.dtype == "float64" for v in clone.trainable_variables)
 
     def test_assigning_parameters_changes_the_loss(self, case):
@@ -209,9 +196,7 @@ class TestLearnableLossContract:
         initial = [v.numpy().copy() for v in loss.trainable_variables]
         values = perturbed_values(loss)
         stateless = loss.stateless_call(values, y_true, y_pred)
-        weighted = loss.stateless_call(
-            values, y_true, y_pred, sample_weight=SAMPLE_WEIGHT
-        )
+        weighted = loss.stateless_call(values, y_true, y_pred, sample_weight=SAMPLE_WEIGHT)
         # Nothing was assigned.
         for variable, value in zip(loss.trainable_variables, initial):
             np.testing.assert_array_equal(variable.numpy(), value)
@@ -244,15 +229,11 @@ class TestLearnableLossContract:
         offsets = perturbations(loss)
         values = [v.numpy() + d for v, d in zip(loss.trainable_variables, offsets)]
         expected = 0.5 * sum(float(np.sum(d.astype("float64") ** 2)) for d in offsets)
-        np.testing.assert_allclose(
-            loss.regularization_penalty(values), expected, rtol=1e-5
-        )
+        np.testing.assert_allclose(loss.regularization_penalty(values), expected, rtol=1e-5)
         assign(loss, values)
         np.testing.assert_allclose(loss.regularization_penalty(), expected, rtol=1e-5)
         np.testing.assert_allclose(
-            loss.regularization_penalty(
-                [loss._initial_values[n] for n in loss.parameter_names]
-            ),
+            loss.regularization_penalty([loss._initial_values[n] for n in loss.parameter_names]),
             0.0,
         )
 
@@ -290,9 +271,7 @@ class TestLearnableLossContract:
             ({"reduction": "average"}, "reduction"),
         ]
         for kwargs, argument in bad_arguments:
-            with pytest.raises(
-                ValueError, match=f"Invalid value for argument `{argument}`"
-            ):
+            with pytest.raises(ValueError, match=f"Invalid value for argument `{argument}`"):
                 make(case, **kwargs)
 
 
@@ -304,9 +283,7 @@ def test_starts_as_its_base_loss_on_probabilities(case):
     np.testing.assert_allclose(loss(CLASS_LABELS, probs), expected, rtol=1e-6)
     # ... and the same value as on the logits.
     logits_loss = make(case, from_logits=True)
-    np.testing.assert_allclose(
-        logits_loss(CLASS_LABELS, CLASS_LOGITS), expected, rtol=1e-5
-    )
+    np.testing.assert_allclose(logits_loss(CLASS_LABELS, CLASS_LOGITS), expected, rtol=1e-5)
 
 
 @families
@@ -349,9 +326,12 @@ class TestClipConstraint:
         )
         assert isinstance(clone, ClipConstraint)
         assert clone.get_config() == {"low": -1.0, "high": 1.0}
-        assert keras.constraints.get(
-            {"class_name": "tf_metaloss>ClipConstraint", "config": c.get_config()}
-        ).get_config() == c.get_config()
+        assert (
+            keras.constraints.get(
+                {"class_name": "tf_metaloss>ClipConstraint", "config": c.get_config()}
+            ).get_config()
+            == c.get_config()
+        )
 
 
 def test_base_class_requires_compute():

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 import tf_metaloss as tml
-
 from tf_metaloss.losses import NeuralLoss
 from tf_metaloss.losses import functional
 
@@ -63,9 +62,7 @@ class TestNeuralLoss:
     def test_output_bias_golden(self):
         loss = NeuralLoss(hidden_units=(4,), seed=0, from_logits=True, reduction=None)
         loss.trainable_variables[3].assign([0.7])
-        np.testing.assert_allclose(
-            loss(LABELS, LOGITS), CE * 2 * sigmoid(0.7), rtol=1e-6
-        )
+        np.testing.assert_allclose(loss(LABELS, LOGITS), CE * 2 * sigmoid(0.7), rtol=1e-6)
 
     def test_classification_matches_reference(self):
         loss = NeuralLoss(hidden_units=(5,), from_logits=True, reduction=None)

@@ -239,8 +239,7 @@ class LossAuditLog(keras.callbacks.Callback):
         super().__init__()
         if not isinstance(path, (str, os.PathLike)) or not str(path):
             raise ValueError(
-                "Invalid value for argument `path`. Expected a file path. "
-                f"Received: path={path!r}"
+                f"Invalid value for argument `path`. Expected a file path. Received: path={path!r}"
             )
         self.path = os.fspath(path)
         self._file = None
@@ -376,8 +375,7 @@ def read_audit_log(path):
                 missing = [k for k in _REQUIRED if k not in record]
                 if missing:
                     raise AuditLogError(
-                        f"{path}, line {number}: a 'meta_update' record lacks "
-                        f"{missing}."
+                        f"{path}, line {number}: a 'meta_update' record lacks {missing}."
                     )
                 record["_line"] = number
             records.append(record)
@@ -473,9 +471,7 @@ def summarize_audit_log(records, top=3):
         "parameters": parameters,
     }
     ranked = sorted((m for m in moves if math.isfinite(m[0])), key=lambda m: -m[0])
-    summary["largest_moves"] = [
-        {"step": s, "epoch": e, "l2": m} for m, s, e in ranked[:top]
-    ]
+    summary["largest_moves"] = [{"step": s, "epoch": e, "l2": m} for m, s, e in ranked[:top]]
 
     skipped = [r["step"] for r in updates if r.get("skipped")]
     clipped = [r["step"] for r in updates if r.get("clipped")]
@@ -502,9 +498,7 @@ def summarize_audit_log(records, top=3):
             f"A parameter bound was hit in {len(hits)} update(s), at steps "
             f"{_steps_text([h['step'] for h in hits])}: {', '.join(elements)}."
         )
-    backwards = [
-        b["step"] for a, b in zip(updates, updates[1:]) if b["step"] <= a["step"]
-    ]
+    backwards = [b["step"] for a, b in zip(updates, updates[1:]) if b["step"] <= a["step"]]
     if backwards:
         warnings.append(
             "The step count goes backwards at steps "
@@ -512,9 +506,7 @@ def summarize_audit_log(records, top=3):
             "runs appended to each other."
         )
     if len(finite) < len(updates):
-        warnings.append(
-            f"{len(updates) - len(finite)} meta-update(s) have no finite meta loss."
-        )
+        warnings.append(f"{len(updates) - len(finite)} meta-update(s) have no finite meta loss.")
     return summary
 
 

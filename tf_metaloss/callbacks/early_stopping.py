@@ -58,8 +58,15 @@ class LossParameterEarlyStopping(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, monitor="meta_loss", patience=10, min_delta=0.0,
-                 restore_best=True, window=1, verbose=0):
+    def __init__(
+        self,
+        monitor="meta_loss",
+        patience=10,
+        min_delta=0.0,
+        restore_best=True,
+        window=1,
+        verbose=0,
+    ):
         super().__init__()
         if monitor not in MONITORS:
             raise ValueError(

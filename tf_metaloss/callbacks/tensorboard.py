@@ -17,8 +17,7 @@ from tf_metaloss.losses.sample_weighted import SampleWeightedLoss
 __all__ = ["MetaTensorBoard", "learned_loss_curve"]
 
 
-def learned_loss_curve(loss, parameter_values=None, points=101, num_classes=10,
-                       residual_range=3.0):
+def learned_loss_curve(loss, parameter_values=None, points=101, num_classes=10, residual_range=3.0):
     """The learned loss of one sample as a function of a single number.
 
     Classification: the loss against the predicted probability of the true
@@ -65,9 +64,7 @@ def learned_loss_curve(loss, parameter_values=None, points=101, num_classes=10,
             y_true = np.zeros((points,), "int32")
             y_pred = (np.log(probs) if loss.from_logits else probs).astype("float32")
     parameters = loss.parameters(parameter_values)
-    values = loss.compute(
-        parameters, ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
-    )
+    values = loss.compute(parameters, ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred))
     return x, np.asarray(ops.convert_to_numpy(values), dtype=np.float64)
 
 
@@ -253,9 +250,7 @@ class MetaTensorBoard(keras.callbacks.Callback):
     # -- fit hooks -----------------------------------------------------------------
     def on_train_begin(self, logs=None):
         check_meta_model(self.model, "MetaTensorBoard")
-        self._writer = tf.summary.create_file_writer(
-            os.path.join(self.log_dir, self.run_name)
-        )
+        self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, self.run_name))
         if self._start_phi is None:
             self._start_phi = [np.array(v.numpy()) for v in self.model.loss.trainable_variables]
 
@@ -278,16 +273,13 @@ class MetaTensorBoard(keras.callbacks.Callback):
         self._epoch_records.append(record)
         if self.update_freq != "epoch" and self._updates_seen % self.update_freq == 0:
             variance = np.var(self._norms, ddof=1) if len(self._norms) >= 2 else None
-            self._write_scalars(
-                record.step, record.meta_loss, record.meta_grad_norm, variance
-            )
+            self._write_scalars(record.step, record.meta_loss, record.meta_grad_norm, variance)
 
     def on_epoch_end(self, epoch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
         if self.update_freq == "epoch" and self._epoch_records:
             losses = [r.meta_loss for r in self._epoch_records if r.meta_loss is not None]
-            norms = [r.meta_grad_norm for r in self._epoch_records
-                     if r.meta_grad_norm is not None]
+            norms = [r.meta_grad_norm for r in self._epoch_records if r.meta_grad_norm is not None]
             self._write_scalars(
                 step,
                 float(np.mean(losses)) if losses else None,
@@ -313,10 +305,12 @@ class MetaTensorBoard(keras.callbacks.Callback):
         with self._writer.as_default(step=step):
             for tag, value in loss.parameter_summary().items():
                 tf.summary.scalar(tag, float(value))
-            distance = np.sqrt(sum(
-                np.sum(np.square(v.numpy() - s))
-                for v, s in zip(loss.trainable_variables, self._start_phi)
-            ))
+            distance = np.sqrt(
+                sum(
+                    np.sum(np.square(v.numpy() - s))
+                    for v, s in zip(loss.trainable_variables, self._start_phi)
+                )
+            )
             tf.summary.scalar("phi/distance_from_start", float(distance))
             if meta_loss is not None:
                 tf.summary.scalar("meta/loss", meta_loss)
@@ -365,8 +359,9 @@ class MetaTensorBoard(keras.callbacks.Callback):
                     )
                     self._warned_units = True
                 return
-        kwargs = dict(points=self.curve_points, num_classes=units,
-                      residual_range=self.residual_range)
+        kwargs = dict(
+            points=self.curve_points, num_classes=units, residual_range=self.residual_range
+        )
         x, start = learned_loss_curve(
             loss, [ops.convert_to_tensor(v) for v in self._start_phi], **kwargs
         )

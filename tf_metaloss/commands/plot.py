@@ -29,8 +29,7 @@ def register(subparsers):
     )
     parser.add_argument("logfile", help="the audit log (.jsonl)")
     parser.add_argument("--out", help="output PNG (default: LOGFILE with .png)")
-    parser.add_argument("--no-meta-loss", action="store_true",
-                        help="leave out the meta-loss panel")
+    parser.add_argument("--no-meta-loss", action="store_true", help="leave out the meta-loss panel")
     parser.set_defaults(func=run)
     return parser
 
@@ -70,12 +69,15 @@ def run(args):
         return 1
     steps, series, meta_loss = trajectories(records)
     if not len(steps):
-        print(f"tf-metaloss {NAME}: error: {args.logfile} records no meta-updates.",
-              file=sys.stderr)
+        print(
+            f"tf-metaloss {NAME}: error: {args.logfile} records no meta-updates.", file=sys.stderr
+        )
         return 1
     out = args.out or os.path.splitext(args.logfile)[0] + ".png"
     fig = plotting.trajectory_figure(
-        steps, series, None if args.no_meta_loss else meta_loss,
+        steps,
+        series,
+        None if args.no_meta_loss else meta_loss,
         title=f"phi over training ({len(steps)} meta-updates)",
     )
     try:

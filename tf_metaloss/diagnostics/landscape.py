@@ -160,7 +160,7 @@ def _batches(data, batch_size):
     for start in range(0, n, batch_size):
         part = slice(start, start + batch_size)
         yield (
-            keras.tree.map_structure(lambda a: a[part], x),
+            keras.tree.map_structure(lambda a, part=part: a[part], x),
             y[part],
             None if sw is None else sw[part],
         )
@@ -235,17 +235,11 @@ def loss_landscape(
     _check_args(directions, span, points, batch_size)
     loss_fn, loss_name = _resolve_loss(model, loss, from_logits)
     if not model.built:
-        raise ValueError(
-            "`loss_landscape` needs a built model (call it on data or fit it "
-            "first)."
-        )
+        raise ValueError("`loss_landscape` needs a built model (call it on data or fit it first).")
     variables = model.trainable_variables
     weights = [v.numpy() for v in variables]
     rng = np.random.default_rng(seed)
-    vectors = [
-        filter_normalized_direction(weights, rng, ignore_biases)
-        for _ in range(directions)
-    ]
+    vectors = [filter_normalized_direction(weights, rng, ignore_biases) for _ in range(directions)]
     dtypes = [v.dtype for v in variables]
     base = [tf.constant(w) for w in weights]
     d1 = [tf.constant(d, dtype=t) for d, t in zip(vectors[0], dtypes)]
@@ -333,8 +327,10 @@ def _sharpness(grid, slices, losses, center):
 def _as_dict(results):
     if isinstance(results, LandscapeResult):
         return {results.loss_name: results}
-    if isinstance(results, dict) and results and all(
-        isinstance(r, LandscapeResult) for r in results.values()
+    if (
+        isinstance(results, dict)
+        and results
+        and all(isinstance(r, LandscapeResult) for r in results.values())
     ):
         return results
     raise ValueError(

@@ -229,7 +229,7 @@ def load_dataset(spec, **kwargs):
     if spec in TFDS_SHORTCUTS:
         return load_tfds(spec, **kwargs)
     if spec.startswith("tfds:") and len(spec) > len("tfds:"):
-        return load_tfds(spec[len("tfds:"):], **kwargs)
+        return load_tfds(spec[len("tfds:") :], **kwargs)
     raise ValueError(
         "Invalid value for argument `spec`. Expected 'digits', 'cifar10', "
         f"'tfds:<name>' or a path to a .npz file. Received: spec={spec!r}"
@@ -269,8 +269,7 @@ def _to_class_ids(y, key, length):
             y = y.astype(np.int64)
         else:
             raise ValueError(
-                f"Invalid labels `{key}`. Expected integer class ids. "
-                f"Received: dtype {y.dtype}"
+                f"Invalid labels `{key}`. Expected integer class ids. Received: dtype {y.dtype}"
             )
     if len(y) and y.min() < 0:
         raise ValueError(
@@ -286,7 +285,6 @@ def _infer_num_classes(num_classes, y_train, y_val):
         return largest + 1
     if largest >= num_classes:
         raise ValueError(
-            f"Labels go up to {largest}, which does not fit "
-            f"num_classes={num_classes}."
+            f"Labels go up to {largest}, which does not fit num_classes={num_classes}."
         )
     return int(num_classes)

@@ -65,9 +65,7 @@ def _pair(y_true, y_pred):
             f"samples. Received: {y_true.shape[0]} and {y_pred.shape[0]}"
         )
     if y_true.size == 0:
-        raise ValueError(
-            "Arguments `y_true` and `y_pred` must not be empty. Received 0 samples."
-        )
+        raise ValueError("Arguments `y_true` and `y_pred` must not be empty. Received 0 samples.")
     return y_true, y_pred
 
 
@@ -105,9 +103,11 @@ def macro_f1(y_true, y_pred, num_classes=None):
     if num_classes is None:
         classes = np.union1d(y_true, y_pred)
     else:
-        if isinstance(num_classes, bool) or not isinstance(
-            num_classes, (int, np.integer)
-        ) or num_classes < 1:
+        if (
+            isinstance(num_classes, bool)
+            or not isinstance(num_classes, (int, np.integer))
+            or num_classes < 1
+        ):
             raise ValueError(
                 "Invalid value for argument `num_classes`. Expected a positive "
                 f"integer or None. Received: num_classes={num_classes!r}"
@@ -252,8 +252,9 @@ class GradientNormHistory(keras.callbacks.Callback):
             )
         if self._last is None:
             self._last = keras.Variable(0.0, trainable=False, name="gradient_norm")
-            self._recorded = keras.Variable(0, trainable=False, dtype="int64",
-                                            name="gradient_norm_count")
+            self._recorded = keras.Variable(
+                0, trainable=False, dtype="int64", name="gradient_norm_count"
+            )
         original = optimizer.apply
         last, recorded = self._last, self._recorded
 
@@ -345,8 +346,7 @@ class ClassificationHistory(keras.callbacks.Callback):
             if len(item) == 4:
                 noisy, mask = np.asarray(item[2]), np.asarray(item[3], bool)
                 results[f"{name}_memorized"] = (
-                    float(np.mean(predicted[mask] == noisy[mask])) if mask.any()
-                    else float("nan")
+                    float(np.mean(predicted[mask] == noisy[mask])) if mask.any() else float("nan")
                 )
         return results
 

@@ -91,10 +91,7 @@ class LearnableLoss(keras.losses.Loss):
             if (
                 not isinstance(bounds, (tuple, list))
                 or len(bounds) != 2
-                or not all(
-                    b is None or (isinstance(b, (int, float)) and b == b)
-                    for b in bounds
-                )
+                or not all(b is None or (isinstance(b, (int, float)) and b == b) for b in bounds)
                 or (None not in bounds and bounds[0] > bounds[1])
             ):
                 raise ValueError(
@@ -106,9 +103,7 @@ class LearnableLoss(keras.losses.Loss):
         self.from_logits = from_logits
         self.regularization = float(regularization)
         self.bounds = bounds
-        self.loss_parameters = LossParameters(
-            name=f"{self.name}_parameters", dtype=self.dtype
-        )
+        self.loss_parameters = LossParameters(name=f"{self.name}_parameters", dtype=self.dtype)
         self._parameter_names = []
         self._initial_values = {}
         self._parameter_override = None
@@ -171,9 +166,7 @@ class LearnableLoss(keras.losses.Loss):
 
     # -- evaluation -------------------------------------------------------
     def call(self, y_true, y_pred):
-        return self.compute(
-            self.parameters(self._parameter_override), y_true, y_pred
-        )
+        return self.compute(self.parameters(self._parameter_override), y_true, y_pred)
 
     def stateless_call(
         self, parameter_values, y_true, y_pred, sample_weight=None, pause_inner=None
@@ -208,9 +201,7 @@ class LearnableLoss(keras.losses.Loss):
         parameters = self.parameters(parameter_values)
         penalty = 0.0
         for name, value in parameters.items():
-            penalty = penalty + ops.sum(
-                ops.square(value - self._initial_values[name])
-            )
+            penalty = penalty + ops.sum(ops.square(value - self._initial_values[name]))
         return self.regularization * penalty
 
     def parameter_summary(self):

@@ -7,8 +7,8 @@ import keras
 import tensorflow as tf
 from keras import tree
 
-from tf_metaloss.losses.fixed import FixedLoss
 from tf_metaloss.losses.base import LearnableLoss
+from tf_metaloss.losses.fixed import FixedLoss
 from tf_metaloss.meta import data as meta_data_lib
 from tf_metaloss.meta import lookahead
 from tf_metaloss.meta import updates
@@ -160,8 +160,7 @@ class MetaModel(keras.Model):
                 f"{META_METHODS}. Received: meta_method={meta_method!r}"
             )
         if meta_seed is not None:
-            _check_int("meta_seed", meta_seed, minimum=0,
-                       expected="a non-negative integer or None")
+            _check_int("meta_seed", meta_seed, minimum=0, expected="a non-negative integer or None")
         for arg, value in (
             ("meta_clipnorm", meta_clipnorm),
             ("lookahead_learning_rate", lookahead_learning_rate),
@@ -218,9 +217,7 @@ class MetaModel(keras.Model):
         if self.compiled and hasattr(self, "_meta_compile_config"):
             meta = dict(self._meta_compile_config)
             meta["meta_optimizer"] = self.meta_optimizer
-            config.update(
-                {k: keras.saving.serialize_keras_object(v) for k, v in meta.items()}
-            )
+            config.update({k: keras.saving.serialize_keras_object(v) for k, v in meta.items()})
         return config
 
     def compile_from_config(self, config):
@@ -284,8 +281,7 @@ class MetaModel(keras.Model):
 
     @property
     def metrics(self):
-        own = [self.meta_loss_tracker, self.meta_grad_norm_tracker,
-               self.skipped_updates_tracker]
+        own = [self.meta_loss_tracker, self.meta_grad_norm_tracker, self.skipped_updates_tracker]
         metrics = [m for m in super().metrics if all(m is not o for o in own)]
         if not self.compiled:
             return metrics
@@ -319,9 +315,7 @@ class MetaModel(keras.Model):
             Other arguments (positional too) are those of `keras.Model.fit`.
         """
         self._assert_compile_called("fit")
-        arguments = inspect.signature(keras.Model.fit).bind(
-            self, x, y, *args, **kwargs
-        ).arguments
+        arguments = inspect.signature(keras.Model.fit).bind(self, x, y, *args, **kwargs).arguments
         del arguments["self"]
         if meta_data is not None and meta_split is not None:
             raise ValueError(
@@ -330,12 +324,15 @@ class MetaModel(keras.Model):
                 f"meta_split={meta_split!r}. Pass only one."
             )
         if meta_batch_size is not None:
-            _check_int("meta_batch_size", meta_batch_size, minimum=1,
-                       expected="a positive integer or None")
+            _check_int(
+                "meta_batch_size", meta_batch_size, minimum=1, expected="a positive integer or None"
+            )
         if meta_split is not None:
             train, meta_data = meta_data_lib.split_meta(
-                arguments.get("x"), arguments.get("y"),
-                arguments.get("sample_weight"), meta_split,
+                arguments.get("x"),
+                arguments.get("y"),
+                arguments.get("sample_weight"),
+                meta_split,
             )
             arguments["x"], arguments["y"], arguments["sample_weight"] = train
         if self.meta_every > 0:
@@ -356,8 +353,13 @@ class MetaModel(keras.Model):
             self._meta_iterator = None
 
     def train_on_batch(
-        self, x, y=None, sample_weight=None, class_weight=None,
-        return_dict=False, meta_batch=None,
+        self,
+        x,
+        y=None,
+        sample_weight=None,
+        class_weight=None,
+        return_dict=False,
+        meta_batch=None,
     ):
         """`keras.Model.train_on_batch`, meta-learning on `meta_batch`.
 
@@ -382,7 +384,10 @@ class MetaModel(keras.Model):
             )
         try:
             return super().train_on_batch(
-                x, y, sample_weight=sample_weight, class_weight=class_weight,
+                x,
+                y,
+                sample_weight=sample_weight,
+                class_weight=class_weight,
                 return_dict=return_dict,
             )
         finally:
@@ -483,9 +488,7 @@ class MetaModel(keras.Model):
             if phi is None:
                 loss = self.loss(y, y_pred, sample_weight=sample_weight)
             else:
-                loss = self.loss.stateless_call(
-                    phi, y, y_pred, sample_weight, pause_inner=pause
-                )
+                loss = self.loss.stateless_call(phi, y, y_pred, sample_weight, pause_inner=pause)
             if layer_losses:
                 loss = loss + tf.add_n(layer_losses) / updates.num_replicas()
             return loss, (y_pred, new_state)
@@ -523,7 +526,9 @@ class MetaModel(keras.Model):
                 result.weights, non_trainable, meta_batch, phi
             )
         meta_grads = meta_tape.gradient(meta_objective, phi_variables)
-        meta_grads = [tf.zeros_like(v) if g is None else g for g, v in zip(meta_grads, phi_variables)]
+        meta_grads = [
+            tf.zeros_like(v) if g is None else g for g, v in zip(meta_grads, phi_variables)
+        ]
         return result, meta_loss, updates.all_reduce_sum(meta_grads)
 
     def _update_weights(self, loss, grads, local_grads, new_state):
@@ -576,7 +581,9 @@ class MetaModel(keras.Model):
     def _meta_train_step(self, data, meta_batch):
         x, y, sample_weight = _unpack(data)
         result, meta_loss, meta_grads = self._meta_gradient(x, y, sample_weight, meta_batch)
-        finite = self._update_weights(result.loss, result.grads, result.local_grads, result.new_state)
+        finite = self._update_weights(
+            result.loss, result.grads, result.local_grads, result.new_state
+        )
         meta_grad_norm, meta_finite = self._update_loss_parameters(meta_grads, finite)
         self.meta_loss_tracker.update_state(meta_loss * updates.num_replicas())
         self.meta_grad_norm_tracker.update_state(meta_grad_norm)
@@ -586,7 +593,9 @@ class MetaModel(keras.Model):
     def test_step(self, data):
         x, y, sample_weight = _unpack(data)
         y_pred = self(x, training=False)
-        loss = self._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
+        loss = self._compute_loss(
+            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False
+        )
         self._track_loss(x, loss)
         meta_loss = self.meta_loss(y, y_pred, sample_weight=sample_weight)
         self.meta_loss_tracker.update_state(meta_loss * updates.num_replicas())
@@ -617,8 +626,5 @@ def _keras_loss_class_of(function):
 def _check_int(name, value, minimum, expected):
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
         raise ValueError(
-            f"Invalid value for argument `{name}`. Expected {expected}. "
-            f"Received: {name}={value!r}"
+            f"Invalid value for argument `{name}`. Expected {expected}. Received: {name}={value!r}"
         )
-
-
