@@ -13,14 +13,17 @@ Example:
 
 from tf_metaloss import callbacks
 from tf_metaloss import diagnostics
+from tf_metaloss import evaluation
 from tf_metaloss import losses
+from tf_metaloss import models
+from tf_metaloss import plotting
 from tf_metaloss.losses import BlendLoss
 from tf_metaloss.losses import LearnableLoss
 from tf_metaloss.losses import MetaLoss
 from tf_metaloss.losses import NeuralLoss
 from tf_metaloss.losses import PolynomialLoss
 from tf_metaloss.losses import SampleWeightedLoss
-from tf_metaloss.models.meta_model import MetaModel
+from tf_metaloss.models import MetaModel
 
 __version__ = "0.1.0"
 
@@ -34,5 +37,8 @@ __all__ = [
     "SampleWeightedLoss",
     "callbacks",
     "diagnostics",
+    "evaluation",
     "losses",
+    "models",
+    "plotting",
 ]

@@ -2,7 +2,8 @@
 
 Everything draws on a `matplotlib.figure.Figure` attached to an Agg canvas, so
 nothing here touches `pyplot`'s global state or the user's chosen backend, and
-it works on machines without a display.
+it works on machines without a display. Drawing needs matplotlib (the `eval`
+extra: `pip install "tf_metaloss[eval]"`); importing this module does not.
 
 Example:
 
@@ -14,21 +15,31 @@ Example:
 import io
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+from tf_metaloss._optional import import_optional
 
 __all__ = [
     "curves_figure",
     "figure_to_png",
     "landscape_figure",
     "new_figure",
+    "require_matplotlib",
     "save_figure",
     "trajectory_figure",
 ]
 
 
+def require_matplotlib(feature="Drawing figures", alternative=None):
+    """Imports matplotlib, or raises an `ImportError` naming the extra to install."""
+    return import_optional("matplotlib", feature, alternative)
+
+
 def new_figure(ncols=1, nrows=1, width=5.0, height=3.6):
     """A figure with an Agg canvas and a grid of axes; returns `(fig, axes)`."""
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width * ncols, height * nrows), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False)

@@ -189,6 +189,10 @@ class MetaTensorBoard(keras.callbacks.Callback):
         if num_classes is not None:
             _check_positive_int("num_classes", num_classes)
         _check_positive_int("curve_points", curve_points)
+        if image_freq:
+            plotting.require_matplotlib(
+                "`MetaTensorBoard`'s loss-curve images", "or pass image_freq=0"
+            )
         self.log_dir = os.fspath(log_dir)
         self.run_name = run_name
         self.probe_data = self._check_probe(probe_data)

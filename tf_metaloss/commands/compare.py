@@ -19,6 +19,7 @@ tf-metaloss compare --eval-split holdout ...   # choose settings without the val
 import argparse
 import shlex
 
+from tf_metaloss import plotting
 from tf_metaloss.evaluation import compare as compare_lib
 from tf_metaloss.losses import functional
 
@@ -260,6 +261,9 @@ def canonical_command(config, output_dir):
 def run(args):
     """Runs the comparison; returns 0."""
     config = config_from_args(args)
+    if not args.no_figures:
+        # Fail before hours of training, not when the figures are drawn.
+        plotting.require_matplotlib("Drawing the comparison's figures", "or pass --no-figures")
     progress = None if args.quiet else (lambda line: print(line, flush=True))
 
     def save_partial(results):

@@ -337,8 +337,7 @@ def prepare_data(noise=DEFAULT_NOISE, seed=0, noisy_meta=False, tiny=False):
     Returns:
         A `DemoData`.
     """
-    from sklearn import model_selection
-
+    from tf_metaloss._optional import import_optional
     from tf_metaloss.evaluation import datasets
     from tf_metaloss.evaluation import noise as noise_lib
 
@@ -347,6 +346,7 @@ def prepare_data(noise=DEFAULT_NOISE, seed=0, noisy_meta=False, tiny=False):
             "Invalid value for argument `noise`. Expected a float in [0, 1). "
             f"Received: noise={noise!r}"
         )
+    model_selection = import_optional("sklearn.model_selection", "The demo")
     data = datasets.load_digits(val_fraction=0.2, seed=seed)
     x_train, x_meta, y_train, y_meta = model_selection.train_test_split(
         data.x_train,

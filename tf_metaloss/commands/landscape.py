@@ -13,6 +13,8 @@ import sys
 
 import numpy as np
 
+from tf_metaloss._optional import import_optional
+
 NAME = "landscape"
 
 
@@ -110,9 +112,10 @@ class CommandError(Exception):
 def load_data(spec, x_key="x", y_key="y", samples=None):
     """`(x, y)` from `"digits"` or an .npz file."""
     if spec == "digits":
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()
+        sk_datasets = import_optional(
+            "sklearn.datasets", "--data digits", "or pass --data FILE.npz"
+        )
+        digits = sk_datasets.load_digits()
         x = (digits.data / 16.0).astype("float32")
         y = digits.target.astype("int32")
     else:
@@ -190,6 +193,8 @@ def _run(args):
     for path in args.models:
         if not os.path.exists(path):
             raise CommandError(f"model file not found: {path}")
+    # The figure needs matplotlib: fail before the landscapes are computed.
+    import_optional("matplotlib", "tf-metaloss landscape")
     x, y = load_data(args.data, args.x_key, args.y_key, args.samples)
 
     import keras

@@ -62,6 +62,7 @@ def trajectories(records):
 
 def run(args):
     """Writes the PNG; returns the exit code."""
+    plotting.require_matplotlib(f"tf-metaloss {NAME}")
     try:
         records = audit_lib.read_audit_log(args.logfile)
     except (audit_lib.AuditLogError, OSError) as error:

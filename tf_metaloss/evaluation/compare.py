@@ -47,10 +47,10 @@ from collections.abc import Callable
 import keras
 import numpy as np
 import tensorflow as tf
-from matplotlib import ticker
 
 from tf_metaloss import losses as tml_losses
 from tf_metaloss import plotting
+from tf_metaloss._optional import import_optional
 from tf_metaloss.evaluation import datasets
 from tf_metaloss.evaluation import metrics
 from tf_metaloss.evaluation import noise as noise_lib
@@ -1118,11 +1118,16 @@ def _styles(methods):
 
 def _palette(n):
     """`n` distinct colours: tab10, then the light half of tab20."""
-    from matplotlib import colormaps
+    colormaps = plotting.require_matplotlib().colormaps
 
     tab10, tab20 = colormaps["tab10"], colormaps["tab20"]
     colors = [tab10(i) for i in range(10)] + [tab20(2 * i + 1) for i in range(10)]
     return [colors[i % len(colors)] for i in range(n)]
+
+
+def _integer_ticks(axis):
+    ticker = import_optional("matplotlib.ticker", "Drawing figures")
+    axis.set_major_locator(ticker.MaxNLocator(integer=True))
 
 
 def learning_curves_figure(results):
@@ -1143,7 +1148,7 @@ def learning_curves_figure(results):
             ax.plot(epochs, mean, line, color=color, label=m["label"])
             ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.12)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+        _integer_ticks(ax.xaxis)
         ax.set_ylabel("accuracy")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
@@ -1185,7 +1190,7 @@ def phi_figure(results):
             ax.plot(np.arange(len(mean)), mean, label=label, color=colors[label])
         ax.set_title(m["label"], fontsize=9)
         ax.set_xlabel("epoch (0 = start)")
-        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+        _integer_ticks(ax.xaxis)
         ax.set_ylabel("mixture weight" if keys[0].startswith("mix/") else "value")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
@@ -1225,7 +1230,13 @@ def _finite(value):
 
 
 def write_results(results, directory, figures=True):
-    """Writes `results.json`, `results.md` and the PNG figures; returns their paths."""
+    """Writes `results.json`, `results.md` and the PNG figures; returns their paths.
+
+    The figures need matplotlib (the `eval` extra); `figures=False` writes
+    the JSON and Markdown files only.
+    """
+    if figures:
+        plotting.require_matplotlib("Writing the comparison's figures", "or pass figures=False")
     os.makedirs(directory, exist_ok=True)
     paths = {
         "json": os.path.join(directory, "results.json"),

@@ -18,6 +18,8 @@ import os
 
 import numpy as np
 
+from tf_metaloss._optional import import_optional
+
 NPZ_KEYS = ("x_train", "y_train", "x_val", "y_val")
 TFDS_SHORTCUTS = ("cifar10",)
 
@@ -73,8 +75,8 @@ def load_digits(val_fraction=0.2, seed=0, flatten=True):
     >>> data.x_train.shape, data.x_val.shape
     ((1437, 64), (360, 64))
     """
-    from sklearn import datasets as sk_datasets
-    from sklearn import model_selection
+    sk_datasets = import_optional("sklearn.datasets", "`load_digits`")
+    model_selection = import_optional("sklearn.model_selection", "`load_digits`")
 
     if not 0.0 < float(val_fraction) < 1.0:
         raise ValueError(
@@ -169,7 +171,7 @@ def load_tfds(
     data = load_tfds("cifar10", train_split="train[:5000]")
     ```
     """
-    import tensorflow_datasets as tfds
+    tfds = import_optional("tensorflow_datasets", "`load_tfds`")
 
     try:
         (train, val), info = tfds.load(
