@@ -104,6 +104,7 @@ def test_traceback_flag_reraises(failing_command):
         cli.main(["--traceback", "fail"])
 
 
+@pytest.mark.integration
 def test_python_dash_m_runs_the_cli_and_exits_2_on_usage_error():
     result = subprocess.run(
         [sys.executable, "-m", "tf_metaloss", "demo", "--epochs", "0"],

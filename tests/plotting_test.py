@@ -1,6 +1,7 @@
 """Tests of the shared figures in `tf_metaloss.plotting`."""
 
 import io
+import pathlib
 
 import matplotlib
 import numpy as np
@@ -36,7 +37,7 @@ def test_trajectory_figure_panels(tmp_path):
     np.testing.assert_allclose(fig.axes[1].get_lines()[0].get_ydata(), [3, 2, 1, 0])
     assert len(plotting.trajectory_figure(steps, {"w": steps}).axes) == 1
     path = plotting.save_figure(fig, tmp_path / "t.png")
-    assert open(path, "rb").read(4) == b"\x89PNG"
+    assert pathlib.Path(path).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_landscape_figure_rejects_mixed_dimensions():

@@ -331,6 +331,7 @@ def _get_json(url):
         return json.loads(response.read())
 
 
+@pytest.mark.integration
 def test_live_tensorboard_serves_a_learned_loss_scalar(blend_run, tmp_path):
     port = _free_port()
     with open(tmp_path / "tb.log", "wb") as log:

@@ -104,6 +104,7 @@ def test_invalid_values_raise_keras_style_errors():
         compare.config_from_args(_parse("--epochs", "0"))
 
 
+@pytest.mark.integration
 def test_run_writes_results_and_prints_the_table(tmp_path, capsys):
     rng = np.random.default_rng(0)
     centers = rng.normal(scale=3.0, size=(3, 4))

@@ -3,6 +3,7 @@
 import argparse
 import io
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -62,7 +63,9 @@ def test_writes_a_png_next_to_the_log(tmp_path, capsys):
     assert f"Wrote {png}" in capsys.readouterr().out
     picture = mpl_image.imread(io.BytesIO(png.read_bytes()), format="png")
     assert picture.shape == (680, 700, 4)  # two panels of 7 x 3.4 inches
-    steps, series, meta_loss = plot.trajectories([json.loads(line) for line in open(log)])
+    steps, series, meta_loss = plot.trajectories(
+        [json.loads(line) for line in pathlib.Path(log).read_text().splitlines()]
+    )
     np.testing.assert_array_equal(steps, [0, 2, 4, 6])
     assert list(series) == ["w/ce", "w/mae", "|net|"]
     np.testing.assert_allclose(series["w/mae"], [0.0, 0.1, 0.2, 0.3])

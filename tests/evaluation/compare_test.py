@@ -434,6 +434,7 @@ def _check_end_to_end(tmp_path, methods):
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.integration
 def test_run_comparison_end_to_end_and_result_files(tmp_path):
     _check_end_to_end(tmp_path, E2E_METHODS)
 
