@@ -20,6 +20,21 @@ def _unpack(data):
     return keras.utils.unpack_x_y_sample_weight(data)
 
 
+class _MeanOfMetaSteps(keras.metrics.Mean):
+    """A running mean that reads NaN, not 0, while it holds no value.
+
+    The meta quantities are measured on meta steps only. An epoch (or the first
+    plain steps of one) without a meta step, e.g. after
+    `LossParameterEarlyStopping` froze phi, has no meta loss: a 0 would look
+    like a perfect score.
+    """
+
+    def result(self):
+        return keras.ops.where(
+            self.count > 0, super().result(), keras.ops.cast(float("nan"), self.dtype)
+        )
+
+
 @keras.saving.register_keras_serializable(package="tf_metaloss")
 class MetaModel(keras.Model):
     """A model trained on a learnable loss whose parameters phi are meta-learned.
@@ -72,8 +87,8 @@ class MetaModel(keras.Model):
         self._call_has_training = "training" in inspect.signature(model.call).parameters
         self.meta_optimizer = None
         self._meta_iterator = None
-        self.meta_loss_tracker = keras.metrics.Mean(name="meta_loss")
-        self.meta_grad_norm_tracker = keras.metrics.Mean(name="meta_grad_norm")
+        self.meta_loss_tracker = _MeanOfMetaSteps(name="meta_loss")
+        self.meta_grad_norm_tracker = _MeanOfMetaSteps(name="meta_grad_norm")
         self.skipped_updates_tracker = keras.metrics.Sum(name="skipped_updates")
 
     # -- Keras model contract -------------------------------------------------
