@@ -25,7 +25,7 @@ from tf_metaloss.losses import PolynomialLoss
 from tf_metaloss.losses import SampleWeightedLoss
 from tf_metaloss.models import MetaModel
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "BlendLoss",
