@@ -2,13 +2,19 @@
 
 Example:
 
-    import keras
-    import tf_metaloss as tml
-
-    model = tml.MetaModel(keras.Sequential([keras.layers.Dense(10)]))
-    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True),
-                  meta_optimizer="adam")
-    model.fit(x, y, meta_split=0.1)
+>>> import keras
+>>> import numpy as np
+>>> import tf_metaloss as tml
+>>> rng = np.random.default_rng(0)
+>>> x = rng.normal(size=(256, 8)).astype("float32")
+>>> y = (x[:, 0] > 0).astype("int32")
+>>> model = tml.MetaModel(keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]))
+>>> model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_optimizer="adam")
+>>> history = model.fit(x, y, meta_split=0.1, epochs=2, verbose=0)
+>>> sorted(history.history)  # the meta objective and phi are logged with the loss
+['loss', 'meta_grad_norm', 'meta_loss', 'phi/crossentropy', 'phi/focal',
+ 'phi/generalized_crossentropy', 'phi/label_smoothing', 'phi/mae_classification',
+ 'skipped_updates']
 """
 
 from tf_metaloss import callbacks

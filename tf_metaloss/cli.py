@@ -10,7 +10,7 @@ error (printed as `tf-metaloss <command>: error: <message>`).
 
 Example:
 
-```
+```shell
 tf-metaloss --help
 tf-metaloss demo --epochs 40 --noise 0.4
 python -m tf_metaloss demo --tiny

@@ -7,9 +7,13 @@ extra: `pip install "tf_metaloss[eval]"`); importing this module does not.
 
 Example:
 
-    fig = plotting.curves_figure(
-        x, {"initial": y0, "epoch 3": y3}, xlabel="p(true class)", ylabel="loss")
-    png_bytes = plotting.figure_to_png(fig)
+>>> p = np.linspace(0.05, 0.95, 19)
+>>> fig = tml.plotting.curves_figure(
+...     p, {"cross-entropy": -np.log(p), "MAE": 2 * (1 - p)}, xlabel="p(true class)")
+>>> tml.plotting.figure_to_png(fig)[:8]
+b'\\x89PNG\\r\\n\\x1a\\n'
+>>> tml.plotting.save_figure(fig, "losses.png")
+'losses.png'
 """
 
 import io

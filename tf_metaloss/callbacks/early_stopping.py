@@ -51,11 +51,18 @@ class LossParameterEarlyStopping(keras.callbacks.Callback):
 
     Example:
 
-    ```python
-    stop = tml.callbacks.LossParameterEarlyStopping(patience=50, window=10)
-    model.fit(x, y, meta_split=0.1, epochs=20, callbacks=[stop])
-    print(stop.frozen_step, stop.best_value)
-    ```
+    >>> x = np.random.default_rng(0).normal(size=(128, 8)).astype("float32")
+    >>> y = (x[:, 0] > 0).astype("int32")
+    >>> model = tml.MetaModel(keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]))
+    >>> model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    >>> stop = tml.callbacks.LossParameterEarlyStopping(patience=2, min_delta=10.0)
+    >>> history = model.fit(x, y, meta_split=0.1, epochs=2, verbose=0, callbacks=[stop])
+    >>> stop.frozen, stop.best_step, stop.frozen_step  # no update lowered meta_loss by 10
+    (True, 0, 2)
+    >>> model.meta_every  # frozen: the second epoch (steps 4 to 7) ran no meta step
+    0
+    >>> history.history["meta_loss"][-1]
+    nan
     """
 
     def __init__(

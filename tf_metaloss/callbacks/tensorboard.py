@@ -43,7 +43,7 @@ def learned_loss_curve(loss, parameter_values=None, points=101, num_classes=10, 
 
     Example:
 
-    >>> p, values = learned_loss_curve(tml.MetaLoss(from_logits=True), points=5)
+    >>> p, values = tml.callbacks.learned_loss_curve(tml.MetaLoss(from_logits=True), points=5)
     >>> np.allclose(values, -np.log(p), atol=1e-5)   # MetaLoss starts as CE
     True
     """
@@ -144,14 +144,19 @@ class MetaTensorBoard(keras.callbacks.Callback):
 
     Example:
 
-    ```python
-    noisy = tml.evaluation.inject_label_noise(y_probe, rate=0.4, seed=0)
-    model.fit(x, y, meta_split=0.1, epochs=10, callbacks=[
-        keras.callbacks.TensorBoard("runs/exp1"),
-        tml.callbacks.MetaTensorBoard(
-            "runs/exp1", probe_data=(x_probe, noisy.labels), noise_mask=noisy),
-    ])
-    ```
+    >>> x = np.random.default_rng(0).normal(size=(128, 8)).astype("float32")
+    >>> y = (x[:, 0] > 0).astype("int32")
+    >>> model = tml.MetaModel(keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]))
+    >>> model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    >>> noisy = tml.evaluation.inject_label_noise(y[:32], rate=0.4, seed=0)
+    >>> history = model.fit(x, y, meta_split=0.1, epochs=2, verbose=0, callbacks=[
+    ...     keras.callbacks.TensorBoard("runs/exp1"),
+    ...     tml.callbacks.MetaTensorBoard(
+    ...         "runs/exp1", probe_data=(x[:32], noisy.labels), noise_mask=noisy),
+    ... ])
+    >>> import os
+    >>> sorted(os.listdir("runs/exp1"))  # `tensorboard --logdir runs/exp1` shows both
+    ['metaloss', 'train']
     """
 
     def __init__(

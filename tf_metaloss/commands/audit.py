@@ -2,8 +2,10 @@
 
 Example:
 
-    tf-metaloss audit runs/exp1/audit.jsonl
-    tf-metaloss audit runs/exp1/audit.jsonl --json
+```shell
+tf-metaloss audit runs/exp1/audit.jsonl
+tf-metaloss audit runs/exp1/audit.jsonl --json
+```
 """
 
 import argparse

@@ -9,7 +9,7 @@ can be watched).
 
 Example:
 
-```
+```shell
 tf-metaloss compare --dataset digits --noise 0.4 --epochs 30 --seeds 0 1 2
 tf-metaloss compare --dataset path/to/data.npz --model small_cnn --methods ce,gce,learned
 tf-metaloss compare --eval-split holdout ...   # choose settings without the validation split
@@ -174,6 +174,7 @@ def parse_weights(text):
 
     Example:
 
+    >>> from tf_metaloss.commands.compare import parse_weights
     >>> parse_weights("generalized_crossentropy=1")
     {'generalized_crossentropy': 1.0}
     """

@@ -18,7 +18,7 @@ held-out validation labels that are never corrupted.
 
 Example:
 
-```
+```shell
 tf-metaloss demo --epochs 40 --noise 0.4 --logdir ./tf_metaloss_demo_logs
 tensorboard --logdir ./tf_metaloss_demo_logs
 ```
@@ -200,10 +200,20 @@ def run_demo(
 
     Example:
 
-    ```python
-    result = run_demo(epochs=40, noise=0.4)
-    print(format_result(result))
-    ```
+    >>> from tf_metaloss.commands import demo
+    >>> result = demo.run_demo(tiny=True, epochs=1)  # seconds; `run_demo()` is the real one
+    >>> [m.name for m in result.methods]
+    ['cross-entropy', 'generalized CE (q=0.7)', 'MetaLoss (meta-learned)']
+    >>> print(demo.format_result(result))
+    <BLANKLINE>
+    method | clean val accuracy | train time (s)
+    ------...
+    cross-entropy | 0... | ...
+    generalized CE (q=0.7) | 0... | ...
+    MetaLoss (meta-learned) | 0... | ...
+    <BLANKLINE>
+    learned loss (MetaLoss mixture weights, started as cross-entropy): crossentropy ...
+    ...
     """
     import keras
 

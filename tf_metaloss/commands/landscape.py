@@ -2,8 +2,10 @@
 
 Example:
 
-    tf-metaloss landscape ce.keras learned.keras --data digits --out runs/landscape
-    tf-metaloss landscape model.keras --data val.npz --directions 2 --points 15
+```shell
+tf-metaloss landscape ce.keras learned.keras --data digits --out runs/landscape
+tf-metaloss landscape model.keras --data val.npz --directions 2 --points 15
+```
 """
 
 import argparse

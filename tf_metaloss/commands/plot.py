@@ -2,7 +2,9 @@
 
 Example:
 
-    tf-metaloss plot runs/exp1/audit.jsonl --out phi.png
+```shell
+tf-metaloss plot runs/exp1/audit.jsonl --out phi.png
+```
 """
 
 import os

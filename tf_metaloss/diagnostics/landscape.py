@@ -226,11 +226,17 @@ def loss_landscape(
 
     Example:
 
-    ```python
-    result = tml.diagnostics.loss_landscape(model, (x_val, y_val), points=21)
-    print(result.sharpness["curvature"])
-    tml.diagnostics.plot_landscape({"learned loss": result}, "landscape.png")
-    ```
+    >>> x = np.random.default_rng(0).normal(size=(128, 8)).astype("float32")
+    >>> y = (x[:, 0] > 0).astype("int32")
+    >>> model = tml.MetaModel(keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]))
+    >>> model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    >>> history = model.fit(x, y, meta_split=0.1, epochs=2, verbose=0)
+    >>> result = tml.diagnostics.loss_landscape(model, (x, y), points=21)
+    >>> result.alphas.shape, result.losses.shape
+    ((21,), (21,))
+    >>> sorted(result.sharpness)
+    ['curvature', 'fit', 'fit_r2', 'max_increase', 'max_increase_relative']
+    >>> fig = tml.diagnostics.plot_landscape({"learned loss": result}, "landscape.png")
     """
     _check_args(directions, span, points, batch_size)
     loss_fn, loss_name = _resolve_loss(model, loss, from_logits)

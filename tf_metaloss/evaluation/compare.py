@@ -25,13 +25,19 @@ Markdown table of mean +- std over seeds), `learning_curves.png` and `phi.png`.
 
 Example:
 
-```python
-config = CompareConfig(dataset="digits", noise_rate=0.4, epochs=20,
-                       methods=("ce", "gce", "meta_loss"), seeds=(0, 1, 2))
-results = run_comparison(config, progress=print)
-write_results(results, "compare_out")
-print(format_table(results))
-```
+>>> compare = tml.evaluation.compare
+>>> config = compare.CompareConfig(
+...     dataset="digits", noise_rate=0.4, epochs=2, methods=("ce", "meta_loss"), seeds=(0,))
+>>> results = compare.run_comparison(config, progress=print)
+[1/2] seed 0 ce ...
+[2/2] seed 0 meta_loss ...
+>>> sorted(compare.write_results(results, "compare_out"))
+['json', 'learning_curves', 'markdown', 'phi']
+>>> print(compare.format_table(results))
+| method | val acc % | ...
+|---|...
+| cross-entropy | ...
+| MetaLoss (meta) | ...
 """
 
 import dataclasses
@@ -244,7 +250,7 @@ def resolve_methods(spec):
 
     Example:
 
-    >>> resolve_methods("ce,gce,learned")[:3]
+    >>> tml.evaluation.compare.resolve_methods("ce,gce,learned")[:3]
     ('ce', 'gce', 'meta_loss')
     """
     if isinstance(spec, str):
@@ -503,7 +509,7 @@ def build_model(kind, input_shape, num_classes, hidden_units=128):
 
     Example:
 
-    >>> build_model("mlp", (64,), 10).output.shape
+    >>> tml.evaluation.compare.build_model("mlp", (64,), 10).output.shape
     (None, 10)
     """
     _check_choice("model", kind, MODELS)
@@ -540,7 +546,8 @@ def schedule_targets(loss, final):
     Example:
 
     >>> loss = tml.MetaLoss(from_logits=True)
-    >>> schedule_targets(loss, {"generalized_crossentropy": 1.0})["blend_weights"]
+    >>> targets = tml.evaluation.compare.schedule_targets(loss, {"generalized_crossentropy": 1.0})
+    >>> targets["blend_weights"]
     array([0., 0., 0., 1., 0.], dtype=float32)
     """
     if not hasattr(loss, "base_losses") or "blend_weights" not in loss.parameter_names:
@@ -577,13 +584,16 @@ class LinearParameterSchedule(keras.callbacks.Callback):
 
     Example:
 
-    ```python
-    loss = tml.MetaLoss(from_logits=True)
-    model.compile(optimizer="sgd", loss=loss, meta_every=0)
-    schedule = LinearParameterSchedule(
-        schedule_targets(loss, {"generalized_crossentropy": 1.0}), 300)
-    model.fit(x, y, epochs=10, callbacks=[schedule])
-    ```
+    >>> x = np.random.default_rng(0).normal(size=(128, 8)).astype("float32")
+    >>> y = (x[:, 0] > 0).astype("int32")
+    >>> loss = tml.MetaLoss(from_logits=True)
+    >>> model = tml.MetaModel(keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]))
+    >>> model.compile(optimizer="sgd", loss=loss, meta_every=0)
+    >>> targets = tml.evaluation.compare.schedule_targets(loss, {"generalized_crossentropy": 1.0})
+    >>> schedule = tml.evaluation.compare.LinearParameterSchedule(targets, total_steps=8)
+    >>> history = model.fit(x, y, epochs=2, verbose=0, callbacks=[schedule])  # 4 steps an epoch
+    >>> [round(float(w), 3) for w in loss.mixture_weights()]  # the last step used `final`
+    [0.0, 0.0, 0.0, 1.0, 0.0]
     """
 
     def __init__(self, final, total_steps):

@@ -71,7 +71,7 @@ def load_digits(val_fraction=0.2, seed=0, flatten=True):
 
     Example:
 
-    >>> data = load_digits(val_fraction=0.2, seed=0)
+    >>> data = tml.evaluation.load_digits(val_fraction=0.2, seed=0)
     >>> data.x_train.shape, data.x_val.shape
     ((1437, 64), (360, 64))
     """
@@ -113,10 +113,16 @@ def load_npz(path, num_classes=None):
 
     Example:
 
-    ```python
-    np.savez("mine.npz", x_train=x, y_train=y, x_val=xv, y_val=yv)
-    data = load_npz("mine.npz")
-    ```
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.integers(0, 256, size=(120, 8, 8, 3), dtype=np.uint8)
+    >>> labels = rng.integers(0, 4, size=120)
+    >>> np.savez("mine.npz", x_train=images[:100], y_train=labels[:100],
+    ...          x_val=images[100:], y_val=labels[100:], class_names=["a", "b", "c", "d"])
+    >>> data = tml.evaluation.load_npz("mine.npz")
+    >>> data
+    Dataset(name='mine.npz', x_train=(100, 8, 8, 3), x_val=(20, 8, 8, 3), num_classes=4)
+    >>> data.x_train.dtype, float(data.x_train.max()) <= 1.0  # uint8 images scaled to [0, 1]
+    (dtype('float32'), True)
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -167,9 +173,9 @@ def load_tfds(
 
     Example:
 
-    ```python
-    data = load_tfds("cifar10", train_split="train[:5000]")
-    ```
+    >>> data = tml.evaluation.load_tfds("cifar10", train_split="train[:5000]", max_val=8)
+    >>> data.input_shape, data.num_classes, data.x_val.shape[0]
+    ((32, 32, 3), 10, 8)
     """
     tfds = import_optional("tensorflow_datasets", "`load_tfds`")
 
@@ -215,7 +221,7 @@ def load_dataset(spec, **kwargs):
 
     Example:
 
-    >>> load_dataset("digits").num_classes
+    >>> tml.evaluation.load_dataset("digits").num_classes
     10
     """
     if not isinstance(spec, str) or not spec:

@@ -80,7 +80,7 @@ def inject_label_noise(
 
     Example:
 
-    >>> noisy = inject_label_noise([0, 1, 2, 3] * 25, rate=0.4, seed=0)
+    >>> noisy = tml.evaluation.inject_label_noise([0, 1, 2, 3] * 25, rate=0.4, seed=0)
     >>> int(noisy.mask.sum())
     40
     """

@@ -12,7 +12,7 @@ class ClipConstraint(keras.constraints.Constraint):
 
     Example:
 
-    >>> c = ClipConstraint(low=0.0, high=2.0)
+    >>> c = tml.losses.ClipConstraint(low=0.0, high=2.0)
     >>> c(keras.ops.convert_to_tensor([-1.0, 1.0, 3.0])).numpy().tolist()
     [0.0, 1.0, 2.0]
     """
@@ -62,7 +62,7 @@ class LearnableLoss(keras.losses.Loss):
 
     Example:
 
-    >>> loss = tf_metaloss.losses.BlendLoss(from_logits=True)
+    >>> loss = tml.losses.BlendLoss(from_logits=True)
     >>> [v.name for v in loss.trainable_variables]
     ['blend_weights']
     """

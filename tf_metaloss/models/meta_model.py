@@ -54,18 +54,26 @@ class MetaModel(keras.Model):
 
     Example:
 
-    ```python
-    inputs = keras.Input((64,))
-    x = keras.layers.Dense(256, activation="relu")(inputs)
-    model = tml.MetaModel(inputs, keras.layers.Dense(10)(x))
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
-        loss=tml.MetaLoss(from_logits=True),
-        meta_optimizer=keras.optimizers.Adam(1e-3),
-        metrics=["accuracy"],
-    )
-    model.fit(x_train, y_train, meta_data=(x_meta, y_meta), epochs=10)
-    ```
+    >>> rng = np.random.default_rng(0)
+    >>> x_train = rng.normal(size=(256, 64)).astype("float32")
+    >>> y_train = rng.integers(0, 10, size=256)
+    >>> x_meta, y_meta = x_train[:32], y_train[:32]  # in practice: a clean held-out set
+    >>> inputs = keras.Input((64,))
+    >>> hidden = keras.layers.Dense(256, activation="relu")(inputs)
+    >>> model = tml.MetaModel(inputs, keras.layers.Dense(10)(hidden))
+    >>> model.compile(
+    ...     optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+    ...     loss=tml.MetaLoss(from_logits=True),
+    ...     meta_optimizer=keras.optimizers.Adam(1e-2),
+    ...     metrics=["accuracy"],
+    ... )
+    >>> history = model.fit(x_train, y_train, meta_data=(x_meta, y_meta), epochs=2, verbose=0)
+    >>> model.meta_optimizer.iterations.numpy()  # 8 steps an epoch, each a meta step
+    np.int64(16)
+    >>> model.save("model.keras")
+    >>> restored = keras.models.load_model("model.keras")  # phi is restored with the model
+    >>> np.array_equal(restored.loss.trainable_variables[0], model.loss.trainable_variables[0])
+    True
     """
 
     def __init__(self, inputs=None, outputs=None, name=None, **kwargs):
