@@ -45,10 +45,6 @@ def test_top_level_reexports_the_losses():
         assert getattr(tf_metaloss, name) is getattr(tf_metaloss.losses, name)
 
 
-def test_version():
-    assert isinstance(tf_metaloss.__version__, str) and tf_metaloss.__version__
-
-
 def test_subpackages_are_attributes_of_the_package():
     for module_name in MODULES[1:]:
         name = module_name.split(".")[1]

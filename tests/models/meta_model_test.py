@@ -509,11 +509,19 @@ def test_constructor_errors():
 
 def test_get_config_round_trip():
     model = _model()
-    restored = tml.MetaModel.from_config(model.get_config())
-    assert isinstance(restored.base_model, keras.Model)
-    assert [w.shape for w in restored.weights] == [w.shape for w in model.weights]
+    x = np.random.default_rng(0).normal(size=(5, 6)).astype("float32")
     serialized = keras.saving.serialize_keras_object(model)
-    assert isinstance(keras.saving.deserialize_keras_object(serialized), tml.MetaModel)
+    for restored in (
+        tml.MetaModel.from_config(model.get_config()),
+        keras.saving.deserialize_keras_object(serialized),
+    ):
+        assert type(restored) is tml.MetaModel and restored.name == model.name
+        # The same architecture as the original, layer by layer (the config
+        # holds no weights: copy them, and the two compute the same function).
+        assert restored.get_config() == model.get_config()
+        assert [w.path for w in restored.weights] == [w.path for w in model.weights]
+        restored.set_weights(model.get_weights())
+        np.testing.assert_allclose(restored.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
 # -- Keras contracts ------------------------------------------------------------
