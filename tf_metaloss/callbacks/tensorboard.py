@@ -135,7 +135,8 @@ class MetaTensorBoard(keras.callbacks.Callback):
         update_freq: write scalars every `update_freq` meta-updates, or
             `"epoch"`.
         histogram_freq: epochs between histograms (0 disables them).
-        image_freq: epochs between loss-curve images (0 disables them).
+        image_freq: epochs between loss-curve images (0 disables them; they need
+            matplotlib, the `eval` extra).
         variance_window: meta-updates in the grad-norm variance window (>= 2).
         num_classes: classes of the model output for the loss curve; `None`
             reads it from the model's output shape.

@@ -305,7 +305,7 @@ class CompareConfig:
             regularization, unroll_steps: the meta-learning settings (Adam on
             phi; `meta_batch_size=None` uses `batch_size`).
         meta_objective: the fixed loss the meta step minimises on the meta
-            set, a base loss name (default `"crossentropy"`).
+            set, a base loss name (default `"mae_classification"`, the bounded MAE).
         schedule_final: final raw blend weights of the hand schedule, a dict
             `base loss name -> weight` (others 0).
         train_eval_size: training samples on which train accuracy (clean
