@@ -118,8 +118,7 @@ def timed(fn, steps):
     return (time.perf_counter() - start) / steps * 1000.0
 
 
-def measure_time(name, jit_compile, batch_size, steps, repeats, unroll_steps,
-                 meta_batch_size=None):
+def measure_time(name, jit_compile, batch_size, steps, repeats, unroll_steps, meta_batch_size=None):
     model = build_model(name, jit_compile, meta_every=1, unroll_steps=unroll_steps)
     data, meta_batch = make_batches(name, batch_size, meta_batch_size)
     plain, meta = step_functions(model, data, meta_batch)
@@ -133,8 +132,13 @@ def measure_time(name, jit_compile, batch_size, steps, repeats, unroll_steps,
     forward, gradient = breakdown_functions(model, data, jit_compile)
     for fn in (plain, meta, every_5th, forward, gradient):  # Warm-up (tracing, XLA).
         timed(fn, 2)
-    samples = {"plain": [], "meta_every_1": [], "meta_every_5": [],
-               "forward": [], "forward_backward": []}
+    samples = {
+        "plain": [],
+        "meta_every_1": [],
+        "meta_every_5": [],
+        "forward": [],
+        "forward_backward": [],
+    }
     for _ in range(repeats):
         samples["forward"].append(timed(forward, steps))
         samples["forward_backward"].append(timed(gradient, steps))
@@ -250,9 +254,18 @@ def peak_memory_child(name, jit_compile, batch_size, kind):
 
 def peak_memory(name, jit_compile, batch_size, kind):
     out = subprocess.run(
-        [sys.executable, __file__, "--memory-child", name, str(int(jit_compile)),
-         str(batch_size), kind],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            __file__,
+            "--memory-child",
+            name,
+            str(int(jit_compile)),
+            str(batch_size),
+            kind,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return float(out.strip().splitlines()[-1])
 
@@ -265,12 +278,19 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20, help="steps per timing sample")
     parser.add_argument("--repeats", type=int, default=7, help="interleaved samples per kind")
     parser.add_argument("--unroll-steps", type=int, default=1)
-    parser.add_argument("--meta-batch-size", type=int, default=None,
-                        help="meta batch size (default: the batch size)")
+    parser.add_argument(
+        "--meta-batch-size",
+        type=int,
+        default=None,
+        help="meta batch size (default: the batch size)",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory runs")
     parser.add_argument("--fit", action="store_true", help="also time whole fit() calls")
-    parser.add_argument("--fit-only", action="store_true",
-                        help="time only fit() (public API: runs against older versions too)")
+    parser.add_argument(
+        "--fit-only",
+        action="store_true",
+        help="time only fit() (public API: runs against older versions too)",
+    )
     parser.add_argument("--fit-steps", type=int, default=50, help="steps per fit sample")
     parser.add_argument("--steps-per-execution", type=int, default=1)
     parser.add_argument("--json", help="also write the results to this JSON file")
@@ -285,19 +305,29 @@ def main(argv=None):
         fit_rows = []
         for name in args.models:
             for xla in args.xla:
-                row = measure_fit(name, xla == "on", args.batch_size, args.fit_steps,
-                                  args.repeats, args.steps_per_execution)
+                row = measure_fit(
+                    name,
+                    xla == "on",
+                    args.batch_size,
+                    args.fit_steps,
+                    args.repeats,
+                    args.steps_per_execution,
+                )
                 fit_rows.append(row)
                 print(json.dumps(row), flush=True)
         print()
-        print("| model | XLA | steps/execution | Keras fit ms/step | meta every step "
-              "ms (ratio) | meta every 5th ms (ratio) |")
+        print(
+            "| model | XLA | steps/execution | Keras fit ms/step | meta every step "
+            "ms (ratio) | meta every 5th ms (ratio) |"
+        )
         print("|---|---|---|---|---|---|")
         for r in fit_rows:
-            print(f"| {r['model']} | {'on' if r['xla'] else 'off'} | "
-                  f"{r['steps_per_execution']} | {r['fit_ms_keras']:.2f} | "
-                  f"{r['fit_ms_meta_every_1']:.2f} ({r['fit_ratio_meta_every_1']:.2f}x) | "
-                  f"{r['fit_ms_meta_every_5']:.2f} ({r['fit_ratio_meta_every_5']:.2f}x) |")
+            print(
+                f"| {r['model']} | {'on' if r['xla'] else 'off'} | "
+                f"{r['steps_per_execution']} | {r['fit_ms_keras']:.2f} | "
+                f"{r['fit_ms_meta_every_1']:.2f} ({r['fit_ratio_meta_every_1']:.2f}x) | "
+                f"{r['fit_ms_meta_every_5']:.2f} ({r['fit_ratio_meta_every_5']:.2f}x) |"
+            )
         if args.fit_only:
             if args.json:
                 with open(args.json, "w") as f:
@@ -307,26 +337,38 @@ def main(argv=None):
     rows = []
     for name in args.models:
         for xla in args.xla:
-            row = measure_time(name, xla == "on", args.batch_size, args.steps,
-                               args.repeats, args.unroll_steps, args.meta_batch_size)
+            row = measure_time(
+                name,
+                xla == "on",
+                args.batch_size,
+                args.steps,
+                args.repeats,
+                args.unroll_steps,
+                args.meta_batch_size,
+            )
             if not args.no_memory:
                 row["peak_mb_plain"] = peak_memory(name, xla == "on", args.batch_size, "plain")
                 row["peak_mb_meta"] = peak_memory(name, xla == "on", args.batch_size, "meta")
             rows.append(row)
             print(json.dumps(row), flush=True)
-    header = ("| model | XLA | forward ms | fwd+bwd ms | plain step ms | "
-              "meta every step ms (ratio) | meta every 5th ms (ratio) | "
-              "peak MB plain / meta |")
+    header = (
+        "| model | XLA | forward ms | fwd+bwd ms | plain step ms | "
+        "meta every step ms (ratio) | meta every 5th ms (ratio) | "
+        "peak MB plain / meta |"
+    )
     print()
     print(header)
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        memory = (f"{r['peak_mb_plain']:.0f} / {r['peak_mb_meta']:.0f}"
-                  if "peak_mb_plain" in r else "-")
-        print(f"| {r['model']} | {'on' if r['xla'] else 'off'} | {r['ms_forward']:.2f} | "
-              f"{r['ms_forward_backward']:.2f} | {r['ms_plain']:.2f} | "
-              f"{r['ms_meta_every_1']:.2f} ({r['ratio_meta_every_1']:.2f}x) | "
-              f"{r['ms_meta_every_5']:.2f} ({r['ratio_meta_every_5']:.2f}x) | {memory} |")
+        memory = (
+            f"{r['peak_mb_plain']:.0f} / {r['peak_mb_meta']:.0f}" if "peak_mb_plain" in r else "-"
+        )
+        print(
+            f"| {r['model']} | {'on' if r['xla'] else 'off'} | {r['ms_forward']:.2f} | "
+            f"{r['ms_forward_backward']:.2f} | {r['ms_plain']:.2f} | "
+            f"{r['ms_meta_every_1']:.2f} ({r['ratio_meta_every_1']:.2f}x) | "
+            f"{r['ms_meta_every_5']:.2f} ({r['ratio_meta_every_5']:.2f}x) | {memory} |"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

@@ -31,13 +31,17 @@ def parse_args(argv=None):
         description="Meta-learn per-sample loss weights on noisy digits and "
         "compare the weights of clean and corrupted samples."
     )
-    parser.add_argument("--epochs", type=int, default=30,
-                        help="training epochs (default: 30)")
-    parser.add_argument("--noise", type=float, default=0.4,
-                        help="fraction of training labels flipped (default: 0.4)")
+    parser.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=0.4,
+        help="fraction of training labels flipped (default: 0.4)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--tiny", action="store_true",
-                        help="a seconds-long smoke run (1 epoch, subset)")
+    parser.add_argument(
+        "--tiny", action="store_true", help="a seconds-long smoke run (1 epoch, subset)"
+    )
     return parser.parse_args(argv)
 
 
@@ -62,7 +66,10 @@ def main(argv=None):
     keras.utils.set_random_seed(args.seed)
     data = load_digits(seed=args.seed)
     x_train, x_meta, y_train, y_meta = model_selection.train_test_split(
-        data.x_train, data.y_train, test_size=0.1, random_state=args.seed,
+        data.x_train,
+        data.y_train,
+        test_size=0.1,
+        random_state=args.seed,
         stratify=data.y_train,
     )
     epochs, hidden_units = args.epochs, (128, 128)
@@ -76,8 +83,7 @@ def main(argv=None):
     for units in hidden_units:
         x = keras.layers.Dense(units, activation="relu")(x)
     model = tml.MetaModel(inputs, keras.layers.Dense(data.num_classes)(x))
-    loss = tml.SampleWeightedLoss(from_logits=True, hidden_units=(32,),
-                                  seed=args.seed)
+    loss = tml.SampleWeightedLoss(from_logits=True, hidden_units=(32,), seed=args.seed)
     model.compile(
         optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
         loss=loss,
@@ -85,25 +91,32 @@ def main(argv=None):
         metrics=["accuracy"],
     )
     model.fit(
-        x_train, noisy.labels, meta_data=(x_meta, y_meta), batch_size=64,
-        epochs=epochs, validation_data=(data.x_val, data.y_val), verbose=0,
+        x_train,
+        noisy.labels,
+        meta_data=(x_meta, y_meta),
+        batch_size=64,
+        epochs=epochs,
+        validation_data=(data.x_val, data.y_val),
+        verbose=0,
     )
-    accuracy = model.evaluate(
-        data.x_val, data.y_val, verbose=0, return_dict=True)["accuracy"]
+    accuracy = model.evaluate(data.x_val, data.y_val, verbose=0, return_dict=True)["accuracy"]
     # Weights of the whole training set as one batch (mean weight = 1).
     logits = model.predict(x_train, verbose=0)
     weights = keras.ops.convert_to_numpy(loss.sample_weights(noisy.labels, logits))
     stats = weight_statistics(weights, noisy.mask)
 
-    print(f"{int(noisy.mask.sum())} of {len(y_train)} training labels "
-          f"corrupted; meta set: {len(y_meta)} clean samples")
+    print(
+        f"{int(noisy.mask.sum())} of {len(y_train)} training labels "
+        f"corrupted; meta set: {len(y_meta)} clean samples"
+    )
     print(f"clean validation accuracy: {accuracy:.4f}")
     print(f"mean learned weight, clean samples:     {stats['clean_mean']:.3f}")
     print(f"mean learned weight, corrupted samples: {stats['corrupted_mean']:.3f}")
-    print(f"P(weight of a clean sample > weight of a corrupted one): "
-          f"{stats['auc']:.3f}  (0.5 = no separation)")
-    return {"val_accuracy": float(accuracy), "num_corrupted": int(noisy.mask.sum()),
-            **stats}
+    print(
+        f"P(weight of a clean sample > weight of a corrupted one): "
+        f"{stats['auc']:.3f}  (0.5 = no separation)"
+    )
+    return {"val_accuracy": float(accuracy), "num_corrupted": int(noisy.mask.sum()), **stats}
 
 
 if __name__ == "__main__":

@@ -26,17 +26,18 @@ from tf_metaloss.evaluation import load_digits
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description="Train on digits with tml.MetaLoss, save, reload and "
-        "print the learned loss."
+        description="Train on digits with tml.MetaLoss, save, reload and print the learned loss."
     )
-    parser.add_argument("--epochs", type=int, default=20,
-                        help="training epochs (default: 20)")
+    parser.add_argument("--epochs", type=int, default=20, help="training epochs (default: 20)")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--output", default=None,
-                        help="where to save the .keras file (default: a "
-                        "temporary directory)")
-    parser.add_argument("--tiny", action="store_true",
-                        help="a seconds-long smoke run (1 epoch, subset)")
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="where to save the .keras file (default: a temporary directory)",
+    )
+    parser.add_argument(
+        "--tiny", action="store_true", help="a seconds-long smoke run (1 epoch, subset)"
+    )
     return parser.parse_args(argv)
 
 
@@ -67,13 +68,19 @@ def main(argv=None):
     )
     # meta_split holds out the last 10% of (x_train, y_train) as meta data.
     model.fit(
-        x_train, y_train, meta_split=0.1, batch_size=64, epochs=epochs,
-        validation_data=(data.x_val, data.y_val), verbose=0,
+        x_train,
+        y_train,
+        meta_split=0.1,
+        batch_size=64,
+        epochs=epochs,
+        validation_data=(data.x_val, data.y_val),
+        verbose=0,
     )
     scores = model.evaluate(data.x_val, data.y_val, verbose=0, return_dict=True)
     accuracy = scores["accuracy"]
-    phi = dict(zip(model.loss.base_losses,
-                   keras.ops.convert_to_numpy(model.loss.mixture_weights())))
+    phi = dict(
+        zip(model.loss.base_losses, keras.ops.convert_to_numpy(model.loss.mixture_weights()))
+    )
     print(f"validation accuracy: {accuracy:.4f}")
     print("learned loss (mixture weights):")
     for name, weight in phi.items():
@@ -85,15 +92,17 @@ def main(argv=None):
         restored = keras.models.load_model(path)
         same_phi = all(
             np.array_equal(a.numpy(), b.numpy())
-            for a, b in zip(model.loss.trainable_variables,
-                            restored.loss.trainable_variables)
+            for a, b in zip(model.loss.trainable_variables, restored.loss.trainable_variables)
         )
         same_predictions = np.allclose(
             model.predict(data.x_val, verbose=0),
-            restored.predict(data.x_val, verbose=0), atol=1e-6,
+            restored.predict(data.x_val, verbose=0),
+            atol=1e-6,
         )
-        print(f"saved to {path} and reloaded: phi restored: {same_phi}, "
-              f"same predictions: {same_predictions}")
+        print(
+            f"saved to {path} and reloaded: phi restored: {same_phi}, "
+            f"same predictions: {same_predictions}"
+        )
     return {
         "val_accuracy": float(accuracy),
         "phi": {k: float(v) for k, v in phi.items()},

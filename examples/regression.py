@@ -26,14 +26,17 @@ def parse_args(argv=None):
         description="Meta-learn a blend of MSE, MAE and Huber on a "
         "synthetic regression with outliers; compare with MSE."
     )
-    parser.add_argument("--epochs", type=int, default=60,
-                        help="training epochs (default: 60)")
-    parser.add_argument("--outliers", type=float, default=0.2,
-                        help="fraction of training targets replaced by "
-                        "outliers (default: 0.2)")
+    parser.add_argument("--epochs", type=int, default=60, help="training epochs (default: 60)")
+    parser.add_argument(
+        "--outliers",
+        type=float,
+        default=0.2,
+        help="fraction of training targets replaced by outliers (default: 0.2)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--tiny", action="store_true",
-                        help="a seconds-long smoke run (1 epoch, subset)")
+    parser.add_argument(
+        "--tiny", action="store_true", help="a seconds-long smoke run (1 epoch, subset)"
+    )
     return parser.parse_args(argv)
 
 
@@ -70,7 +73,11 @@ def train(loss, meta_every, data, args, epochs, hidden_units):
         metrics=["mae"],
     )
     model.fit(
-        x_train, y_train, batch_size=64, epochs=epochs, verbose=0,
+        x_train,
+        y_train,
+        batch_size=64,
+        epochs=epochs,
+        verbose=0,
         meta_data=(x_meta, y_meta) if meta_every else None,
     )
     y_pred = model.predict(x_val, verbose=0)
@@ -88,21 +95,23 @@ def main(argv=None):
     x_val, y_val, _, _ = make_data(1000, 0.0, rng)
     data = (x_train, y_train, x_meta, y_meta, x_val, y_val)
 
-    mse_only, _ = train(
-        tml.BlendLoss(["mse"]), 0, data, args, epochs, hidden_units)
+    mse_only, _ = train(tml.BlendLoss(["mse"]), 0, data, args, epochs, hidden_units)
     blend = tml.BlendLoss(["mse", "mae", "huber"])
     learned, _ = train(blend, 1, data, args, epochs, hidden_units)
-    weights = dict(zip(blend.base_losses,
-                       keras.ops.convert_to_numpy(blend.mixture_weights())))
+    weights = dict(zip(blend.base_losses, keras.ops.convert_to_numpy(blend.mixture_weights())))
 
-    print(f"{int(corrupted.sum())} of {n_train} training targets are outliers; "
-          f"meta set: {len(y_meta)} clean samples")
+    print(
+        f"{int(corrupted.sum())} of {n_train} training targets are outliers; "
+        f"meta set: {len(y_meta)} clean samples"
+    )
     print(f"clean validation MSE, MSE loss:     {mse_only:.4f}")
     print(f"clean validation MSE, learned blend: {learned:.4f}")
-    print("learned blend weights: "
-          + ", ".join(f"{k} {v:.3f}" for k, v in weights.items()))
-    return {"mse_only_val_mse": mse_only, "blend_val_mse": learned,
-            "weights": {k: float(v) for k, v in weights.items()}}
+    print("learned blend weights: " + ", ".join(f"{k} {v:.3f}" for k, v in weights.items()))
+    return {
+        "mse_only_val_mse": mse_only,
+        "blend_val_mse": learned,
+        "weights": {k: float(v) for k, v in weights.items()},
+    }
 
 
 if __name__ == "__main__":

@@ -35,8 +35,10 @@ def main(argv=None):
                 seeds = sorted(set(accuracy[a]) & set(accuracy[b]))
                 diffs = [100.0 * (accuracy[a][s] - accuracy[b][s]) for s in seeds]
                 std = np.std(diffs, ddof=1) if len(diffs) > 1 else 0.0
-                print(f"  {a} - {b}: {np.mean(diffs):+.2f} ± {std:.2f} pts "
-                      f"(seeds {seeds}: {', '.join(f'{d:+.2f}' for d in diffs)})")
+                print(
+                    f"  {a} - {b}: {np.mean(diffs):+.2f} ± {std:.2f} pts "
+                    f"(seeds {seeds}: {', '.join(f'{d:+.2f}' for d in diffs)})"
+                )
     return 0
 
 

@@ -17,7 +17,8 @@ def main(directories):
         with open(os.path.join(directory, "results.json")) as f:
             results = json.load(f)
         results["summary"] = compare.summarize(
-            results["runs"], results["config"].get("convergence_fraction", 0.9))
+            results["runs"], results["config"].get("convergence_fraction", 0.9)
+        )
         results["checks"] = compare.target_checks(results)
         for path in compare.write_results(results, directory).values():
             print("wrote", path)

@@ -5,7 +5,15 @@ import importlib
 import tf_metaloss
 import tf_metaloss.losses
 
-MODULES = ["tf_metaloss", "tf_metaloss.losses"]
+MODULES = [
+    "tf_metaloss",
+    "tf_metaloss.callbacks",
+    "tf_metaloss.diagnostics",
+    "tf_metaloss.evaluation",
+    "tf_metaloss.losses",
+    "tf_metaloss.models",
+    "tf_metaloss.plotting",
+]
 
 
 def test_public_names_are_importable():
@@ -37,5 +45,8 @@ def test_top_level_reexports_the_losses():
         assert getattr(tf_metaloss, name) is getattr(tf_metaloss.losses, name)
 
 
-def test_version():
-    assert isinstance(tf_metaloss.__version__, str) and tf_metaloss.__version__
+def test_subpackages_are_attributes_of_the_package():
+    for module_name in MODULES[1:]:
+        name = module_name.split(".")[1]
+        assert name in tf_metaloss.__all__
+        assert getattr(tf_metaloss, name) is importlib.import_module(module_name)

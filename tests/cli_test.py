@@ -48,9 +48,7 @@ def test_unknown_option_exits_2(capsys):
 
 def test_every_command_module_registers_a_run_function():
     parser = cli.build_parser()
-    subparsers = next(
-        a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
-    )
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert tuple(subparsers.choices) == cli.COMMANDS
     for name, subparser in subparsers.choices.items():
         assert callable(subparser.get_default("func")), name
@@ -77,7 +75,8 @@ def failing_command(monkeypatch):
         real_import = cli.importlib.import_module
         monkeypatch.setattr(cli, "COMMANDS", ("fail",))
         monkeypatch.setattr(
-            cli.importlib, "import_module",
+            cli.importlib,
+            "import_module",
             lambda name: command if name.endswith(".fail") else real_import(name),
         )
 
@@ -105,10 +104,13 @@ def test_traceback_flag_reraises(failing_command):
         cli.main(["--traceback", "fail"])
 
 
+@pytest.mark.integration
 def test_python_dash_m_runs_the_cli_and_exits_2_on_usage_error():
     result = subprocess.run(
         [sys.executable, "-m", "tf_metaloss", "demo", "--epochs", "0"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert "tf-metaloss demo: error: argument --epochs" in result.stderr

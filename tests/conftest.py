@@ -10,9 +10,7 @@ import tensorflow as tf  # noqa: E402
 
 _cpu = tf.config.list_physical_devices("CPU")[0]
 try:
-    tf.config.set_logical_device_configuration(
-        _cpu, [tf.config.LogicalDeviceConfiguration()] * 2
-    )
+    tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 except RuntimeError:  # TensorFlow was initialised before this file ran.
     pass
 
@@ -32,3 +30,19 @@ def float64():
 def _clear_session():
     keras.backend.clear_session(free_memory=False)
     yield
+
+
+@pytest.fixture
+def mirrored_strategy():
+    """A factory of `MirroredStrategy` objects on the two logical CPUs.
+
+    TensorFlow numbers every new strategy's collective ops from the same keys,
+    so two strategies in one process can mix up their all-reduces; TensorFlow's
+    own tests give each strategy its own key range, as this factory does.
+    """
+
+    def make():
+        tf.distribute.MirroredStrategy._collective_key_base += 100_000
+        return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+    return make

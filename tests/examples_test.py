@@ -9,9 +9,7 @@ NAMES = ("quickstart", "noisy_labels", "regression")
 
 
 def load_example(name):
-    spec = importlib.util.spec_from_file_location(
-        f"example_{name}", EXAMPLES / f"{name}.py"
-    )
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -37,6 +35,8 @@ def test_quickstart_tiny(tmp_path, capsys):
     assert output.is_file()
     assert result["phi_restored"] and result["predictions_restored"]
     assert sum(result["phi"].values()) == pytest.approx(1.0, abs=1e-5)
+    # The meta step moved the loss away from its start, pure cross-entropy.
+    assert result["phi"]["crossentropy"] < 1.0
     assert 0.0 <= result["val_accuracy"] <= 1.0
     assert "learned loss" in capsys.readouterr().out
 
@@ -65,6 +65,9 @@ def test_regression_tiny(capsys):
     result = load_example("regression").main(["--tiny"])
     assert set(result["weights"]) == {"mse", "mae", "huber"}
     assert sum(result["weights"].values()) == pytest.approx(1.0, abs=1e-5)
+    # The blend started as pure MSE; the meta step moved weight to the robust terms.
+    assert result["weights"]["mse"] < 1.0
+    assert result["weights"]["mae"] > 0.0 and result["weights"]["huber"] > 0.0
     assert math.isfinite(result["mse_only_val_mse"])
     assert math.isfinite(result["blend_val_mse"])
     assert "learned blend weights" in capsys.readouterr().out

@@ -2,19 +2,28 @@
 
 Example:
 
-    import keras
-    import tf_metaloss as tml
-
-    model = tml.MetaModel(keras.Sequential([keras.layers.Dense(10)]))
-    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True),
-                  meta_optimizer="adam")
-    model.fit(x, y, meta_split=0.1)
+>>> import keras
+>>> import numpy as np
+>>> import tf_metaloss as tml
+>>> rng = np.random.default_rng(0)
+>>> x = rng.normal(size=(256, 8)).astype("float32")
+>>> y = (x[:, 0] > 0).astype("int32")
+>>> model = tml.MetaModel(keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]))
+>>> model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_optimizer="adam")
+>>> history = model.fit(x, y, meta_split=0.1, epochs=2, verbose=0)
+>>> sorted(history.history)  # the meta objective and phi are logged with the loss
+['loss', 'meta_grad_norm', 'meta_objective', 'phi/crossentropy', 'phi/focal',
+ 'phi/generalized_crossentropy', 'phi/label_smoothing', 'phi/mae_classification',
+ 'skipped_updates']
 """
 
 from tf_metaloss import callbacks
 from tf_metaloss import diagnostics
+from tf_metaloss import evaluation
 from tf_metaloss import losses
 from tf_metaloss import meta
+from tf_metaloss import models
+from tf_metaloss import plotting
 from tf_metaloss import testing
 from tf_metaloss.losses import BlendLoss
 from tf_metaloss.losses import LearnableLoss
@@ -22,9 +31,9 @@ from tf_metaloss.losses import MetaLoss
 from tf_metaloss.losses import NeuralLoss
 from tf_metaloss.losses import PolynomialLoss
 from tf_metaloss.losses import SampleWeightedLoss
-from tf_metaloss.models.meta_model import MetaModel
+from tf_metaloss.models import MetaModel
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "BlendLoss",
@@ -36,7 +45,10 @@ __all__ = [
     "SampleWeightedLoss",
     "callbacks",
     "diagnostics",
+    "evaluation",
     "losses",
     "meta",
+    "models",
+    "plotting",
     "testing",
 ]

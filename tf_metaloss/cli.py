@@ -10,7 +10,7 @@ error (printed as `tf-metaloss <command>: error: <message>`).
 
 Example:
 
-```
+```shell
 tf-metaloss --help
 tf-metaloss demo --epochs 40 --noise 0.4
 python -m tf_metaloss demo --tiny
@@ -37,17 +37,13 @@ def build_parser():
             "comparisons and diagnostics of meta-learned losses."
         ),
     )
-    parser.add_argument(
-        "--version", action="version", version=f"%(prog)s {__version__}"
-    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--traceback",
         action="store_true",
         help="on a runtime error, show the full Python traceback",
     )
-    subparsers = parser.add_subparsers(
-        dest="command", metavar="<command>", title="commands"
-    )
+    subparsers = parser.add_subparsers(dest="command", metavar="<command>", title="commands")
     subparsers.required = True
     for name in COMMANDS:
         module = importlib.import_module(f"tf_metaloss.commands.{name}")
@@ -85,9 +81,7 @@ def main(argv=None):
     except Exception as error:  # noqa: BLE001 -- report, don't crash.
         if args.traceback:
             raise
-        print(
-            f"{PROG} {args.command}: error: {_message(error)}", file=sys.stderr
-        )
+        print(f"{PROG} {args.command}: error: {_message(error)}", file=sys.stderr)
         return 1
 
 

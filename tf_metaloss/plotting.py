@@ -2,33 +2,48 @@
 
 Everything draws on a `matplotlib.figure.Figure` attached to an Agg canvas, so
 nothing here touches `pyplot`'s global state or the user's chosen backend, and
-it works on machines without a display.
+it works on machines without a display. Drawing needs matplotlib (the `eval`
+extra: `pip install "tf_metaloss[eval]"`); importing this module does not.
 
 Example:
 
-    fig = plotting.curves_figure(
-        x, {"initial": y0, "epoch 3": y3}, xlabel="p(true class)", ylabel="loss")
-    png_bytes = plotting.figure_to_png(fig)
+>>> p = np.linspace(0.05, 0.95, 19)
+>>> fig = tml.plotting.curves_figure(
+...     p, {"cross-entropy": -np.log(p), "MAE": 2 * (1 - p)}, xlabel="p(true class)")
+>>> tml.plotting.figure_to_png(fig)[:8]
+b'\\x89PNG\\r\\n\\x1a\\n'
+>>> tml.plotting.save_figure(fig, "losses.png")
+'losses.png'
 """
 
 import io
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+from tf_metaloss._optional import import_optional
 
 __all__ = [
     "curves_figure",
     "figure_to_png",
     "landscape_figure",
     "new_figure",
+    "require_matplotlib",
     "save_figure",
     "trajectory_figure",
 ]
 
 
+def require_matplotlib(feature="Drawing figures", alternative=None):
+    """Imports matplotlib, or raises an `ImportError` naming the extra to install."""
+    return import_optional("matplotlib", feature, alternative)
+
+
 def new_figure(ncols=1, nrows=1, width=5.0, height=3.6):
     """A figure with an Agg canvas and a grid of axes; returns `(fig, axes)`."""
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width * ncols, height * nrows), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False)
@@ -131,8 +146,7 @@ def landscape_figure(results, title=None):
         for ax, (label, result) in zip(axes[0], results.items()):
             grid_a, grid_b = np.meshgrid(result.alphas, result.betas, indexing="ij")
             contour = ax.contourf(grid_a, grid_b, result.losses, levels=20, cmap="viridis")
-            ax.contour(grid_a, grid_b, result.losses, levels=20, colors="white",
-                       linewidths=0.3)
+            ax.contour(grid_a, grid_b, result.losses, levels=20, colors="white", linewidths=0.3)
             ax.plot([0.0], [0.0], "r+", markersize=10)
             fig.colorbar(contour, ax=ax)
             ax.set_title(label)

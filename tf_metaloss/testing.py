@@ -9,21 +9,18 @@ Both raise `AssertionError` with a message naming the broken property.
 
 Example:
 
-```python
-@keras.saving.register_keras_serializable(package="my_project")
-class ScaledCE(tml.LearnableLoss):
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.regression = False
-        self.add_parameter("scale", (), keras.initializers.Constant(1.0))
-
-    def compute(self, parameters, y_true, y_pred):
-        ce = tml.losses.functional.crossentropy(y_true, y_pred, self.from_logits)
-        return parameters["scale"] * ce
-
-tml.testing.run_learnable_loss_test(lambda **kw: ScaledCE(from_logits=True, **kw),
-                                    starts_as="crossentropy")
-```
+>>> @keras.saving.register_keras_serializable(package="my_project")
+... class ScaledCE(tml.LearnableLoss):
+...     def __init__(self, **kwargs):
+...         super().__init__(**kwargs)
+...         self.regression = False
+...         self.add_parameter("scale", (), keras.initializers.Constant(1.0))
+...
+...     def compute(self, parameters, y_true, y_pred):
+...         ce = tml.losses.functional.crossentropy(y_true, y_pred, self.from_logits)
+...         return parameters["scale"] * ce
+>>> tml.testing.run_learnable_loss_test(
+...     lambda **kw: ScaledCE(from_logits=True, **kw), starts_as="crossentropy")
 """
 
 import json

@@ -7,12 +7,13 @@ minimum=1)`.
 
 Example:
 
+>>> from tf_metaloss.validation import check_int
 >>> check_int("meta_every", 3, minimum=0)
 3
->>> check_int("meta_every", -1, minimum=0)
+>>> check_int("steps", 0, minimum=1)
 Traceback (most recent call last):
 ...
-ValueError: Invalid value for argument `meta_every`. Expected an integer >= 0. Received: meta_every=-1
+ValueError: Invalid value for argument `steps`. Expected an integer >= 1. Received: steps=0
 """
 
 import math
@@ -21,7 +22,9 @@ import numbers
 
 def invalid(name, value, expected, fix=None):
     """Raises the library's `ValueError` for argument `name`."""
-    message = f"Invalid value for argument `{name}`. Expected {expected}. Received: {name}={value!r}"
+    message = (
+        f"Invalid value for argument `{name}`. Expected {expected}. Received: {name}={value!r}"
+    )
     if fix:
         message += f". {fix}"
     raise ValueError(message)
@@ -29,9 +32,7 @@ def invalid(name, value, expected, fix=None):
 
 def is_number(value):
     """A finite real number that is not a bool."""
-    return (
-        isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    )
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_int(name, value, minimum=None, expected=None, allow_none=False):

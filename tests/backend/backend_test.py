@@ -14,7 +14,10 @@ def test_importing_under_an_unsupported_backend_names_the_fix():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(
         [sys.executable, "-c", code],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode != 0
     assert "ImportError: tf_metaloss runs on the Keras backend(s) 'tensorflow'" in result.stderr

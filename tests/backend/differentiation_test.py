@@ -72,8 +72,8 @@ def test_replica_helpers_on_one_device():
     assert [float(v) for v in backend.all_reduce_sum([tf.constant(1.0)])] == [1.0]
 
 
-def test_replica_helpers_under_mirrored_strategy():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_replica_helpers_under_mirrored_strategy(mirrored_strategy):
+    strategy = mirrored_strategy()
 
     def step():
         share = backend.replica_share(tf.constant(3.0))

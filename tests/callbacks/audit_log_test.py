@@ -43,8 +43,15 @@ def test_one_line_per_meta_update(tmp_path, run_eagerly):
     path = str(tmp_path / "logs" / "audit.jsonl")  # the directory is created
     x, y = _data()
     model = _model(meta_every=3, run_eagerly=run_eagerly)
-    model.fit(x, y, meta_data=(x, y), batch_size=4, epochs=2, verbose=0,
-              callbacks=[callbacks.LossAuditLog(path)])
+    model.fit(
+        x,
+        y,
+        meta_data=(x, y),
+        batch_size=4,
+        epochs=2,
+        verbose=0,
+        callbacks=[callbacks.LossAuditLog(path)],
+    )
     records = callbacks.read_audit_log(path)
     assert [r["event"] for r in records[:1] + records[-1:]] == ["train_begin", "train_end"]
     begin = records[0]
@@ -62,7 +69,9 @@ def test_one_line_per_meta_update(tmp_path, run_eagerly):
     assert updates[0]["phi_before"] == begin["phi"]
     np.testing.assert_allclose(
         updates[-1]["phi_after"]["blend_weights"],
-        model.loss.trainable_variables[0].numpy(), rtol=1e-7)
+        model.loss.trainable_variables[0].numpy(),
+        rtol=1e-7,
+    )
     for r in updates:
         assert r["clipnorm"] is None and r["clipped"] is False and r["skipped"] is False
         assert math.isfinite(r["meta_objective"]) and r["meta_grad_norm"] > 0
@@ -90,10 +99,20 @@ def test_logged_meta_objective_and_norm_match_a_hand_computed_first_step(tmp_pat
         lookahead = [w - lr * g for w, g in zip(weights, grads)]
         meta_pred, _ = model.stateless_call(lookahead, [], xm, training=True)
         expected_loss = tf.reduce_mean(
-            keras.losses.sparse_categorical_crossentropy(ym, meta_pred, from_logits=True))
+            keras.losses.sparse_categorical_crossentropy(ym, meta_pred, from_logits=True)
+        )
     expected_norm = float(tf.linalg.global_norm(outer.gradient(expected_loss, phi0)))
-    model.fit(x, y, meta_data=(xm, ym), meta_batch_size=12, batch_size=8, epochs=1,
-              shuffle=False, verbose=0, callbacks=[callbacks.LossAuditLog(path)])
+    model.fit(
+        x,
+        y,
+        meta_data=(xm, ym),
+        meta_batch_size=12,
+        batch_size=8,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[callbacks.LossAuditLog(path)],
+    )
     first = _updates(path)[0]
     assert first["meta_objective"] == pytest.approx(float(expected_loss), rel=1e-5)
     assert first["meta_grad_norm"] == pytest.approx(expected_norm, rel=1e-4)
@@ -105,8 +124,15 @@ def test_steps_per_execution_records_the_latest_update_of_each_call(tmp_path):
     path = str(tmp_path / "audit.jsonl")
     x, y = _data()
     model = _model(meta_every=3, steps_per_execution=4)
-    model.fit(x, y, meta_data=(x, y), batch_size=4, epochs=1, verbose=0,
-              callbacks=[callbacks.LossAuditLog(path)])
+    model.fit(
+        x,
+        y,
+        meta_data=(x, y),
+        batch_size=4,
+        epochs=1,
+        verbose=0,
+        callbacks=[callbacks.LossAuditLog(path)],
+    )
     updates = _updates(path)
     # 8 steps in two calls of 4: meta steps 0, 3 in the first, 6 in the second.
     assert [r["step"] for r in updates] == [3, 6]
@@ -137,8 +163,7 @@ def test_every_line_is_on_disk_while_the_writer_is_open(tmp_path, monkeypatch):
     x, y = _data(n=16)
     model = _model(meta_every=2)
     log = callbacks.LossAuditLog(path)
-    model.fit(x, y, meta_data=(x, y), batch_size=4, epochs=1, verbose=0,
-              callbacks=[log, Reader()])
+    model.fit(x, y, meta_data=(x, y), batch_size=4, epochs=1, verbose=0, callbacks=[log, Reader()])
     # After batch k the file already holds train_begin + ceil((k+1)/2) updates.
     assert [len(events) for events in Reader.seen] == [2, 2, 3, 3]
     assert all(events[0] == "train_begin" for events in Reader.seen)
@@ -149,11 +174,25 @@ def test_resuming_appends_and_never_truncates(tmp_path):
     path = tmp_path / "audit.jsonl"
     x, y = _data(n=16)
     model = _model()
-    model.fit(x, y, meta_data=(x, y), batch_size=8, epochs=1, verbose=0,
-              callbacks=[callbacks.LossAuditLog(str(path))])
+    model.fit(
+        x,
+        y,
+        meta_data=(x, y),
+        batch_size=8,
+        epochs=1,
+        verbose=0,
+        callbacks=[callbacks.LossAuditLog(str(path))],
+    )
     first = path.read_bytes()
-    model.fit(x, y, meta_data=(x, y), batch_size=8, epochs=1, verbose=0,
-              callbacks=[callbacks.LossAuditLog(str(path))])
+    model.fit(
+        x,
+        y,
+        meta_data=(x, y),
+        batch_size=8,
+        epochs=1,
+        verbose=0,
+        callbacks=[callbacks.LossAuditLog(str(path))],
+    )
     second = path.read_bytes()
     assert second.startswith(first) and len(second) > len(first)
     records = callbacks.read_audit_log(str(path))
@@ -169,8 +208,16 @@ def test_a_skipped_update_is_recorded_and_warned_about(tmp_path):
     x, y = _data(n=16)
     x[9, 0] = np.nan  # the third batch of 4 (step 2) has a NaN input
     model = _model()
-    model.fit(x, y, meta_data=(x[:8], y[:8]), batch_size=4, epochs=1, shuffle=False,
-              verbose=0, callbacks=[callbacks.LossAuditLog(path)])
+    model.fit(
+        x,
+        y,
+        meta_data=(x[:8], y[:8]),
+        batch_size=4,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[callbacks.LossAuditLog(path)],
+    )
     updates = _updates(path)
     assert [r["skipped"] for r in updates] == [False, False, True, False]
     assert updates[2]["phi_after"] == updates[2]["phi_before"]  # nothing applied
@@ -185,15 +232,22 @@ def test_a_skipped_update_is_recorded_and_warned_about(tmp_path):
 def test_a_bound_hit_is_recorded(tmp_path):
     path = str(tmp_path / "audit.jsonl")
     x, y = _data(n=16)
-    loss = tml.PolynomialLoss(degree=2, expansion="one_minus_p", bounds=(-1e-3, 1e-3),
-                              from_logits=True)
+    loss = tml.PolynomialLoss(
+        degree=2, expansion="one_minus_p", bounds=(-1e-3, 1e-3), from_logits=True
+    )
     model = _model(loss, meta_optimizer=keras.optimizers.Adam(0.01))
-    model.fit(x, y, meta_data=(x, y), batch_size=8, epochs=1, verbose=0,
-              callbacks=[callbacks.LossAuditLog(path)])
+    model.fit(
+        x,
+        y,
+        meta_data=(x, y),
+        batch_size=8,
+        epochs=1,
+        verbose=0,
+        callbacks=[callbacks.LossAuditLog(path)],
+    )
     updates = _updates(path)
     # Adam's first step moves each coefficient by ~0.01, past the 1e-3 bound.
-    assert updates[0]["bound_hit"] == ["coefficients/coefficient_1",
-                                       "coefficients/coefficient_2"]
+    assert updates[0]["bound_hit"] == ["coefficients/coefficient_1", "coefficients/coefficient_2"]
     assert sorted(updates[0]["at_bound"]) == sorted(updates[0]["bound_hit"])
     assert all(abs(v) == pytest.approx(1e-3) for v in updates[0]["phi_after"]["coefficients"])
     summary = callbacks.summarize_audit_log(callbacks.read_audit_log(path))
@@ -203,24 +257,53 @@ def test_a_bound_hit_is_recorded(tmp_path):
 
 def _hand_made_log(path):
     lines = [
-        {"event": "train_begin", "step": 0, "parameters": {
-            "w": {"shape": [2], "labels": ["ce", "mae"], "bounds": [0.0, None]},
-            "net": {"shape": [10], "labels": None, "bounds": [None, None]}}},
-        {"event": "meta_update", "step": 0, "epoch": 0,
-         "phi_before": {"w": [1.0, 0.0], "net": [0.0] * 10},
-         "phi_after": {"w": [0.9, 0.1], "net": [0.0] * 10},
-         "meta_loss": 2.0, "meta_grad_norm": 0.5, "clipped": False, "skipped": False,
-         "bound_hit": [], "at_bound": []},
-        {"event": "meta_update", "step": 5, "epoch": 0,
-         "phi_before": {"w": [0.9, 0.1], "net": [0.0] * 10},
-         "phi_after": {"w": [0.9, 0.1], "net": [0.0] * 10},
-         "meta_loss": None, "meta_grad_norm": None, "clipped": False, "skipped": True,
-         "bound_hit": [], "at_bound": []},
-        {"event": "meta_update", "step": 10, "epoch": 1,
-         "phi_before": {"w": [0.9, 0.1], "net": [0.0] * 10},
-         "phi_after": {"w": [0.5, 0.5], "net": [3.0, 4.0] + [0.0] * 8},
-         "meta_loss": 1.5, "meta_grad_norm": 2.5, "clipped": True, "skipped": False,
-         "bound_hit": ["w/ce"], "at_bound": ["w/ce"]},
+        {
+            "event": "train_begin",
+            "step": 0,
+            "parameters": {
+                "w": {"shape": [2], "labels": ["ce", "mae"], "bounds": [0.0, None]},
+                "net": {"shape": [10], "labels": None, "bounds": [None, None]},
+            },
+        },
+        {
+            "event": "meta_update",
+            "step": 0,
+            "epoch": 0,
+            "phi_before": {"w": [1.0, 0.0], "net": [0.0] * 10},
+            "phi_after": {"w": [0.9, 0.1], "net": [0.0] * 10},
+            "meta_loss": 2.0,
+            "meta_grad_norm": 0.5,
+            "clipped": False,
+            "skipped": False,
+            "bound_hit": [],
+            "at_bound": [],
+        },
+        {
+            "event": "meta_update",
+            "step": 5,
+            "epoch": 0,
+            "phi_before": {"w": [0.9, 0.1], "net": [0.0] * 10},
+            "phi_after": {"w": [0.9, 0.1], "net": [0.0] * 10},
+            "meta_loss": None,
+            "meta_grad_norm": None,
+            "clipped": False,
+            "skipped": True,
+            "bound_hit": [],
+            "at_bound": [],
+        },
+        {
+            "event": "meta_update",
+            "step": 10,
+            "epoch": 1,
+            "phi_before": {"w": [0.9, 0.1], "net": [0.0] * 10},
+            "phi_after": {"w": [0.5, 0.5], "net": [3.0, 4.0] + [0.0] * 8},
+            "meta_loss": 1.5,
+            "meta_grad_norm": 2.5,
+            "clipped": True,
+            "skipped": False,
+            "bound_hit": ["w/ce"],
+            "at_bound": ["w/ce"],
+        },
         {"event": "train_end", "step": 12},
     ]
     with open(path, "w", encoding="utf-8") as f:
@@ -236,9 +319,11 @@ def test_summary_of_a_hand_made_log(tmp_path):
     assert s["meta_objective"] == {"first": 2.0, "last": 1.5, "min": 1.5, "min_step": 10}
     assert s["meta_grad_norm"] == {"mean": 1.5, "max": 2.5, "max_step": 10}
     w = s["movement"]["parameters"]["w"]
-    assert w["l2"] == pytest.approx(math.sqrt(0.5 ** 2 * 2))
-    assert w["elements"] == [{"label": "w/ce", "first": 1.0, "last": 0.5},
-                             {"label": "w/mae", "first": 0.0, "last": 0.5}]
+    assert w["l2"] == pytest.approx(math.sqrt(0.5**2 * 2))
+    assert w["elements"] == [
+        {"label": "w/ce", "first": 1.0, "last": 0.5},
+        {"label": "w/mae", "first": 0.0, "last": 0.5},
+    ]
     net = s["movement"]["parameters"]["net"]
     assert (net["l2"], net["norm_first"], net["norm_last"]) == (5.0, 0.0, 5.0)
     assert "elements" not in net
@@ -277,8 +362,10 @@ def test_summary_warns_when_steps_go_backwards(tmp_path):
         ('{"event": "train_begin"}\n{"event": "meta_update", "st', "line 2: not valid JSON"),
         ('{"event": "train_begin"}\n\n[1, 2]\n', "line 3: expected a JSON object"),
         ('{"step": 1}\n', "line 1: expected a JSON object with an 'event'"),
-        ('{"event": "meta_update", "step": 0, "epoch": 0, "phi_before": {}}\n',
-         r"line 1: a 'meta_update' record lacks \['phi_after'\]"),
+        (
+            '{"event": "meta_update", "step": 0, "epoch": 0, "phi_before": {}}\n',
+            r"line 1: a 'meta_update' record lacks \['phi_after'\]",
+        ),
     ],
 )
 def test_corrupt_logs_name_the_line(tmp_path, content, message):
@@ -303,7 +390,6 @@ def test_invalid_path_argument():
 def test_bound_contacts_distinguishes_hits_from_resting_on_a_bound():
     before = {"w": np.array([0.0, 0.5, 1.0])}
     after = {"w": np.array([0.0, 0.0, 0.7])}
-    hit, at_bound = monitor.bound_contacts(before, after, {"w": (0.0, 1.0)},
-                                         {"w": ["a", "b", "c"]})
+    hit, at_bound = monitor.bound_contacts(before, after, {"w": (0.0, 1.0)}, {"w": ["a", "b", "c"]})
     assert hit == ["w/b"]
     assert at_bound == ["w/a", "w/b"]

@@ -13,16 +13,19 @@ from tf_metaloss.callbacks.monitor import MetaStepRecord
 
 def _data(n=32, seed=0):
     rng = np.random.default_rng(seed)
-    return (rng.normal(size=(n, 5)).astype("float32"),
-            rng.integers(0, 3, n).astype("int32"))
+    return (rng.normal(size=(n, 5)).astype("float32"), rng.integers(0, 3, n).astype("int32"))
 
 
 def _model(run_eagerly=True):
     keras.utils.set_random_seed(0)
     inputs = keras.Input((5,))
     model = tml.MetaModel(inputs, keras.layers.Dense(3)(inputs))
-    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=tml.MetaLoss(from_logits=True),
-                  meta_optimizer=keras.optimizers.Adam(0.05), run_eagerly=run_eagerly)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss=tml.MetaLoss(from_logits=True),
+        meta_optimizer=keras.optimizers.Adam(0.05),
+        run_eagerly=run_eagerly,
+    )
     return model
 
 
@@ -34,10 +37,18 @@ def test_freezing_really_stops_meta_updates(tmp_path, restore_best, run_eagerly)
     model = _model(run_eagerly)
     start = model.loss.trainable_variables[0].numpy().copy()
     # No decrease can beat min_delta: the 2nd meta-update exhausts patience=1.
-    stop = callbacks.LossParameterEarlyStopping(patience=1, min_delta=1e9,
-                                                restore_best=restore_best, verbose=1)
-    history = model.fit(x, y, meta_data=(x, y), batch_size=4, epochs=2, verbose=0,
-                        callbacks=[callbacks.LossAuditLog(path), stop])
+    stop = callbacks.LossParameterEarlyStopping(
+        patience=1, min_delta=1e9, restore_best=restore_best, verbose=1
+    )
+    history = model.fit(
+        x,
+        y,
+        meta_data=(x, y),
+        batch_size=4,
+        epochs=2,
+        verbose=0,
+        callbacks=[callbacks.LossAuditLog(path), stop],
+    )
     updates = [r for r in callbacks.read_audit_log(path) if r["event"] == "meta_update"]
     assert [r["step"] for r in updates] == [0, 1]  # 16 steps, only 2 meta steps
     assert model.meta_every == 0 and stop.frozen and stop.frozen_step == 1
@@ -49,11 +60,16 @@ def test_freezing_really_stops_meta_updates(tmp_path, restore_best, run_eagerly)
     else:
         np.testing.assert_allclose(phi, updates[1]["phi_after"]["blend_weights"], rtol=1e-7)
         assert not np.allclose(phi, start)
-    # No meta step after the freeze: two meta-optimizer steps in all, and the
-    # second epoch's meta trackers saw no update.
+    # No meta step after the freeze: two meta-optimizer steps in all. The
+    # second epoch logs no meta objective or meta-gradient norm (NaN, not a
+    # perfect-looking 0), while the first epoch's are real.
     assert int(model.meta_optimizer.iterations.numpy()) == 2
-    assert float(model.meta_grad_norm_tracker.count.numpy()) == 0.0
     assert int(model.optimizer.iterations.numpy()) == 16
+    meta_objective = history.history["meta_objective"]
+    assert np.isfinite(meta_objective[0]) and meta_objective[0] > 0
+    assert np.isnan(meta_objective[1])
+    assert np.isnan(history.history["meta_grad_norm"][1])
+    assert history.history["skipped_updates"] == [0.0, 0.0]
     # Weights still trained after the freeze.
     assert history.history["loss"][1] != history.history["loss"][0]
 
@@ -61,16 +77,27 @@ def test_freezing_really_stops_meta_updates(tmp_path, restore_best, run_eagerly)
 def _fake_run(stop, meta_losses, phis=None):
     """Feeds `stop` one synthetic meta-update per value; returns the freeze step."""
     variable = keras.Variable(np.zeros(2, "float32"))
-    model = types.SimpleNamespace(meta_every=1,
-                                  loss=types.SimpleNamespace(trainable_variables=[variable]))
+    model = types.SimpleNamespace(
+        meta_every=1, loss=types.SimpleNamespace(trainable_variables=[variable])
+    )
     stop.set_model(model)
     queue = []
     stop._monitor = types.SimpleNamespace(begin=lambda m: None, end=lambda m, logs: queue.pop())
     for step, value in enumerate(meta_losses):
         phi = np.full(2, float(step)) if phis is None else phis[step]
-        queue.append(MetaStepRecord(step=step, steps=1, meta_updates=1, meta_objective=value,
-                                    meta_grad_norm=1.0, clipped=False, skipped=0,
-                                    phi_before={"w": phi}, phi_after={"w": phi + 0.5}))
+        queue.append(
+            MetaStepRecord(
+                step=step,
+                steps=1,
+                meta_updates=1,
+                meta_objective=value,
+                meta_grad_norm=1.0,
+                clipped=False,
+                skipped=0,
+                phi_before={"w": phi},
+                phi_after={"w": phi + 0.5},
+            )
+        )
         stop.on_train_batch_begin(step)
         stop.on_train_batch_end(step)
         if stop.frozen:

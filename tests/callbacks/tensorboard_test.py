@@ -23,8 +23,12 @@ from tf_metaloss.callbacks.tensorboard import learned_loss_curve
 from tf_metaloss.evaluation import inject_label_noise
 
 SIZE_GUIDANCE = {
-    "scalars": 0, "histograms": 0, "images": 0, "tensors": 0,
-    "compressedHistograms": 0, "audio": 0,
+    "scalars": 0,
+    "histograms": 0,
+    "images": 0,
+    "tensors": 0,
+    "compressedHistograms": 0,
+    "audio": 0,
 }
 
 
@@ -81,15 +85,23 @@ def blend_run(tmp_path_factory):
         str(root), probe_data=(probe_x, probe_y), noise_mask=mask, variance_window=3
     )
     history = model.fit(
-        x, y, meta_data=(x, y), batch_size=8, epochs=2, verbose=0, shuffle=False,
-        callbacks=[keras.callbacks.TensorBoard(str(root)), tb,
-                   callbacks.LossAuditLog(audit_path)],
+        x,
+        y,
+        meta_data=(x, y),
+        batch_size=8,
+        epochs=2,
+        verbose=0,
+        shuffle=False,
+        callbacks=[keras.callbacks.TensorBoard(str(root)), tb, callbacks.LossAuditLog(audit_path)],
     )
-    records = [r for r in callbacks.read_audit_log(audit_path)
-               if r["event"] == "meta_update"]
+    records = [r for r in callbacks.read_audit_log(audit_path) if r["event"] == "meta_update"]
     return {
-        "root": root, "model": model, "history": history.history, "records": records,
-        "events": _events(str(root / "metaloss")), "probe": (probe_x, probe_y),
+        "root": root,
+        "model": model,
+        "history": history.history,
+        "records": records,
+        "events": _events(str(root / "metaloss")),
+        "probe": (probe_x, probe_y),
         "mask": mask,
     }
 
@@ -99,8 +111,11 @@ def test_scalars_per_meta_update_match_the_audit_log_and_the_model(blend_run):
     tags = ev.Tags()["tensors"]
     labels = list(model.loss.base_losses)
     for tag in [f"phi/{label}" for label in labels] + [
-        "phi/distance_from_start", "meta/objective", "meta/grad_norm",
-        "meta/grad_norm_variance", "meta/skipped_updates",
+        "phi/distance_from_start",
+        "meta/objective",
+        "meta/grad_norm",
+        "meta/grad_norm_variance",
+        "meta/skipped_updates",
     ]:
         assert tag in tags
         assert _plugin(ev, tag) == "scalars"
@@ -119,8 +134,7 @@ def test_scalars_per_meta_update_match_the_audit_log_and_the_model(blend_run):
     )
     _, distance = _series(ev, "phi/distance_from_start")
     start = np.array(records[0]["phi_before"]["blend_weights"])
-    expected = [np.linalg.norm(np.array(r["phi_after"]["blend_weights"]) - start)
-                for r in records]
+    expected = [np.linalg.norm(np.array(r["phi_after"]["blend_weights"]) - start) for r in records]
     np.testing.assert_allclose(distance, expected, rtol=1e-5)
     assert distance[-1] > 0  # the meta step did move phi
 
@@ -133,14 +147,12 @@ def test_per_step_meta_values_average_to_the_keras_epoch_logs(blend_run):
     for epoch, (low, high) in enumerate([(0, 8), (8, 16)]):
         in_epoch = [(low <= s < high) for s in steps]
         # Keras's own epoch value is the tracker's mean over the epoch's steps.
-        assert losses[in_epoch].mean() == pytest.approx(
-            history["meta_objective"][epoch], rel=1e-5)
-        assert norms[in_epoch].mean() == pytest.approx(
-            history["meta_grad_norm"][epoch], rel=1e-5)
+        assert losses[in_epoch].mean() == pytest.approx(history["meta_objective"][epoch], rel=1e-5)
+        assert norms[in_epoch].mean() == pytest.approx(history["meta_grad_norm"][epoch], rel=1e-5)
     var_steps, variances = _series(ev, "meta/grad_norm_variance")
     assert var_steps == steps[1:]  # needs two values
     for k, value in enumerate(variances, start=2):
-        window = norms[max(0, k - 3):k]  # variance_window=3
+        window = norms[max(0, k - 3) : k]  # variance_window=3
         assert float(value) == pytest.approx(np.var(window, ddof=1), rel=1e-4)
     _, skipped = _series(ev, "meta/skipped_updates")
     assert [float(s) for s in skipped] == [0.0] * len(steps)
@@ -185,17 +197,28 @@ def test_beside_keras_tensorboard_in_the_same_log_dir(blend_run):
     assert "epoch_meta_objective" in train.Tags()["tensors"]
     _, values = _series(train, "epoch_meta_objective")
     np.testing.assert_allclose(
-        [float(v) for v in values], blend_run["history"]["meta_objective"], rtol=1e-6)
+        [float(v) for v in values], blend_run["history"]["meta_objective"], rtol=1e-6
+    )
 
 
 def test_update_freq_epoch_writes_epoch_means(tmp_path):
     x, y = _data()
     model = _model(tml.MetaLoss(from_logits=True))
     audit = str(tmp_path / "a.jsonl")
-    model.fit(x, y, meta_data=(x, y), batch_size=16, epochs=2, verbose=0,
-              callbacks=[callbacks.MetaTensorBoard(str(tmp_path), update_freq="epoch",
-                                                   histogram_freq=0, image_freq=0),
-                         callbacks.LossAuditLog(audit)])
+    model.fit(
+        x,
+        y,
+        meta_data=(x, y),
+        batch_size=16,
+        epochs=2,
+        verbose=0,
+        callbacks=[
+            callbacks.MetaTensorBoard(
+                str(tmp_path), update_freq="epoch", histogram_freq=0, image_freq=0
+            ),
+            callbacks.LossAuditLog(audit),
+        ],
+    )
     ev = _events(str(tmp_path / "metaloss"))
     records = [r for r in callbacks.read_audit_log(audit) if r["event"] == "meta_update"]
     steps, losses = _series(ev, "meta/objective")
@@ -212,9 +235,17 @@ def test_sample_weights_split_into_clean_and_corrupted(tmp_path):
     noisy = inject_label_noise(y_clean, rate=0.25, num_classes=3, seed=0)
     loss = tml.SampleWeightedLoss(hidden_units=(16,), from_logits=True, seed=0)
     model = _model(loss)
-    model.fit(x, noisy.labels, meta_data=(x, y_clean), batch_size=16, epochs=1,
-              verbose=0, callbacks=[callbacks.MetaTensorBoard(
-                  str(tmp_path), probe_data=(x, noisy.labels), noise_mask=noisy)])
+    model.fit(
+        x,
+        noisy.labels,
+        meta_data=(x, y_clean),
+        batch_size=16,
+        epochs=1,
+        verbose=0,
+        callbacks=[
+            callbacks.MetaTensorBoard(str(tmp_path), probe_data=(x, noisy.labels), noise_mask=noisy)
+        ],
+    )
     ev = _events(str(tmp_path / "metaloss"))
     tags = ev.Tags()["tensors"]
     # A hidden kernel of 16 values is logged as its norm.
@@ -224,10 +255,12 @@ def test_sample_weights_split_into_clean_and_corrupted(tmp_path):
     for name in big:
         _, norms = _series(ev, f"phi/{name}_norm")
         variable = loss.trainable_variables[names.index(name)]
-        assert float(norms[-1]) == pytest.approx(
-            float(np.linalg.norm(variable.numpy())), rel=1e-5)
-    for tag in ("probe/sample_weights", "probe/sample_weights_clean",
-                "probe/sample_weights_corrupted"):
+        assert float(norms[-1]) == pytest.approx(float(np.linalg.norm(variable.numpy())), rel=1e-5)
+    for tag in (
+        "probe/sample_weights",
+        "probe/sample_weights_clean",
+        "probe/sample_weights_corrupted",
+    ):
         assert tag in tags
     weights = loss.sample_weights(noisy.labels, model(x, training=False)).numpy()
     _, clean = _series(ev, "probe/mean_weight_clean")
@@ -241,13 +274,13 @@ def test_sample_weights_split_into_clean_and_corrupted(tmp_path):
 def test_learned_loss_curve_classification_and_regression():
     for from_logits in (True, False):
         p, values = learned_loss_curve(
-            tml.MetaLoss(from_logits=from_logits), points=7, num_classes=10)
+            tml.MetaLoss(from_logits=from_logits), points=7, num_classes=10
+        )
         assert p[0] == pytest.approx(0.01) and p[-1] == pytest.approx(0.99)
         np.testing.assert_allclose(values, -np.log(p), rtol=1e-4)  # starts as CE
     p, values = learned_loss_curve(tml.MetaLoss(from_logits=True), points=5, num_classes=1)
     np.testing.assert_allclose(values, -np.log(p), rtol=1e-4)
-    r, values = learned_loss_curve(
-        tml.MetaLoss(task="regression"), points=5, residual_range=2.0)
+    r, values = learned_loss_curve(tml.MetaLoss(task="regression"), points=5, residual_range=2.0)
     np.testing.assert_allclose(r, [-2, -1, 0, 1, 2])
     np.testing.assert_allclose(values, r**2, rtol=1e-6)  # starts as MSE
     # Given phi: 0.5*CE + 2*CE^2 for a power polynomial.
@@ -266,10 +299,11 @@ def test_learned_loss_curve_classification_and_regression():
         ({"variance_window": 1}, "variance_window"),
         ({"noise_mask": np.zeros(3, bool)}, "needs `probe_data`"),
         ({"probe_data": (np.zeros((3, 5)), np.zeros(2))}, "same number"),
-        ({"probe_data": (np.zeros((3, 5)), np.zeros(3)), "noise_mask": np.zeros(4, bool)},
-         "noise_mask"),
-        ({"probe_data": (np.zeros((3, 5)), np.zeros(3)), "noise_mask": np.zeros(3)},
-         "boolean"),
+        (
+            {"probe_data": (np.zeros((3, 5)), np.zeros(3)), "noise_mask": np.zeros(4, bool)},
+            "noise_mask",
+        ),
+        ({"probe_data": (np.zeros((3, 5)), np.zeros(3)), "noise_mask": np.zeros(3)}, "boolean"),
     ],
 )
 def test_invalid_arguments(tmp_path, kwargs, message):
@@ -283,8 +317,7 @@ def test_needs_a_meta_model(tmp_path):
     model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     with pytest.raises(ValueError, match="MetaModel"):
-        model.fit(x, y, epochs=1, verbose=0,
-                  callbacks=[callbacks.MetaTensorBoard(str(tmp_path))])
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.MetaTensorBoard(str(tmp_path))])
 
 
 def _free_port():
@@ -298,13 +331,24 @@ def _get_json(url):
         return json.loads(response.read())
 
 
+@pytest.mark.integration
 def test_live_tensorboard_serves_a_learned_loss_scalar(blend_run, tmp_path):
     port = _free_port()
     with open(tmp_path / "tb.log", "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tensorboard.main", "--logdir", str(blend_run["root"]),
-             "--host", "127.0.0.1", "--port", str(port)],
-            stdout=subprocess.DEVNULL, stderr=log,
+            [
+                sys.executable,
+                "-m",
+                "tensorboard.main",
+                "--logdir",
+                str(blend_run["root"]),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
         )
     query = urllib.parse.urlencode({"run": "metaloss", "tag": "phi/focal"})
     url = f"http://127.0.0.1:{port}/data/plugin/scalars/scalars?{query}"
@@ -326,11 +370,12 @@ def test_live_tensorboard_serves_a_learned_loss_scalar(blend_run, tmp_path):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
-    assert points is not None, f"TensorBoard did not answer: {error}; " + (
-        (tmp_path / "tb.log").read_text()[-2000:])
+    assert points is not None, (
+        f"TensorBoard did not answer: {error}; " + ((tmp_path / "tb.log").read_text()[-2000:])
+    )
     # Each point is [wall_time, step, value].
     records = blend_run["records"]
     assert [p[1] for p in points] == [r["step"] for r in records]
     np.testing.assert_allclose(
-        [p[2] for p in points], [r["phi_after"]["blend_weights"][1] for r in records],
-        rtol=1e-6)
+        [p[2] for p in points], [r["phi_after"]["blend_weights"][1] for r in records], rtol=1e-6
+    )

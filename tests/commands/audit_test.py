@@ -34,11 +34,23 @@ def real_log(tmp_path_factory):
     keras.utils.set_random_seed(0)
     inputs = keras.Input((5,))
     model = tml.MetaModel(inputs, keras.layers.Dense(3)(inputs))
-    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True),
-                  meta_optimizer=keras.optimizers.Adam(0.05), meta_every=2,
-                  meta_global_clipnorm=1e-3, run_eagerly=True)
-    model.fit(x, y, meta_data=(x, y), batch_size=8, epochs=2, verbose=0,
-              callbacks=[callbacks.LossAuditLog(path)])
+    model.compile(
+        optimizer="sgd",
+        loss=tml.MetaLoss(from_logits=True),
+        meta_optimizer=keras.optimizers.Adam(0.05),
+        meta_every=2,
+        meta_global_clipnorm=1e-3,
+        run_eagerly=True,
+    )
+    model.fit(
+        x,
+        y,
+        meta_data=(x, y),
+        batch_size=8,
+        epochs=2,
+        verbose=0,
+        callbacks=[callbacks.LossAuditLog(path)],
+    )
     return path
 
 
@@ -57,8 +69,11 @@ def test_text_summary_of_a_real_run(real_log, capsys):
     assert summary["updates"] == 4
     assert "fits: 1   meta-updates: 4" in out
     assert "steps 0 .. 6, epochs 1 .. 2" in out
-    norms = [r["meta_grad_norm"] for r in callbacks.read_audit_log(real_log)
-             if r["event"] == "meta_update"]
+    norms = [
+        r["meta_grad_norm"]
+        for r in callbacks.read_audit_log(real_log)
+        if r["event"] == "meta_update"
+    ]
     clipped = sum(norm > 1e-3 for norm in norms)
     assert clipped == len(summary["clipped"]) > 0
     assert f"clipped in {clipped} of 4 updates (meta_global_clipnorm=0.001)" in out
@@ -78,10 +93,18 @@ def test_json_summary(real_log, capsys):
 
 def test_warnings_are_printed(tmp_path, capsys):
     path = tmp_path / "log.jsonl"
-    update = {"event": "meta_update", "step": 4, "epoch": 0,
-              "phi_before": {"w": [1.0]}, "phi_after": {"w": [1.0]},
-              "meta_loss": None, "meta_grad_norm": 0.5, "skipped": True,
-              "bound_hit": ["w[0]"], "at_bound": ["w[0]"]}
+    update = {
+        "event": "meta_update",
+        "step": 4,
+        "epoch": 0,
+        "phi_before": {"w": [1.0]},
+        "phi_after": {"w": [1.0]},
+        "meta_loss": None,
+        "meta_grad_norm": 0.5,
+        "skipped": True,
+        "bound_hit": ["w[0]"],
+        "at_bound": ["w[0]"],
+    }
     path.write_text(json.dumps(update) + "\n")
     assert _main(["audit", str(path)]) == 0
     out = capsys.readouterr().out

@@ -31,26 +31,60 @@ def test_defaults_match_the_library_config():
 
 
 def test_arguments_reach_the_config():
-    args = _parse("--dataset", "x.npz", "--noise", "0.4", "--methods", "ce,learned",
-                  "--seeds", "3", "4", "--epochs", "7", "--model", "small_cnn",
-                  "--train-subset", "500", "--eval-split", "holdout",
-                  "--meta-labels", "noisy", "--meta-every", "5",
-                  "--meta-clipnorm", "1.5", "--regularization", "0.1",
-                  "--schedule-final", "crossentropy=1,mae_classification=3")
+    args = _parse(
+        "--dataset",
+        "x.npz",
+        "--noise",
+        "0.4",
+        "--methods",
+        "ce,learned",
+        "--seeds",
+        "3",
+        "4",
+        "--epochs",
+        "7",
+        "--model",
+        "small_cnn",
+        "--train-subset",
+        "500",
+        "--eval-split",
+        "holdout",
+        "--meta-labels",
+        "noisy",
+        "--meta-every",
+        "5",
+        "--meta-clipnorm",
+        "1.5",
+        "--regularization",
+        "0.1",
+        "--schedule-final",
+        "crossentropy=1,mae_classification=3",
+    )
     config = compare.config_from_args(args)
     assert config.noise_rate == 0.4 and config.seeds == (3, 4)
     assert config.methods == ("ce",) + compare_lib.METHOD_SETS["learned"]
-    assert (config.model, config.train_subset, config.eval_split) == (
-        "small_cnn", 500, "holdout")
-    assert (config.meta_labels, config.meta_every, config.meta_clipnorm) == (
-        "noisy", 5, 1.5)
+    assert (config.model, config.train_subset, config.eval_split) == ("small_cnn", 500, "holdout")
+    assert (config.meta_labels, config.meta_every, config.meta_clipnorm) == ("noisy", 5, 1.5)
     assert config.schedule_final == {"crossentropy": 1.0, "mae_classification": 3.0}
 
 
 def test_canonical_command_reproduces_the_config():
-    args = _parse("--noise", "0.4", "--methods", "ce,gce", "--seeds", "1",
-                  "--meta-clipnorm", "2", "--meta-batch-size", "256", "--eval-split", "holdout",
-                  "--output-dir", "out dir")
+    args = _parse(
+        "--noise",
+        "0.4",
+        "--methods",
+        "ce,gce",
+        "--seeds",
+        "1",
+        "--meta-clipnorm",
+        "2",
+        "--meta-batch-size",
+        "256",
+        "--eval-split",
+        "holdout",
+        "--output-dir",
+        "out dir",
+    )
     config = compare.config_from_args(args)
     argv = shlex.split(config.command)
     assert argv[:2] == ["tf-metaloss", "compare"]
@@ -70,6 +104,7 @@ def test_invalid_values_raise_keras_style_errors():
         compare.config_from_args(_parse("--epochs", "0"))
 
 
+@pytest.mark.integration
 def test_run_writes_results_and_prints_the_table(tmp_path, capsys):
     rng = np.random.default_rng(0)
     centers = rng.normal(scale=3.0, size=(3, 4))
@@ -78,9 +113,24 @@ def test_run_writes_results_and_prints_the_table(tmp_path, capsys):
     path = tmp_path / "toy.npz"
     np.savez(path, x_train=x[:60], y_train=y[:60], x_val=x[60:], y_val=y[60:])
     out = tmp_path / "out"
-    args = _parse("--dataset", str(path), "--noise", "0.2", "--methods",
-                  "ce,frozen", "--seeds", "0", "--epochs", "1", "--batch-size",
-                  "16", "--hidden-units", "8", "--output-dir", str(out))
+    args = _parse(
+        "--dataset",
+        str(path),
+        "--noise",
+        "0.2",
+        "--methods",
+        "ce,frozen",
+        "--seeds",
+        "0",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--hidden-units",
+        "8",
+        "--output-dir",
+        str(out),
+    )
     assert compare.run(args) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("tf-metaloss compare --dataset ")
@@ -100,9 +150,20 @@ def test_quiet_prints_only_the_results(tmp_path, capsys):
     y = np.arange(40) % 2
     path = tmp_path / "toy.npz"
     np.savez(path, x_train=x[:30], y_train=y[:30], x_val=x[30:], y_val=y[30:])
-    args = _parse("--dataset", str(path), "--methods", "ce", "--seeds", "0",
-                  "--epochs", "1", "--quiet", "--no-figures",
-                  "--output-dir", str(tmp_path / "out"))
+    args = _parse(
+        "--dataset",
+        str(path),
+        "--methods",
+        "ce",
+        "--seeds",
+        "0",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--no-figures",
+        "--output-dir",
+        str(tmp_path / "out"),
+    )
     assert compare.run(args) == 0
     printed = capsys.readouterr().out
     assert "seed 0 ce" not in printed and "| cross-entropy | " in printed

@@ -30,9 +30,7 @@ class TestPrepareData:
         assert len(data.x_meta) == 144 and len(data.x_train) == 1293
         assert len(data.x_val) == 360
         assert int(data.noise_mask.sum()) == round(0.4 * 1293)
-        np.testing.assert_array_equal(
-            data.noise_mask, data.y_train != data.y_train_clean
-        )
+        np.testing.assert_array_equal(data.noise_mask, data.y_train != data.y_train_clean)
 
     def test_meta_set_is_disjoint_from_training_and_validation(self):
         data = demo.prepare_data(seed=0)
@@ -80,12 +78,8 @@ class TestRunDemo:
     def test_writes_tensorboard_event_files(self, tiny_result):
         for method in tiny_result.methods:
             assert "epoch_loss" in scalar_tags(os.path.join(method.logdir, "train"))
-            assert "epoch_accuracy" in scalar_tags(
-                os.path.join(method.logdir, "validation")
-            )
-        meta_tags = scalar_tags(
-            os.path.join(tiny_result.method(demo.META).logdir, "train")
-        )
+            assert "epoch_accuracy" in scalar_tags(os.path.join(method.logdir, "validation"))
+        meta_tags = scalar_tags(os.path.join(tiny_result.method(demo.META).logdir, "train"))
         assert "epoch_phi/crossentropy" in meta_tags
         assert "epoch_meta_objective" in meta_tags
 
@@ -112,18 +106,27 @@ class TestRunDemo:
 class TestDemoCommand:
     def test_cli_runs_and_prints_the_table(self, tmp_path, capsys):
         logdir = tmp_path / "logs"
-        code = cli.main([
-            "demo", "--tiny", "--epochs", "1", "--noise", "0.2", "--seed", "3",
-            "--noisy-meta", "--logdir", str(logdir),
-        ])
+        code = cli.main(
+            [
+                "demo",
+                "--tiny",
+                "--epochs",
+                "1",
+                "--noise",
+                "0.2",
+                "--seed",
+                "3",
+                "--noisy-meta",
+                "--logdir",
+                str(logdir),
+            ]
+        )
         out = capsys.readouterr().out
         assert code == 0
         assert "clean val accuracy" in out
         assert "(noisy)" in out and "--noisy-meta" in out
         assert "51/256 training labels flipped" in out
-        assert sorted(os.listdir(logdir)) == [
-            "cross_entropy", "generalized_ce", "metaloss"
-        ]
+        assert sorted(os.listdir(logdir)) == ["cross_entropy", "generalized_ce", "metaloss"]
 
     @pytest.mark.parametrize(
         "argv, message",
@@ -145,15 +148,12 @@ class TestDemoCommand:
         blocker.write_text("")
         assert cli.main(["demo", "--tiny", "--logdir", str(blocker / "logs")]) == 1
         captured = capsys.readouterr()
-        assert captured.err.startswith(
-            "tf-metaloss demo: error: Cannot create the log directory"
-        )
+        assert captured.err.startswith("tf-metaloss demo: error: Cannot create the log directory")
         assert "Not a directory" in captured.err
         assert "training with" not in captured.out
 
     def test_help(self, capsys):
         assert cli.main(["demo", "--help"]) == 0
         out = capsys.readouterr().out
-        for option in ("--epochs", "--noise", "--seed", "--logdir",
-                       "--noisy-meta", "--tiny"):
+        for option in ("--epochs", "--noise", "--seed", "--logdir", "--noisy-meta", "--tiny"):
             assert option in out

@@ -38,12 +38,18 @@ def saved_models(tmp_path_factory):
         return inputs, keras.layers.Dense(10)(hidden)
 
     plain = keras.Model(*network())
-    plain.compile(optimizer=keras.optimizers.SGD(0.1),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    plain.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     plain.fit(x, y, batch_size=64, epochs=1, verbose=0)
     meta = tml.MetaModel(*network())
-    meta.compile(optimizer=keras.optimizers.SGD(0.1), loss=tml.MetaLoss(from_logits=True),
-                 meta_optimizer=keras.optimizers.Adam(0.05), run_eagerly=True)
+    meta.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss=tml.MetaLoss(from_logits=True),
+        meta_optimizer=keras.optimizers.Adam(0.05),
+        run_eagerly=True,
+    )
     meta.fit(x, y, meta_split=0.25, batch_size=64, epochs=1, verbose=0)
     paths = {"ce": str(root / "ce.keras"), "learned": str(root / "learned.keras")}
     plain.save(paths["ce"])
@@ -63,9 +69,24 @@ def test_help(capsys):
 def test_compares_two_saved_models_on_digits(saved_models, tmp_path, capsys):
     paths, _ = saved_models
     out_dir = tmp_path / "out"
-    code = _main(["landscape", paths["ce"], paths["learned"], "--data", "digits",
-                  "--samples", "200", "--points", "5", "--span", "0.5",
-                  "--out", str(out_dir), "--tensorboard"])
+    code = _main(
+        [
+            "landscape",
+            paths["ce"],
+            paths["learned"],
+            "--data",
+            "digits",
+            "--samples",
+            "200",
+            "--points",
+            "5",
+            "--span",
+            "0.5",
+            "--out",
+            str(out_dir),
+            "--tensorboard",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert (out_dir / "landscape.png").read_bytes()[:4] == b"\x89PNG"
@@ -79,7 +100,8 @@ def test_compares_two_saved_models_on_digits(saved_models, tmp_path, capsys):
         entry = report["models"][label]
         np.testing.assert_allclose(entry["losses"], direct.losses, rtol=1e-6)
         assert entry["sharpness"]["curvature"] == pytest.approx(
-            direct.sharpness["curvature"], rel=1e-6)
+            direct.sharpness["curvature"], rel=1e-6
+        )
         assert f"  {direct.center_loss:.4g}  " in printed
     # Both evaluate cross-entropy on logits: the plain model's compiled loss and
     # the MetaModel's meta objective.
@@ -88,15 +110,31 @@ def test_compares_two_saved_models_on_digits(saved_models, tmp_path, capsys):
     ev = EventAccumulator(str(out_dir / "tensorboard"), size_guidance={"tensors": 0})
     ev.Reload()
     assert {"landscape", "landscape/ce/max_increase", "landscape/learned/max_increase"} <= set(
-        ev.Tags()["tensors"])
+        ev.Tags()["tensors"]
+    )
 
 
 def test_npz_data_2d_and_an_explicit_loss(saved_models, tmp_path):
     paths, data = saved_models
     out_dir = tmp_path / "out"
-    code = _main(["landscape", paths["ce"], "--data", data, "--y-key", "labels",
-                  "--directions", "2", "--points", "3", "--loss", "mae_classification",
-                  "--out", str(out_dir)])
+    code = _main(
+        [
+            "landscape",
+            paths["ce"],
+            "--data",
+            data,
+            "--y-key",
+            "labels",
+            "--directions",
+            "2",
+            "--points",
+            "3",
+            "--loss",
+            "mae_classification",
+            "--out",
+            str(out_dir),
+        ]
+    )
     assert code == 0
     entry = json.loads((out_dir / "landscape.json").read_text())["models"]["ce"]
     assert entry["loss"] == "mae_classification" and np.shape(entry["losses"]) == (3, 3)
@@ -105,7 +143,8 @@ def test_npz_data_2d_and_an_explicit_loss(saved_models, tmp_path):
         x, y = arrays["x"], arrays["y"]
     probs = keras.ops.softmax(keras.models.load_model(paths["ce"])(x)).numpy()
     assert entry["center_loss"] == pytest.approx(
-        float(np.abs(np.eye(10)[y] - probs).sum(axis=1).mean()), rel=1e-5)
+        float(np.abs(np.eye(10)[y] - probs).sum(axis=1).mean()), rel=1e-5
+    )
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 import argparse
 import io
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -24,14 +25,26 @@ def _main(argv):
 
 
 def _log(path, updates=4, objective_key="meta_objective"):
-    lines = [{"event": "train_begin", "parameters": {
-        "w": {"shape": [2], "labels": ["ce", "mae"]}, "net": {"shape": [9], "labels": None}}}]
+    lines = [
+        {
+            "event": "train_begin",
+            "parameters": {
+                "w": {"shape": [2], "labels": ["ce", "mae"]},
+                "net": {"shape": [9], "labels": None},
+            },
+        }
+    ]
     for k in range(updates):
-        lines.append({
-            "event": "meta_update", "step": 2 * k, "epoch": 0,
-            "phi_before": {"w": [1.0, 0.0], "net": [0.0] * 9},
-            "phi_after": {"w": [1.0 - 0.1 * k, 0.1 * k], "net": [float(k)] + [0.0] * 8},
-            objective_key: 1.0 / (k + 1)})
+        lines.append(
+            {
+                "event": "meta_update",
+                "step": 2 * k,
+                "epoch": 0,
+                "phi_before": {"w": [1.0, 0.0], "net": [0.0] * 9},
+                "phi_after": {"w": [1.0 - 0.1 * k, 0.1 * k], "net": [float(k)] + [0.0] * 8},
+                objective_key: 1.0 / (k + 1),
+            }
+        )
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     return str(path)
 
@@ -51,7 +64,8 @@ def test_writes_a_png_next_to_the_log(tmp_path, capsys):
     picture = mpl_image.imread(io.BytesIO(png.read_bytes()), format="png")
     assert picture.shape == (680, 700, 4)  # two panels of 7 x 3.4 inches
     steps, series, meta_objective = plot.trajectories(
-        [json.loads(line) for line in open(log)])
+        [json.loads(line) for line in pathlib.Path(log).read_text().splitlines()]
+    )
     np.testing.assert_array_equal(steps, [0, 2, 4, 6])
     assert list(series) == ["w/ce", "w/mae", "|net|"]
     np.testing.assert_allclose(series["w/mae"], [0.0, 0.1, 0.2, 0.3])
@@ -62,7 +76,9 @@ def test_writes_a_png_next_to_the_log(tmp_path, capsys):
 def test_reads_logs_of_version_0_1(tmp_path):
     # tf_metaloss 0.1 wrote the meta objective as "meta_loss".
     log = _log(tmp_path / "old.jsonl", updates=2, objective_key="meta_loss")
-    _, _, meta_objective = plot.trajectories([json.loads(line) for line in open(log)])
+    _, _, meta_objective = plot.trajectories(
+        [json.loads(line) for line in pathlib.Path(log).read_text().splitlines()]
+    )
     np.testing.assert_allclose(meta_objective, [1, 1 / 2])
 
 

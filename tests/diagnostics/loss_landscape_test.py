@@ -37,8 +37,9 @@ def test_1d_slice_and_sharpness_are_exact_on_a_quadratic(linear):
     d_kernel, d_bias = result.direction_vectors[0]
     # Filter normalisation: each output unit's column has its weight's norm;
     # the bias (rank 1) stays fixed.
-    np.testing.assert_allclose(np.linalg.norm(d_kernel, axis=0),
-                               np.linalg.norm(kernel, axis=0), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.linalg.norm(d_kernel, axis=0), np.linalg.norm(kernel, axis=0), rtol=1e-6
+    )
     np.testing.assert_array_equal(d_bias, 0.0)
     np.testing.assert_allclose(result.alphas, np.linspace(-0.5, 0.5, 11))
     expected = [_mse(x, y, kernel + a * d_kernel, bias) for a in result.alphas]
@@ -51,7 +52,8 @@ def test_1d_slice_and_sharpness_are_exact_on_a_quadratic(linear):
     increase = max(expected) - result.center_loss
     assert result.sharpness["max_increase"] == pytest.approx(increase, rel=1e-4)
     assert result.sharpness["max_increase_relative"] == pytest.approx(
-        increase / (1 + result.center_loss), rel=1e-4)
+        increase / (1 + result.center_loss), rel=1e-4
+    )
     # The weights are exactly as before.
     np.testing.assert_array_equal(model.trainable_variables[0].numpy(), kernel)
     np.testing.assert_array_equal(model.trainable_variables[1].numpy(), bias)
@@ -68,10 +70,12 @@ def test_2d_plane_and_both_curvatures(linear, points):
     for i, a in enumerate(result.alphas):
         for j, b in enumerate(result.betas):
             assert result.losses[i, j] == pytest.approx(
-                _mse(x, y, kernel + a * d1 + b * d2, bias), rel=1e-5)
+                _mse(x, y, kernel + a * d1 + b * d2, bias), rel=1e-5
+            )
     for k, d in enumerate((d1, d2)):
         assert result.sharpness["curvature"][k] == pytest.approx(
-            2.0 * np.mean((x @ d) ** 2), rel=1e-4)
+            2.0 * np.mean((x @ d) ** 2), rel=1e-4
+        )
 
 
 def test_seed_and_bias_options(linear):
@@ -90,7 +94,8 @@ def test_data_as_a_dataset_and_with_sample_weights(linear):
     full = diagnostics.loss_landscape(model, (x, y), points=3)
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(30)
     np.testing.assert_allclose(
-        diagnostics.loss_landscape(model, dataset, points=3).losses, full.losses, rtol=1e-6)
+        diagnostics.loss_landscape(model, dataset, points=3).losses, full.losses, rtol=1e-6
+    )
     weights = np.zeros(len(x), "float32")
     weights[:50] = 2.0
     weighted = diagnostics.loss_landscape(model, (x, y, weights), points=3)
@@ -113,13 +118,16 @@ def test_meta_model_defaults_to_its_meta_objective():
     expected = np.abs(np.eye(3)[y] - probs).sum(axis=1).mean()
     assert result.center_loss == pytest.approx(float(expected), rel=1e-5)
     assert result.loss_name == "mae_classification"
-    named_ce = diagnostics.loss_landscape(model, (x, y), points=3, loss="crossentropy",
-                                          from_logits=True)
-    expected = keras.losses.sparse_categorical_crossentropy(
-        y, model(x), from_logits=True).numpy().mean()
+    named_ce = diagnostics.loss_landscape(
+        model, (x, y), points=3, loss="crossentropy", from_logits=True
+    )
+    expected = (
+        keras.losses.sparse_categorical_crossentropy(y, model(x), from_logits=True).numpy().mean()
+    )
     assert named_ce.center_loss == pytest.approx(float(expected), rel=1e-5)
-    named = diagnostics.loss_landscape(model, (x, y), points=3, loss="mae_classification",
-                                       from_logits=True)
+    named = diagnostics.loss_landscape(
+        model, (x, y), points=3, loss="mae_classification", from_logits=True
+    )
     probs = keras.ops.softmax(model(x)).numpy()
     expected = np.abs(np.eye(3)[y] - probs).sum(axis=1).mean()
     assert named.center_loss == pytest.approx(float(expected), rel=1e-5)
@@ -142,12 +150,17 @@ def test_plot_and_tensorboard(linear, tmp_path):
     (event_file,) = os.listdir(tmp_path / "tb")
     ev = EventAccumulator(str(tmp_path / "tb"), size_guidance={"tensors": 0})
     ev.Reload()
-    assert {"landscape", "landscape/a/max_increase", "landscape/a/curvature_1",
-            "landscape/a/center_loss"} <= set(ev.Tags()["tensors"])
+    assert {
+        "landscape",
+        "landscape/a/max_increase",
+        "landscape/a/curvature_1",
+        "landscape/a/center_loss",
+    } <= set(ev.Tags()["tensors"])
     event = ev.Tensors("landscape/a/curvature_1")[0]
     assert event.step == 3
     assert float(tf.make_ndarray(event.tensor_proto)) == pytest.approx(
-        one.sharpness["curvature"][0], rel=1e-6)
+        one.sharpness["curvature"][0], rel=1e-6
+    )
     assert one.to_dict()["sharpness"] == one.sharpness
 
 

@@ -2,10 +2,10 @@ import json
 import math
 import os
 
+import keras
 import numpy as np
 import pytest
 
-import keras
 import tf_metaloss as tml
 from tf_metaloss.evaluation import compare
 from tf_metaloss.evaluation import datasets
@@ -27,8 +27,9 @@ def _toy_dataset(n_train=120, n_val=60, classes=3, features=6, seed=0):
 
 
 def _config(**kwargs):
-    defaults = dict(dataset="toy", epochs=2, batch_size=16, seeds=(0,),
-                    hidden_units=8, learning_rate=0.05)
+    defaults = dict(
+        dataset="toy", epochs=2, batch_size=16, seeds=(0,), hidden_units=8, learning_rate=0.05
+    )
     defaults.update(kwargs)
     return compare.CompareConfig(**defaults)
 
@@ -39,9 +40,20 @@ def _config(**kwargs):
 def test_methods_cover_the_issue():
     groups = {name: m.group for name, m in compare.METHODS.items()}
     assert [n for n, g in groups.items() if g == "baseline"] == [
-        "ce", "focal", "label_smoothing", "poly1", "gce", "sce"]
+        "ce",
+        "focal",
+        "label_smoothing",
+        "poly1",
+        "gce",
+        "sce",
+    ]
     assert [n for n, g in groups.items() if g == "learned"] == [
-        "meta_loss", "blend", "polynomial", "neural", "sample_weighted"]
+        "meta_loss",
+        "blend",
+        "polynomial",
+        "neural",
+        "sample_weighted",
+    ]
     assert compare.METHODS["frozen"].training == "frozen"
     assert compare.METHODS["schedule"].training == "schedule"
     assert compare.METHODS["oracle"].clean_labels
@@ -111,9 +123,7 @@ def test_make_split_sizes_noise_and_clean_meta_labels():
     assert 0.3 < split.noisy_mask.mean() < 0.5 and total_noisy > 0
     # Clean meta labels: nothing flipped there.
     assert not split.meta_noisy_mask.any()
-    noisy_meta = compare.make_split(
-        data, _config(noise_rate=0.4, meta_labels="noisy"), seed=3
-    )
+    noisy_meta = compare.make_split(data, _config(noise_rate=0.4, meta_labels="noisy"), seed=3)
     assert noisy_meta.meta_noisy_mask.any()
     np.testing.assert_array_equal(noisy_meta.x_train, split.x_train)
 
@@ -122,8 +132,7 @@ def test_make_split_holdout_never_uses_the_validation_split():
     data = _toy_dataset(n_train=100)
     data.x_val = np.full_like(data.x_val, np.nan)
     data.y_val = np.full_like(data.y_val, -1)
-    split = compare.make_split(data, _config(eval_split="holdout",
-                                             holdout_fraction=0.2), seed=0)
+    split = compare.make_split(data, _config(eval_split="holdout", holdout_fraction=0.2), seed=0)
     assert len(split.x_eval) == 20 and len(split.x_train) + len(split.x_meta) == 80
     assert np.isfinite(split.x_eval).all() and (split.y_eval >= 0).all()
     # The holdout is disjoint from the training and meta inputs.
@@ -207,8 +216,7 @@ def test_linear_parameter_schedule_rejects_unknown_parameters():
     model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_every=0)
     schedule = compare.LinearParameterSchedule({"blend_weights": [1.0, 0.0]}, 5)
     with pytest.raises(ValueError, match="Expected parameters of MetaLoss"):
-        model.fit(np.zeros((4, 3)), np.zeros(4), epochs=1, verbose=0,
-                  callbacks=[schedule])
+        model.fit(np.zeros((4, 3)), np.zeros(4), epochs=1, verbose=0, callbacks=[schedule])
 
 
 # -- summaries -------------------------------------------------------------------
@@ -234,14 +242,30 @@ def test_mean_std_and_summarize():
 def test_summarize_epochs_to_common_target():
     # Best mean final accuracy: gce 0.9 -> target 0.81 for every method.
     runs = [
-        {"method": "ce", "seed": 0, "final": {"val_accuracy": 0.6},
-         "curves": {"val_accuracy": [0.82, 0.7, 0.6]}},
-        {"method": "ce", "seed": 1, "final": {"val_accuracy": 0.6},
-         "curves": {"val_accuracy": [0.5, 0.6, 0.6]}},
-        {"method": "gce", "seed": 0, "final": {"val_accuracy": 0.9},
-         "curves": {"val_accuracy": [0.5, 0.85, 0.9]}},
-        {"method": "gce", "seed": 1, "final": {"val_accuracy": 0.9},
-         "curves": {"val_accuracy": [0.5, 0.6, 0.9]}},
+        {
+            "method": "ce",
+            "seed": 0,
+            "final": {"val_accuracy": 0.6},
+            "curves": {"val_accuracy": [0.82, 0.7, 0.6]},
+        },
+        {
+            "method": "ce",
+            "seed": 1,
+            "final": {"val_accuracy": 0.6},
+            "curves": {"val_accuracy": [0.5, 0.6, 0.6]},
+        },
+        {
+            "method": "gce",
+            "seed": 0,
+            "final": {"val_accuracy": 0.9},
+            "curves": {"val_accuracy": [0.5, 0.85, 0.9]},
+        },
+        {
+            "method": "gce",
+            "seed": 1,
+            "final": {"val_accuracy": 0.9},
+            "curves": {"val_accuracy": [0.5, 0.6, 0.9]},
+        },
     ]
     summary = compare.summarize(runs)
     ce, gce = summary["ce"]["epochs_to_common_target"], summary["gce"]["epochs_to_common_target"]
@@ -250,36 +274,64 @@ def test_summarize_epochs_to_common_target():
     assert gce["target"] == pytest.approx(0.81)
     assert compare._cell(ce, 1.0, 1) == "1.0 ± 0.0 (1/2 runs)"
     assert compare._cell(gce, 1.0, 1) == "2.5 ± 0.7"
-    assert compare._cell({"mean": float("nan"), "std": float("nan"), "n": 0, "of": 2},
-                         1.0, 1) == "never"
+    assert (
+        compare._cell({"mean": float("nan"), "std": float("nan"), "n": 0, "of": 2}, 1.0, 1)
+        == "never"
+    )
     # The oracle (clean labels) does not set the common target.
-    runs.append({"method": "oracle", "seed": 0, "final": {"val_accuracy": 1.0},
-                 "curves": {"val_accuracy": [1.0, 1.0, 1.0]}})
+    runs.append(
+        {
+            "method": "oracle",
+            "seed": 0,
+            "final": {"val_accuracy": 1.0},
+            "curves": {"val_accuracy": [1.0, 1.0, 1.0]},
+        }
+    )
     with_oracle = compare.summarize(runs)
     assert with_oracle["gce"]["epochs_to_common_target"]["target"] == pytest.approx(0.81)
 
 
 def _results_with(accuracies, noise_rate, convergence=None):
     convergence = convergence or {}
-    methods = [{"name": n, "label": n, "group": g} for n, g in (
-        ("ce", "baseline"), ("gce", "baseline"), ("sce", "baseline"),
-        ("focal", "baseline"), ("label_smoothing", "baseline"),
-        ("meta_loss", "learned"), ("neural", "learned"), ("frozen", "ablation"),
-        ("schedule", "ablation"), ("oracle", "oracle"))]
+    methods = [
+        {"name": n, "label": n, "group": g}
+        for n, g in (
+            ("ce", "baseline"),
+            ("gce", "baseline"),
+            ("sce", "baseline"),
+            ("focal", "baseline"),
+            ("label_smoothing", "baseline"),
+            ("meta_loss", "learned"),
+            ("neural", "learned"),
+            ("frozen", "ablation"),
+            ("schedule", "ablation"),
+            ("oracle", "oracle"),
+        )
+    ]
     summary = {
-        n: {"val_accuracy": {"mean": a, "std": 0.0, "n": 3},
-            "convergence_epoch": {"mean": convergence.get(n, 10.0), "std": 0.0, "n": 3}}
+        n: {
+            "val_accuracy": {"mean": a, "std": 0.0, "n": 3},
+            "convergence_epoch": {"mean": convergence.get(n, 10.0), "std": 0.0, "n": 3},
+        }
         for n, a in accuracies.items()
     }
-    return {"summary": summary, "methods": methods,
-            "config": {"noise_rate": noise_rate}}
+    return {"summary": summary, "methods": methods, "config": {"noise_rate": noise_rate}}
 
 
 def test_target_checks_noisy():
     results = _results_with(
-        {"ce": 0.60, "gce": 0.70, "sce": 0.69, "meta_loss": 0.72, "neural": 0.65,
-         "frozen": 0.60, "schedule": 0.66, "oracle": 0.80},
-        noise_rate=0.4, convergence={"meta_loss": 7.0},
+        {
+            "ce": 0.60,
+            "gce": 0.70,
+            "sce": 0.69,
+            "meta_loss": 0.72,
+            "neural": 0.65,
+            "frozen": 0.60,
+            "schedule": 0.66,
+            "oracle": 0.80,
+        },
+        noise_rate=0.4,
+        convergence={"meta_loss": 7.0},
     )
     checks = {c["target"]: c for c in compare.target_checks(results)}
     assert checks["best learned family"]["value"].startswith("meta_loss")
@@ -293,8 +345,15 @@ def test_target_checks_noisy():
 
 def test_target_checks_clean():
     results = _results_with(
-        {"ce": 0.90, "focal": 0.91, "label_smoothing": 0.89, "meta_loss": 0.905,
-         "neural": 0.80, "frozen": 0.90, "schedule": 0.91},
+        {
+            "ce": 0.90,
+            "focal": 0.91,
+            "label_smoothing": 0.89,
+            "meta_loss": 0.905,
+            "neural": 0.80,
+            "frozen": 0.90,
+            "schedule": 0.91,
+        },
         noise_rate=0.0,
     )
     checks = {c["target"]: c for c in compare.target_checks(results)}
@@ -310,16 +369,15 @@ def test_target_checks_clean():
 
 # One method of each kind of training: plain Keras model, meta-learned blend,
 # meta-learned sample weights (paused inner tape), frozen, hand schedule, oracle.
-E2E_METHODS = ("ce", "gce", "meta_loss", "sample_weighted", "frozen", "schedule",
-               "oracle")
+E2E_METHODS = ("ce", "gce", "meta_loss", "sample_weighted", "frozen", "schedule", "oracle")
 
 
 def _check_end_to_end(tmp_path, methods):
-    config = _config(noise_rate=0.4, methods=methods, epochs=2,
-                     schedule_final={"mae_classification": 1.0})
+    config = _config(
+        noise_rate=0.4, methods=methods, epochs=2, schedule_final={"mae_classification": 1.0}
+    )
     lines = []
-    results = compare.run_comparison(config, progress=lines.append,
-                                     data=_toy_dataset())
+    results = compare.run_comparison(config, progress=lines.append, data=_toy_dataset())
     names = [m["name"] for m in results["methods"]]
     assert names == list(methods)
     assert len(results["runs"]) == len(names) == len(lines)
@@ -334,8 +392,9 @@ def _check_end_to_end(tmp_path, methods):
         assert final["grad_norm_variance"] >= 0 and final["wall_time_s"] > 0
     # Same model, initial weights, data and seed: the frozen MetaLoss (pure
     # cross-entropy at phi_0) trains exactly like the plain cross-entropy model.
-    np.testing.assert_allclose(runs["frozen"]["curves"]["loss"],
-                               runs["ce"]["curves"]["loss"], rtol=1e-5)
+    np.testing.assert_allclose(
+        runs["frozen"]["curves"]["loss"], runs["ce"]["curves"]["loss"], rtol=1e-5
+    )
     assert runs["frozen"]["curves"]["val_accuracy"] == runs["ce"]["curves"]["val_accuracy"]
     # The hand schedule ends at its final phi; the meta-learned phi moved.
     assert runs["schedule"]["phi"]["mix/mae_classification"][-1] == pytest.approx(1.0)
@@ -348,12 +407,20 @@ def _check_end_to_end(tmp_path, methods):
     paths = compare.write_results(results, str(tmp_path / "out"))
     with open(paths["json"]) as f:
         loaded = json.load(f)
-    assert {"schema_version", "created", "config", "environment", "data", "methods",
-            "runs", "summary", "checks"} <= set(loaded)
+    assert {
+        "schema_version",
+        "created",
+        "config",
+        "environment",
+        "data",
+        "methods",
+        "runs",
+        "summary",
+        "checks",
+    } <= set(loaded)
     assert loaded["schema_version"] == compare.SCHEMA_VERSION
     assert loaded["config"]["seeds"] == [0] and loaded["config"]["noise_rate"] == 0.4
-    assert set(loaded["runs"][0]) == {"method", "seed", "final", "curves", "phi",
-                                      "grad_norm_steps"}
+    assert set(loaded["runs"][0]) == {"method", "seed", "final", "curves", "phi", "grad_norm_steps"}
     assert set(loaded["summary"]["ce"]["val_accuracy"]) == {"mean", "std", "n"}
     with open(paths["markdown"]) as f:
         markdown = f.read()
@@ -367,6 +434,7 @@ def _check_end_to_end(tmp_path, methods):
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.integration
 def test_run_comparison_end_to_end_and_result_files(tmp_path):
     _check_end_to_end(tmp_path, E2E_METHODS)
 
@@ -379,22 +447,28 @@ def test_run_comparison_end_to_end_every_method(tmp_path):
 def test_run_comparison_without_noise_drops_the_oracle():
     config = _config(noise_rate=0.0, methods="ce,oracle", epochs=1)
     saved = []
-    results = compare.run_comparison(config, data=_toy_dataset(),
-                                     on_run_end=lambda r: saved.append(len(r["runs"])))
+    results = compare.run_comparison(
+        config, data=_toy_dataset(), on_run_end=lambda r: saved.append(len(r["runs"]))
+    )
     assert [m["name"] for m in results["methods"]] == ["ce"]
     assert saved == [1]
     assert "memorized" not in results["runs"][0]["final"]
 
 
 def test_to_json_writes_non_finite_numbers_as_null():
-    text = compare.to_json({"a": float("nan"), "b": [np.float32(1.5), np.int64(2)],
-                            "c": np.bool_(True), "d": 2.0 / 3.0})
+    text = compare.to_json(
+        {
+            "a": float("nan"),
+            "b": [np.float32(1.5), np.int64(2)],
+            "c": np.bool_(True),
+            "d": 2.0 / 3.0,
+        }
+    )
     assert json.loads(text) == {"a": None, "b": [1.5, 2], "c": True, "d": 0.6666667}
 
 
 def test_write_results_without_figures(tmp_path):
-    results = compare.run_comparison(_config(methods="ce", epochs=1),
-                                     data=_toy_dataset())
+    results = compare.run_comparison(_config(methods="ce", epochs=1), data=_toy_dataset())
     paths = compare.write_results(results, str(tmp_path), figures=False)
     assert sorted(paths) == ["json", "markdown"]
     assert not os.path.exists(tmp_path / "learning_curves.png")

@@ -79,8 +79,14 @@ class TestLoadNpz:
     def test_float_inputs_kept_and_class_names_set_num_classes(self, tmp_path):
         path = tmp_path / "f.npz"
         x = np.linspace(-2, 2, 12, dtype=np.float64).reshape(6, 2)
-        write_npz(path, x_train=x, y_train=np.arange(6) % 2, x_val=x[:2],
-                  y_val=np.array([0, 1]), class_names=np.array(["a", "b", "c", "d"]))
+        write_npz(
+            path,
+            x_train=x,
+            y_train=np.arange(6) % 2,
+            x_val=x[:2],
+            y_val=np.array([0, 1]),
+            class_names=np.array(["a", "b", "c", "d"]),
+        )
         data = datasets.load_npz(path)
         np.testing.assert_allclose(data.x_train, x.astype(np.float32))
         assert data.num_classes == 4
@@ -123,7 +129,6 @@ class TestLoadTfds:
         with tfds.testing.mock_data(num_examples=4):
             with pytest.raises(ValueError, match="no_such_dataset"):
                 datasets.load_tfds("no_such_dataset")
-
 
     def test_missing_lazy_dependency_names_the_pip_package(self, monkeypatch):
         def load(*args, **kwargs):

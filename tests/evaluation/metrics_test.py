@@ -1,11 +1,10 @@
+import keras
 import numpy as np
 import pytest
 from sklearn import metrics as sk_metrics
 
-import keras
 import tf_metaloss as tml
 from tf_metaloss.evaluation import metrics
-
 
 # -- functions -------------------------------------------------------------------
 
@@ -50,9 +49,7 @@ def test_macro_f1_matches_scikit_learn():
     y_pred = np.where(rng.random(300) < 0.6, y_true, rng.integers(0, 5, 300))
     expected = sk_metrics.f1_score(y_true, y_pred, average="macro")
     assert metrics.macro_f1(y_true, y_pred) == pytest.approx(expected, abs=1e-12)
-    assert metrics.macro_f1(y_true, y_pred, num_classes=5) == pytest.approx(
-        expected, abs=1e-12
-    )
+    assert metrics.macro_f1(y_true, y_pred, num_classes=5) == pytest.approx(expected, abs=1e-12)
 
 
 def test_macro_f1_rejects_labels_outside_num_classes():
@@ -106,7 +103,8 @@ def test_gradient_norm_stability_by_hand():
 def _linear_model(weights):
     inputs = keras.Input((3,))
     outputs = keras.layers.Dense(
-        1, use_bias=False,
+        1,
+        use_bias=False,
         kernel_initializer=keras.initializers.Constant(np.asarray(weights)[:, None]),
     )(inputs)
     return keras.Model(inputs, outputs)
@@ -122,8 +120,7 @@ def test_gradient_norm_history_records_the_applied_gradients():
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
     optimizer = model.optimizer
     history = metrics.GradientNormHistory()
-    model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0,
-              callbacks=[history])
+    model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0, callbacks=[history])
     expected = []
     for _ in range(3):
         g = 2.0 / len(x) * x.T @ (x @ w[:, None] - y)
@@ -141,11 +138,20 @@ def test_gradient_norm_history_with_a_meta_model():
     keras.utils.set_random_seed(0)
     inputs = keras.Input((3,))
     model = tml.MetaModel(inputs, keras.layers.Dense(2)(inputs))
-    model.compile(optimizer=keras.optimizers.SGD(0.1),
-                  loss=tml.MetaLoss(from_logits=True), meta_every=2)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1), loss=tml.MetaLoss(from_logits=True), meta_every=2
+    )
     history = metrics.GradientNormHistory()
-    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
-              meta_data=(x[:8], y[:8]), callbacks=[history])
+    model.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=2,
+        shuffle=False,
+        verbose=0,
+        meta_data=(x[:8], y[:8]),
+        callbacks=[history],
+    )
     # One norm per step (meta steps and plain steps), and the meta optimizer
     # of phi is not counted.
     assert len(history.norms) == 8
@@ -155,12 +161,9 @@ def test_gradient_norm_history_with_a_meta_model():
 
 def test_classification_history_on_a_fixed_model():
     # Logits = x @ W: predictions are known in advance.
-    x = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]],
-                 "float32")
+    x = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]], "float32")
     inputs = keras.Input((3,))
-    logits = keras.layers.Dense(
-        3, use_bias=False, kernel_initializer="identity"
-    )(inputs)
+    logits = keras.layers.Dense(3, use_bias=False, kernel_initializer="identity")(inputs)
     model = keras.Model(inputs, logits)
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
     predicted = np.array([0, 1, 2, 0])
@@ -192,8 +195,7 @@ def test_parameter_history_records_phi_and_mixture():
     y = np.arange(16) % 2
     inputs = keras.Input((3,))
     model = tml.MetaModel(inputs, keras.layers.Dense(2)(inputs))
-    loss = tml.BlendLoss(["crossentropy", "focal"], initial_weights=[3.0, 1.0],
-                         from_logits=True)
+    loss = tml.BlendLoss(["crossentropy", "focal"], initial_weights=[3.0, 1.0], from_logits=True)
     model.compile(optimizer="sgd", loss=loss, meta_every=0)
     history = metrics.ParameterHistory()
     model.fit(x, y, epochs=2, verbose=0, callbacks=[history])

@@ -117,9 +117,11 @@ class TestAsymmetric:
     def test_result_does_not_depend_on_dict_order(self):
         labels = balanced_labels()
         a = noise.inject_label_noise(
-            labels, 0.3, kind="asymmetric", transitions={3: 5, 5: 3}, seed=0)
+            labels, 0.3, kind="asymmetric", transitions={3: 5, 5: 3}, seed=0
+        )
         b = noise.inject_label_noise(
-            labels, 0.3, kind="asymmetric", transitions={5: 3, 3: 5}, seed=0)
+            labels, 0.3, kind="asymmetric", transitions={5: 3, 3: 5}, seed=0
+        )
         np.testing.assert_array_equal(a.labels, b.labels)
 
 
@@ -162,13 +164,14 @@ class TestErrors:
         with pytest.raises(ValueError, match="needs a `transitions` dict"):
             noise.inject_label_noise([0, 1, 2], 0.5, kind="asymmetric")
 
-    @pytest.mark.parametrize(
-        "transitions", [{}, [(0, 1)], {0: 0}, {0: 12}, {-1: 2}, {0: 1.5}]
-    )
+    @pytest.mark.parametrize("transitions", [{}, [(0, 1)], {0: 0}, {0: 12}, {-1: 2}, {0: 1.5}])
     def test_bad_transitions(self, transitions):
         with pytest.raises(ValueError, match="`transitions`|itself"):
             noise.inject_label_noise(
-                [0, 1, 2], 0.5, kind="asymmetric", num_classes=3,
+                [0, 1, 2],
+                0.5,
+                kind="asymmetric",
+                num_classes=3,
                 transitions=transitions,
             )
 

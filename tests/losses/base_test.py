@@ -43,9 +43,7 @@ FAMILIES = {
         "mse",
     ),
     "sample_weighted": (
-        lambda **kw: SampleWeightedLoss(
-            hidden_units=(4,), seed=1, **{"from_logits": True, **kw}
-        ),
+        lambda **kw: SampleWeightedLoss(hidden_units=(4,), seed=1, **{"from_logits": True, **kw}),
         "crossentropy",
     ),
     "meta_loss": (lambda **kw: MetaLoss(**{"from_logits": True, **kw}), "crossentropy"),
@@ -75,15 +73,12 @@ def perturbations(loss, scale=0.3, seed=0):
     """Non-negative offsets for phi (they keep default lower bounds of 0)."""
     rng = np.random.default_rng(seed)
     return [
-        np.abs(rng.normal(size=v.shape)).astype(v.dtype) * scale
-        for v in loss.trainable_variables
+        np.abs(rng.normal(size=v.shape)).astype(v.dtype) * scale for v in loss.trainable_variables
     ]
 
 
 def perturbed_values(loss, seed=0):
-    return [
-        v.numpy() + d for v, d in zip(loss.trainable_variables, perturbations(loss, seed=seed))
-    ]
+    return [v.numpy() + d for v, d in zip(loss.trainable_variables, perturbations(loss, seed=seed))]
 
 
 def assign(loss, values):
@@ -114,9 +109,7 @@ class TestLearnableLossContract:
         loss = make(case)
         registered_name = f"tf_metaloss>{type(loss).__name__}"
         assert keras.saving.get_registered_object(registered_name) is type(loss)
-        resolved = keras.losses.get(
-            {"class_name": registered_name, "config": loss.get_config()}
-        )
+        resolved = keras.losses.get({"class_name": registered_name, "config": loss.get_config()})
         assert type(resolved) is type(loss)
         assert resolved.get_config() == loss.get_config()
 
@@ -139,9 +132,7 @@ class TestLearnableLossContract:
             ({"reduction": "average"}, "reduction"),
         ]
         for kwargs, argument in bad_arguments:
-            with pytest.raises(
-                ValueError, match=f"Invalid value for argument `{argument}`"
-            ):
+            with pytest.raises(ValueError, match=f"Invalid value for argument `{argument}`"):
                 make(case, **kwargs)
 
 
@@ -153,9 +144,7 @@ def test_starts_as_its_base_loss_on_probabilities(case):
     np.testing.assert_allclose(loss(CLASS_LABELS, probs), expected, rtol=1e-6)
     # ... and the same value as on the logits.
     logits_loss = make(case, from_logits=True)
-    np.testing.assert_allclose(
-        logits_loss(CLASS_LABELS, CLASS_LOGITS), expected, rtol=1e-5
-    )
+    np.testing.assert_allclose(logits_loss(CLASS_LABELS, CLASS_LOGITS), expected, rtol=1e-5)
 
 
 @families
@@ -198,9 +187,12 @@ class TestClipConstraint:
         )
         assert isinstance(clone, ClipConstraint)
         assert clone.get_config() == {"low": -1.0, "high": 1.0}
-        assert keras.constraints.get(
-            {"class_name": "tf_metaloss>ClipConstraint", "config": c.get_config()}
-        ).get_config() == c.get_config()
+        assert (
+            keras.constraints.get(
+                {"class_name": "tf_metaloss>ClipConstraint", "config": c.get_config()}
+            ).get_config()
+            == c.get_config()
+        )
 
 
 def test_base_class_requires_compute():

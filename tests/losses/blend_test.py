@@ -64,9 +64,7 @@ class TestBlendLoss:
         np.testing.assert_allclose(loss(LABELS, LOGITS), expected, rtol=1e-6)
 
     def test_unnormalized_all_zero_weights_is_zero(self):
-        loss = BlendLoss(
-            ["crossentropy", "focal"], initial_weights=[0, 0], normalize=False
-        )
+        loss = BlendLoss(["crossentropy", "focal"], initial_weights=[0, 0], normalize=False)
         np.testing.assert_allclose(loss(LABELS, keras.ops.softmax(LOGITS)), 0.0)
 
     def test_custom_initial_weights_start_and_reset(self):
@@ -115,9 +113,7 @@ class TestBlendLoss:
         summary = loss.parameter_summary()
         assert list(summary) == ["phi/crossentropy", "phi/focal", "phi/poly1"]
         # The raw (unnormalised) weights.
-        np.testing.assert_allclose(
-            [float(v) for v in summary.values()], [0.5, 2.0, 0.0]
-        )
+        np.testing.assert_allclose([float(v) for v in summary.values()], [0.5, 2.0, 0.0])
 
     def test_regularization_penalty_by_hand(self):
         loss = BlendLoss(["crossentropy", "focal"], regularization=2.0)

@@ -33,9 +33,7 @@ def one_hot(labels, classes=3):
 
 class TestClassificationGolden:
     def test_crossentropy(self):
-        np.testing.assert_allclose(
-            functional.crossentropy(LABELS, PROBS), CE, rtol=1e-6
-        )
+        np.testing.assert_allclose(functional.crossentropy(LABELS, PROBS), CE, rtol=1e-6)
 
     def test_crossentropy_matches_keras_sparse_and_categorical(self):
         expected = keras.losses.sparse_categorical_crossentropy(
@@ -71,9 +69,7 @@ class TestClassificationGolden:
         expected = -((1 - P_TRUE) ** 2) * np.log(P_TRUE)
         np.testing.assert_allclose(functional.focal(LABELS, PROBS), expected, rtol=1e-6)
         expected = -((1 - P_TRUE) ** 0.5) * np.log(P_TRUE)
-        np.testing.assert_allclose(
-            functional.focal(LABELS, PROBS, gamma=0.5), expected, rtol=1e-6
-        )
+        np.testing.assert_allclose(functional.focal(LABELS, PROBS, gamma=0.5), expected, rtol=1e-6)
 
     def test_focal_matches_keras_categorical_focal_crossentropy(self):
         # Keras's version with alpha=1 is the same formula.
@@ -101,18 +97,14 @@ class TestClassificationGolden:
     def test_label_smoothing_by_hand(self):
         smoothed = one_hot(LABELS) * 0.9 + 0.1 / 3
         expected = -(smoothed * np.log(PROBS)).sum(axis=-1)
-        np.testing.assert_allclose(
-            functional.label_smoothing(LABELS, PROBS), expected, rtol=1e-6
-        )
+        np.testing.assert_allclose(functional.label_smoothing(LABELS, PROBS), expected, rtol=1e-6)
 
     def test_label_smoothing_matches_keras(self):
         keras_ls = keras.losses.CategoricalCrossentropy(
             label_smoothing=0.2, from_logits=True, reduction=None
         )
         np.testing.assert_allclose(
-            functional.label_smoothing(
-                LOGIT_LABELS, LOGITS, from_logits=True, smoothing=0.2
-            ),
+            functional.label_smoothing(LOGIT_LABELS, LOGITS, from_logits=True, smoothing=0.2),
             keras_ls(one_hot(LOGIT_LABELS), LOGITS),
             rtol=1e-6,
         )
@@ -144,17 +136,13 @@ class TestClassificationGolden:
         )
         expected = 0.5 * CE + 2.0 * 6.0 * (1 - P_TRUE)
         np.testing.assert_allclose(
-            functional.symmetric_crossentropy(
-                LABELS, PROBS, alpha=0.5, beta=2.0, log_zero=-6.0
-            ),
+            functional.symmetric_crossentropy(LABELS, PROBS, alpha=0.5, beta=2.0, log_zero=-6.0),
             expected,
             rtol=1e-6,
         )
 
     def test_poly1_by_hand(self):
-        np.testing.assert_allclose(
-            functional.poly1(LABELS, PROBS), CE + (1 - P_TRUE), rtol=1e-6
-        )
+        np.testing.assert_allclose(functional.poly1(LABELS, PROBS), CE + (1 - P_TRUE), rtol=1e-6)
         np.testing.assert_allclose(
             functional.poly1(LABELS, PROBS, epsilon=-0.5),
             CE - 0.5 * (1 - P_TRUE),
@@ -272,9 +260,7 @@ class TestRegression:
     def test_huber(self):
         # errors (0.5, 2.0) and (2.5, 0.2), delta 1.
         expected = [(0.125 + 1.5) / 2, (2.0 + 0.02) / 2]
-        np.testing.assert_allclose(
-            functional.huber(self.Y_TRUE, self.Y_PRED), expected, rtol=1e-6
-        )
+        np.testing.assert_allclose(functional.huber(self.Y_TRUE, self.Y_PRED), expected, rtol=1e-6)
         np.testing.assert_allclose(
             functional.huber(self.Y_TRUE, self.Y_PRED, delta=0.5),
             keras.losses.Huber(delta=0.5, reduction=None)(self.Y_TRUE, self.Y_PRED),
@@ -286,9 +272,7 @@ class TestRegression:
         fn = functional.get(name)
         y_true = np.array([1.0, -2.0, 0.5], dtype="float32")
         y_pred = np.array([[0.0], [-1.0], [3.0]], dtype="float32")
-        np.testing.assert_allclose(
-            fn(y_true, y_pred), fn(y_true[:, None], y_pred), rtol=1e-6
-        )
+        np.testing.assert_allclose(fn(y_true, y_pred), fn(y_true[:, None], y_pred), rtol=1e-6)
         assert fn(y_true, y_pred).shape == (3,)
 
 
@@ -315,9 +299,7 @@ def test_soft_binary_labels_match_keras_binary_crossentropy():
     y_true = np.array([[0.9], [0.2]], "float32")
     y_pred = np.array([[0.8], [0.4]], "float32")
     expected = keras.losses.binary_crossentropy(y_true, y_pred).numpy()
-    np.testing.assert_allclose(
-        functional.crossentropy(y_true, y_pred).numpy(), expected, rtol=1e-5
-    )
+    np.testing.assert_allclose(functional.crossentropy(y_true, y_pred).numpy(), expected, rtol=1e-5)
 
 
 @pytest.mark.parametrize("true_shape, pred_shape", [((3, 1), (3,)), ((3,), (3, 1)), ((3,), (3,))])

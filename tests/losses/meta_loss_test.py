@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 import tf_metaloss as tml
-
 from tf_metaloss.losses import BlendLoss
 from tf_metaloss.losses import MetaLoss
 
@@ -30,9 +29,7 @@ class TestMetaLoss:
         np.testing.assert_array_equal(loss.trainable_variables[0], [1, 0, 0, 0, 0])
         np.testing.assert_allclose(
             loss(LABELS, LOGITS),
-            keras.losses.sparse_categorical_crossentropy(
-                LABELS, LOGITS, from_logits=True
-            ),
+            keras.losses.sparse_categorical_crossentropy(LABELS, LOGITS, from_logits=True),
             rtol=1e-6,
         )
 

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 import tf_metaloss as tml
-
 from tf_metaloss.losses import NeuralLoss
 from tf_metaloss.losses import functional
 
@@ -63,9 +62,7 @@ class TestNeuralLoss:
     def test_output_bias_golden(self):
         loss = NeuralLoss(hidden_units=(4,), seed=0, from_logits=True, reduction=None)
         loss.trainable_variables[3].assign([0.7])
-        np.testing.assert_allclose(
-            loss(LABELS, LOGITS), CE * 2 * sigmoid(0.7), rtol=1e-6
-        )
+        np.testing.assert_allclose(loss(LABELS, LOGITS), CE * 2 * sigmoid(0.7), rtol=1e-6)
 
     def test_classification_matches_reference(self):
         loss = NeuralLoss(hidden_units=(5,), from_logits=True, reduction=None)
@@ -141,14 +138,22 @@ class TestNeuralLoss:
         )
 
     def test_config(self):
-        config = NeuralLoss("huber", hidden_units=(4, 2), seed=5).get_config()
+        loss = NeuralLoss("huber", hidden_units=(4, 2), seed=5)
+        config = loss.get_config()
         assert config["base_loss"] == "huber"
         assert config["hidden_units"] == [4, 2]
         assert config["seed"] == 5
         clone = NeuralLoss.from_config(config)
-        np.testing.assert_array_equal(
-            clone.trainable_variables[0], NeuralLoss.from_config(config).trainable_variables[0]
-        )
+        assert clone.get_config() == config
+        # The seed rebuilds the original's initial network, every layer of it,
+        # so the clone computes the same loss as the original.
+        assert clone.parameter_names == loss.parameter_names
+        for original, cloned in zip(loss.trainable_variables, clone.trainable_variables):
+            np.testing.assert_array_equal(cloned.numpy(), original.numpy())
+        np.testing.assert_allclose(clone(Y_TRUE, Y_PRED), loss(Y_TRUE, Y_PRED), rtol=1e-6)
+        # A different seed gives a different network (so the check above can fail).
+        other = NeuralLoss.from_config({**config, "seed": 6})
+        assert not np.array_equal(other.trainable_variables[0], loss.trainable_variables[0])
 
 
 class TestNeuralLossErrors:

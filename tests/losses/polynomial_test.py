@@ -41,38 +41,28 @@ class TestPowerExpansion:
         assert loss.regression
         np.testing.assert_allclose(loss(y_true, y_pred), [1.0, 4.0, 0.25], rtol=1e-6)
         loss.trainable_variables[0].assign([0.5, 1.0])
-        np.testing.assert_allclose(
-            loss(y_true, y_pred), [1.5, 18.0, 0.1875], rtol=1e-6
-        )
+        np.testing.assert_allclose(loss(y_true, y_pred), [1.5, 18.0, 0.1875], rtol=1e-6)
 
     def test_coefficients_are_non_negative_by_default(self):
         loss = PolynomialLoss(degree=2)
-        keras.optimizers.SGD(1.0).apply(
-            [np.array([0.5, 1.0], "float32")], loss.trainable_variables
-        )
+        keras.optimizers.SGD(1.0).apply([np.array([0.5, 1.0], "float32")], loss.trainable_variables)
         np.testing.assert_allclose(loss.trainable_variables[0], [0.5, 0.0])
 
 
 class TestOneMinusPExpansion:
     def test_starts_at_zero_as_crossentropy(self):
-        loss = PolynomialLoss(
-            degree=2, expansion="one_minus_p", from_logits=True, reduction=None
-        )
+        loss = PolynomialLoss(degree=2, expansion="one_minus_p", from_logits=True, reduction=None)
         np.testing.assert_array_equal(loss.trainable_variables[0], [0.0, 0.0])
         np.testing.assert_allclose(loss(LABELS, LOGITS), CE, rtol=1e-6)
 
     def test_golden(self):
-        loss = PolynomialLoss(
-            degree=2, expansion="one_minus_p", from_logits=True, reduction=None
-        )
+        loss = PolynomialLoss(degree=2, expansion="one_minus_p", from_logits=True, reduction=None)
         loss.trainable_variables[0].assign([0.3, -0.2])
         expected = CE + 0.3 * GAP - 0.2 * GAP**2
         np.testing.assert_allclose(loss(LABELS, LOGITS), expected, rtol=1e-6)
 
     def test_degree_one_is_poly1(self):
-        loss = PolynomialLoss(
-            degree=1, expansion="one_minus_p", from_logits=True, reduction=None
-        )
+        loss = PolynomialLoss(degree=1, expansion="one_minus_p", from_logits=True, reduction=None)
         loss.trainable_variables[0].assign([2.0])
         np.testing.assert_allclose(
             loss(LABELS, LOGITS),
@@ -83,9 +73,7 @@ class TestOneMinusPExpansion:
     def test_coefficients_are_unbounded_by_default(self):
         loss = PolynomialLoss(degree=1, expansion="one_minus_p")
         assert loss.trainable_variables[0].constraint is None
-        keras.optimizers.SGD(1.0).apply(
-            [np.array([3.0], "float32")], loss.trainable_variables
-        )
+        keras.optimizers.SGD(1.0).apply([np.array([3.0], "float32")], loss.trainable_variables)
         np.testing.assert_allclose(loss.trainable_variables[0], [-3.0])
 
 

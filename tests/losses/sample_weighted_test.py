@@ -72,9 +72,7 @@ class TestSampleWeightedLoss:
         np.testing.assert_allclose(weights, expected, rtol=1e-5)
         assert np.argmax(CE) == 3 and np.argmin(weights) == 3
         assert weights[3] < 0.1 and np.all(weights[:3] > 0.9)
-        np.testing.assert_allclose(
-            loss(LABELS, LOGITS), np.mean(expected * CE), rtol=1e-5
-        )
+        np.testing.assert_allclose(loss(LABELS, LOGITS), np.mean(expected * CE), rtol=1e-5)
         assert float(loss(LABELS, LOGITS)) < CE.mean() / 2
 
     def test_sample_weights_at_given_values(self):

@@ -94,8 +94,11 @@ def test_unrolled_argument_errors(kwargs, message):
 def test_compile_takes_an_estimator_and_saves_it(tmp_path):
     inputs = keras.Input((4,))
     model = tml.MetaModel(inputs, keras.layers.Dense(3)(inputs))
-    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True),
-                  meta_method=estimators.Unrolled(steps=2, first_order=True))
+    model.compile(
+        optimizer="sgd",
+        loss=tml.MetaLoss(from_logits=True),
+        meta_method=estimators.Unrolled(steps=2, first_order=True),
+    )
     assert model.unroll_steps == 2
     x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
     y = np.arange(16) % 3
@@ -110,5 +113,9 @@ def test_unroll_steps_with_an_estimator_instance_is_rejected():
     inputs = keras.Input((4,))
     model = tml.MetaModel(inputs, keras.layers.Dense(3)(inputs))
     with pytest.raises(ValueError, match="`unroll_steps` and `meta_method` conflict"):
-        model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True),
-                      meta_method=estimators.Unrolled(), unroll_steps=2)
+        model.compile(
+            optimizer="sgd",
+            loss=tml.MetaLoss(from_logits=True),
+            meta_method=estimators.Unrolled(),
+            unroll_steps=2,
+        )

@@ -29,9 +29,8 @@ def test_unroll_on_quadratic_matches_closed_form():
         result = lookahead.unroll(_quadratic(scale), w0, 0.1, steps=3)
         final = tf.reduce_sum(result.weights[0])
     # w_K = (1 - lr * s)^K * w0, so d sum(w_K)/ds = -K lr (1 - lr s)^(K-1) sum(w0).
-    np.testing.assert_allclose(result.weights[0].numpy(), (0.7 ** 3) * np.array([1.0, -2.0]))
-    np.testing.assert_allclose(tape.gradient(final, scale).numpy(),
-                               -3 * 0.1 * 0.7 ** 2 * (-1.0))
+    np.testing.assert_allclose(result.weights[0].numpy(), (0.7**3) * np.array([1.0, -2.0]))
+    np.testing.assert_allclose(tape.gradient(final, scale).numpy(), -3 * 0.1 * 0.7**2 * (-1.0))
     # The first step's loss and gradient are those of the starting point.
     np.testing.assert_allclose(result.loss.numpy(), 0.5 * 3.0 * 5.0)
     np.testing.assert_allclose(result.grads[0].numpy(), [3.0, -6.0])

@@ -1,8 +1,8 @@
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
 import tf_metaloss as tml
 
 
@@ -31,19 +31,11 @@ def _meta_model(loss, seed=0, **compile_kwargs):
 
 
 FAMILIES = {
-    "blend": lambda: tml.BlendLoss(
-        from_logits=True, initial_weights=[0.5, 0.2, 0.2, 0.1]
-    ),
-    "polynomial_power": lambda: tml.PolynomialLoss(
-        from_logits=True, degree=3, bounds=(-5.0, 5.0)
-    ),
-    "polynomial_one_minus_p": lambda: tml.PolynomialLoss(
-        from_logits=True, expansion="one_minus_p"
-    ),
+    "blend": lambda: tml.BlendLoss(from_logits=True, initial_weights=[0.5, 0.2, 0.2, 0.1]),
+    "polynomial_power": lambda: tml.PolynomialLoss(from_logits=True, degree=3, bounds=(-5.0, 5.0)),
+    "polynomial_one_minus_p": lambda: tml.PolynomialLoss(from_logits=True, expansion="one_minus_p"),
     "neural": lambda: tml.NeuralLoss(from_logits=True, hidden_units=(4,), seed=3),
-    "sample_weighted": lambda: tml.SampleWeightedLoss(
-        from_logits=True, hidden_units=(4,), seed=3
-    ),
+    "sample_weighted": lambda: tml.SampleWeightedLoss(from_logits=True, hidden_units=(4,), seed=3),
     "meta_loss": lambda: tml.MetaLoss(from_logits=True),
 }
 
@@ -99,9 +91,7 @@ def test_meta_gradient_matches_finite_differences(float64, family, unroll_steps)
 
 def test_meta_gradient_with_keras_meta_loss_name_uses_from_logits(float64):
     x, y, x_meta, y_meta = _data(dtype="float64", n=16, n_meta=8)
-    model = _meta_model(
-        FAMILIES["blend"](), meta_objective="sparse_categorical_crossentropy"
-    )
+    model = _meta_model(FAMILIES["blend"](), meta_objective="sparse_categorical_crossentropy")
     assert model.meta_objective.get_config()["from_logits"] is True
     _, analytic = _meta_objective_and_grad(model, (x, y), (x_meta, y_meta))
     numeric = _finite_difference(model, (x, y), (x_meta, y_meta))
@@ -113,13 +103,9 @@ def test_first_order_differs_from_second_order_only_when_unrolled(float64):
     grads = {}
     for steps in (1, 2):
         for method in ("second_order", "first_order"):
-            model = _meta_model(
-                FAMILIES["neural"](), unroll_steps=steps, meta_method=method
-            )
+            model = _meta_model(FAMILIES["neural"](), unroll_steps=steps, meta_method=method)
             _perturb(model.loss, np.random.default_rng(1))
-            grads[steps, method] = _meta_objective_and_grad(
-                model, (x, y), (x_meta, y_meta)
-            )[1]
+            grads[steps, method] = _meta_objective_and_grad(model, (x, y), (x_meta, y_meta))[1]
     np.testing.assert_allclose(
         grads[1, "first_order"], grads[1, "second_order"], rtol=1e-10, atol=1e-14
     )
@@ -135,7 +121,8 @@ def _copy_weights(source, target):
 def test_frozen_loss_trains_exactly_like_plain_keras_model():
     x, y, _, _ = _data(n=96)
     meta = _meta_model(
-        tml.MetaLoss(from_logits=True), meta_every=0,
+        tml.MetaLoss(from_logits=True),
+        meta_every=0,
         optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
     )
     plain = keras.Model(*_mlp(seed=0))
@@ -163,14 +150,27 @@ def test_fit_changes_phi_and_logs_meta_quantities():
     )
     phi_before = model.loss.trainable_variables[0].numpy()
     history = model.fit(
-        x, y, meta_data=(x_meta, y_meta), batch_size=16, epochs=2,
-        validation_data=(x_meta, y_meta), verbose=0,
+        x,
+        y,
+        meta_data=(x_meta, y_meta),
+        batch_size=16,
+        epochs=2,
+        validation_data=(x_meta, y_meta),
+        verbose=0,
     )
     phi_after = model.loss.trainable_variables[0].numpy()
     assert np.abs(phi_after - phi_before).max() > 1e-3
     logs = history.history
-    for key in ("loss", "meta_objective", "meta_grad_norm", "skipped_updates",
-                "accuracy", "phi/crossentropy", "val_loss", "val_meta_objective"):
+    for key in (
+        "loss",
+        "meta_objective",
+        "meta_grad_norm",
+        "skipped_updates",
+        "accuracy",
+        "phi/crossentropy",
+        "val_loss",
+        "val_meta_objective",
+    ):
         assert key in logs, key
     assert "val_meta_grad_norm" not in logs
     assert logs["skipped_updates"] == [0.0, 0.0]
@@ -204,7 +204,7 @@ def test_dataset_meta_data_and_wrapped_model():
     model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
     meta = tf.data.Dataset.from_tensor_slices((x_meta, y_meta)).batch(8)
     train = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
-    model.fit(train, meta_data=meta, epochs=1, verbose=0)
+    model.fit(train, meta_data=meta, epochs=1, shuffle=False, verbose=0)
     assert int(model.meta_optimizer.iterations.numpy()) == 4
     assert model.predict(x, verbose=0).shape == (64, 3)
 
@@ -229,10 +229,15 @@ def test_regression_with_default_meta_objective():
 def test_batch_norm_and_dropout_model_trains_with_meta_steps():
     x, y, x_meta, y_meta = _data()
     keras.utils.set_random_seed(0)
-    base = keras.Sequential([
-        keras.Input((6,)), keras.layers.Dense(8), keras.layers.BatchNormalization(),
-        keras.layers.Dropout(0.2), keras.layers.Dense(3),
-    ])
+    base = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(8),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dropout(0.2),
+            keras.layers.Dense(3),
+        ]
+    )
     model = tml.MetaModel(base)
     model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
     moving_mean = base.layers[1].moving_mean.numpy()
@@ -256,17 +261,20 @@ def test_save_load_restores_phi_and_meta_optimizer_and_resumes_identically(tmp_p
             tml.MetaLoss(from_logits=True, regularization=0.1),
             optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
             meta_optimizer=keras.optimizers.Adam(0.05),
-            meta_every=2, meta_global_clipnorm=1.0, meta_seed=7, unroll_steps=2,
+            meta_every=2,
+            meta_global_clipnorm=1.0,
+            meta_seed=7,
+            unroll_steps=2,
             metrics=["accuracy"],
         )
 
     uninterrupted = make()
-    uninterrupted.fit(x, y, meta_data=(x_meta, y_meta), batch_size=16, epochs=2,
-                      shuffle=False, verbose=0)
+    uninterrupted.fit(
+        x, y, meta_data=(x_meta, y_meta), batch_size=16, epochs=2, shuffle=False, verbose=0
+    )
 
     first = make()
-    first.fit(x, y, meta_data=(x_meta, y_meta), batch_size=16, epochs=1,
-              shuffle=False, verbose=0)
+    first.fit(x, y, meta_data=(x_meta, y_meta), batch_size=16, epochs=1, shuffle=False, verbose=0)
     path = str(tmp_path / "model.keras")
     first.save(path)
     restored = keras.models.load_model(path)
@@ -284,25 +292,33 @@ def test_save_load_restores_phi_and_meta_optimizer_and_resumes_identically(tmp_p
     for a, b in zip(restored.optimizer.variables, first.optimizer.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
-    restored.fit(x, y, meta_data=(x_meta, y_meta), batch_size=16, epochs=1,
-                 shuffle=False, verbose=0)
+    restored.fit(
+        x, y, meta_data=(x_meta, y_meta), batch_size=16, epochs=1, shuffle=False, verbose=0
+    )
     for a, b in zip(restored.trainable_variables, uninterrupted.trainable_variables):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(
         restored.loss.trainable_variables[0].numpy(),
-        uninterrupted.loss.trainable_variables[0].numpy(), rtol=1e-5, atol=1e-6,
+        uninterrupted.loss.trainable_variables[0].numpy(),
+        rtol=1e-5,
+        atol=1e-6,
     )
 
 
 def test_weights_file_round_trip_includes_phi(tmp_path):
     x, y, x_meta, y_meta = _data()
-    model = _meta_model(tml.NeuralLoss(from_logits=True, hidden_units=(4,)),
-                        meta_optimizer=keras.optimizers.Adam(0.05))
+    model = _meta_model(
+        tml.NeuralLoss(from_logits=True, hidden_units=(4,)),
+        meta_optimizer=keras.optimizers.Adam(0.05),
+    )
     model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=16, epochs=1, verbose=0)
     path = str(tmp_path / "model.weights.h5")
     model.save_weights(path)
-    other = _meta_model(tml.NeuralLoss(from_logits=True, hidden_units=(4,)),
-                        meta_optimizer=keras.optimizers.Adam(0.05), seed=1)
+    other = _meta_model(
+        tml.NeuralLoss(from_logits=True, hidden_units=(4,)),
+        meta_optimizer=keras.optimizers.Adam(0.05),
+        seed=1,
+    )
     other.load_weights(path)
     for a, b in zip(model.loss.trainable_variables, other.loss.trainable_variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
@@ -315,26 +331,26 @@ def _train_on(strategy, jit_compile=False, dtype="float32"):
             tml.MetaLoss(from_logits=True, regularization=0.01),
             optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
             meta_optimizer=keras.optimizers.SGD(0.5),
-            meta_global_clipnorm=0.05, unroll_steps=2, meta_seed=0,
-            jit_compile=jit_compile, metrics=["accuracy"],
+            meta_global_clipnorm=0.05,
+            unroll_steps=2,
+            meta_seed=0,
+            jit_compile=jit_compile,
+            metrics=["accuracy"],
         )
-    history = model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=16,
-                        epochs=2, shuffle=False, verbose=0)
+    history = model.fit(
+        x, y, meta_data=(x_meta, y_meta), batch_size=16, epochs=2, shuffle=False, verbose=0
+    )
     return model, history.history
 
 
-def test_mirrored_strategy_matches_single_device(float64):
+def test_mirrored_strategy_matches_single_device(float64, mirrored_strategy):
     devices = tf.config.list_logical_devices("CPU")
     assert len(devices) >= 2, "conftest.py must split the CPU into two devices"
     single, single_logs = _train_on(tf.distribute.get_strategy(), dtype="float64")
-    mirrored, mirrored_logs = _train_on(
-        tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), dtype="float64"
-    )
+    mirrored, mirrored_logs = _train_on(mirrored_strategy(), dtype="float64")
     phi_single = single.loss.trainable_variables[0].numpy()
     assert np.abs(phi_single - [1, 0, 0, 0, 0]).max() > 1e-3
-    np.testing.assert_allclose(
-        mirrored.loss.trainable_variables[0].numpy(), phi_single, atol=1e-9
-    )
+    np.testing.assert_allclose(mirrored.loss.trainable_variables[0].numpy(), phi_single, atol=1e-9)
     for a, b in zip(mirrored.trainable_variables, single.trainable_variables):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-9)
     for key in ("loss", "meta_objective", "accuracy"):
@@ -347,7 +363,8 @@ def test_xla_matches_graph_mode():
     assert xla.jit_compile is True
     np.testing.assert_allclose(
         xla.loss.trainable_variables[0].numpy(),
-        graph.loss.trainable_variables[0].numpy(), atol=1e-5,
+        graph.loss.trainable_variables[0].numpy(),
+        atol=1e-5,
     )
     for a, b in zip(xla.trainable_variables, graph.trainable_variables):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
@@ -364,16 +381,16 @@ def test_non_finite_loss_skips_update_and_keeps_weights_and_phi():
     )
     weights = [v.numpy() for v in model.trainable_variables]
     phi = model.loss.trainable_variables[0].numpy()
-    model.fit(x[:16], y[:16], meta_data=(x_meta, y_meta), batch_size=16,
-              epochs=1, verbose=0)
+    model.fit(x[:16], y[:16], meta_data=(x_meta, y_meta), batch_size=16, epochs=1, verbose=0)
     for before, variable in zip(weights, model.trainable_variables):
         np.testing.assert_array_equal(variable.numpy(), before)
     np.testing.assert_array_equal(model.loss.trainable_variables[0].numpy(), phi)
     assert all(np.isfinite(v.numpy()).all() for v in model.optimizer.variables)
     assert float(model.skipped_updates_tracker.result()) == 1.0
     # Training goes on with the finite batch that follows.
-    history = model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=16,
-                        epochs=1, shuffle=False, verbose=0)
+    history = model.fit(
+        x, y, meta_data=(x_meta, y_meta), batch_size=16, epochs=1, shuffle=False, verbose=0
+    )
     assert history.history["skipped_updates"] == [1.0]
     assert np.abs(model.loss.trainable_variables[0].numpy() - phi).max() > 0
     assert all(np.isfinite(v.numpy()).all() for v in model.trainable_variables)
@@ -385,15 +402,14 @@ def test_non_finite_meta_gradient_skips_only_phi():
     model = _meta_model(tml.MetaLoss(from_logits=True))
     weights = [v.numpy() for v in model.trainable_variables]
     phi = model.loss.trainable_variables[0].numpy()
-    history = model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=16,
-                        epochs=1, verbose=0)
+    history = model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=16, epochs=1, verbose=0)
     np.testing.assert_array_equal(model.loss.trainable_variables[0].numpy(), phi)
-    assert any(np.abs(v.numpy() - w).max() > 0
-               for v, w in zip(model.trainable_variables, weights))
+    assert any(np.abs(v.numpy() - w).max() > 0 for v, w in zip(model.trainable_variables, weights))
     assert history.history["skipped_updates"] == [1.0]
 
 
 # -- bad input ------------------------------------------------------------------
+
 
 def _model():
     return tml.MetaModel(*_mlp())
@@ -408,17 +424,25 @@ def test_compile_without_learnable_loss_raises():
 
 def test_registered_loss_name_and_config_compile():
     model = _model()
-    model.compile(optimizer="sgd", loss={"class_name": "tf_metaloss>BlendLoss",
-                                         "config": {"from_logits": True}})
+    model.compile(
+        optimizer="sgd",
+        loss={"class_name": "tf_metaloss>BlendLoss", "config": {"from_logits": True}},
+    )
     assert isinstance(model.loss, tml.BlendLoss) and model.loss.from_logits
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"meta_every": -1}, "argument `meta_every`. Expected a non-negative integer. Received: meta_every=-1"),
+        (
+            {"meta_every": -1},
+            "argument `meta_every`. Expected a non-negative integer. Received: meta_every=-1",
+        ),
         ({"meta_every": 1.5}, "argument `meta_every`"),
-        ({"unroll_steps": 0}, "argument `unroll_steps`. Expected an integer >= 1. Received: unroll_steps=0"),
+        (
+            {"unroll_steps": 0},
+            "argument `unroll_steps`. Expected an integer >= 1. Received: unroll_steps=0",
+        ),
         ({"meta_method": "zeroth"}, "argument `meta_method`.*Received: meta_method='zeroth'"),
         ({"meta_global_clipnorm": -1.0}, "argument `meta_global_clipnorm`"),
         ({"lookahead_learning_rate": 0}, "argument `lookahead_learning_rate`"),
@@ -443,7 +467,9 @@ def test_meta_split_outside_open_interval_raises(meta_split):
     x, y, _, _ = _data()
     model = _model()
     model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
-    with pytest.raises(ValueError, match="argument `meta_split`. Expected a float in the open interval"):
+    with pytest.raises(
+        ValueError, match="argument `meta_split`. Expected a float in the open interval"
+    ):
         model.fit(x, y, meta_split=meta_split, verbose=0)
 
 
@@ -480,14 +506,23 @@ def test_constructor_errors():
 
 def test_get_config_round_trip():
     model = _model()
-    restored = tml.MetaModel.from_config(model.get_config())
-    assert isinstance(restored.base_model, keras.Model)
-    assert [w.shape for w in restored.weights] == [w.shape for w in model.weights]
     serialized = keras.saving.serialize_keras_object(model)
-    assert isinstance(keras.saving.deserialize_keras_object(serialized), tml.MetaModel)
+    x = np.random.default_rng(0).normal(size=(5, 6)).astype("float32")
+    for restored in (
+        tml.MetaModel.from_config(model.get_config()),
+        keras.saving.deserialize_keras_object(serialized),
+    ):
+        assert type(restored) is tml.MetaModel and restored.name == model.name
+        # The same architecture as the original, layer by layer (the config
+        # holds no weights: copy them, and the two compute the same function).
+        assert restored.get_config() == model.get_config()
+        assert [w.path for w in restored.weights] == [w.path for w in model.weights]
+        restored.set_weights(model.get_weights())
+        np.testing.assert_allclose(restored.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
 # -- Keras contracts ------------------------------------------------------------
+
 
 def test_frozen_loss_logs_no_meta_quantities_and_recompile_keeps_metrics_unique():
     x, y, _, _ = _data()
@@ -532,13 +567,17 @@ def test_fit_keeps_keras_positional_arguments():
 def test_train_on_batch_meta_learns_with_a_meta_batch():
     x, y, x_meta, y_meta = _data()
     model = _model()
-    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True),
-                  meta_optimizer=keras.optimizers.Adam(0.05))
+    model.compile(
+        optimizer="sgd",
+        loss=tml.MetaLoss(from_logits=True),
+        meta_optimizer=keras.optimizers.Adam(0.05),
+    )
     phi = model.loss.trainable_variables[0].numpy()
     with pytest.raises(ValueError, match="received no `meta_batch`"):
         model.train_on_batch(x[:16], y[:16])
-    logs = model.train_on_batch(x[:16], y[:16], meta_batch=(x_meta[:8], y_meta[:8]),
-                                return_dict=True)
+    logs = model.train_on_batch(
+        x[:16], y[:16], meta_batch=(x_meta[:8], y_meta[:8]), return_dict=True
+    )
     assert logs["meta_grad_norm"] > 0
     assert np.abs(model.loss.trainable_variables[0].numpy() - phi).max() > 0
 
@@ -561,14 +600,19 @@ def test_unknown_loss_name_is_reported_as_given():
 def test_same_optimizer_for_weights_and_phi_is_rejected():
     optimizer = keras.optimizers.SGD()
     with pytest.raises(ValueError, match="must be different optimizer instances"):
-        _model().compile(optimizer=optimizer, loss=tml.MetaLoss(from_logits=True),
-                         meta_optimizer=optimizer)
+        _model().compile(
+            optimizer=optimizer, loss=tml.MetaLoss(from_logits=True), meta_optimizer=optimizer
+        )
 
 
-@pytest.mark.parametrize("name, class_name", [
-    ("kld", "KLDivergence"), ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"),
-    ("mse", "MeanSquaredError"),
-])
+@pytest.mark.parametrize(
+    "name, class_name",
+    [
+        ("kld", "KLDivergence"),
+        ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"),
+        ("mse", "MeanSquaredError"),
+    ],
+)
 def test_meta_objective_names_resolve_to_keras_classes(name, class_name):
     model = _model()
     model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_objective=name)
@@ -584,15 +628,29 @@ def test_unknown_meta_objective_name_raises():
         )
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"meta_batch_size": 0}, "argument `meta_batch_size`. Expected a positive integer"),
-    ({"meta_batch_size": 2.5}, "argument `meta_batch_size`"),
-    ({"meta_data": (np.zeros((0, 6), "float32"), np.zeros(0, "int64"))}, "at least one meta sample"),
-    ({"meta_data": tf.data.Dataset.from_tensor_slices((np.zeros((4, 6), "float32"), np.zeros(4)))},
-     "Expected a batched tf.data.Dataset"),
-    ({"meta_data": tf.data.Dataset.from_tensor_slices(np.zeros((4, 6), "float32")).batch(2)},
-     "yielding `\\(x_meta, y_meta\\)`"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"meta_batch_size": 0}, "argument `meta_batch_size`. Expected a positive integer"),
+        ({"meta_batch_size": 2.5}, "argument `meta_batch_size`"),
+        (
+            {"meta_data": (np.zeros((0, 6), "float32"), np.zeros(0, "int64"))},
+            "at least one meta sample",
+        ),
+        (
+            {
+                "meta_data": tf.data.Dataset.from_tensor_slices(
+                    (np.zeros((4, 6), "float32"), np.zeros(4))
+                )
+            },
+            "Expected a batched tf.data.Dataset",
+        ),
+        (
+            {"meta_data": tf.data.Dataset.from_tensor_slices(np.zeros((4, 6), "float32")).batch(2)},
+            "yielding `\\(x_meta, y_meta\\)`",
+        ),
+    ],
+)
 def test_fit_meta_argument_errors(kwargs, message):
     x, y, x_meta, y_meta = _data()
     kwargs.setdefault("meta_data", (x_meta, y_meta))
@@ -619,15 +677,20 @@ def test_defaults_bounded_meta_objective_and_adam_for_phi():
 
 # -- the compiled loop and the public steps ------------------------------------------
 
+
 def test_steps_per_execution_runs_the_same_training_in_one_compiled_loop():
     x, y, x_meta, y_meta = _data()
     results = {}
     for spe in (1, 4):
-        model = _meta_model(tml.MetaLoss(from_logits=True), meta_every=3,
-                            meta_optimizer=keras.optimizers.Adam(0.05),
-                            steps_per_execution=spe)
-        model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=8, epochs=2,
-                  shuffle=False, verbose=0)
+        model = _meta_model(
+            tml.MetaLoss(from_logits=True),
+            meta_every=3,
+            meta_optimizer=keras.optimizers.Adam(0.05),
+            steps_per_execution=spe,
+        )
+        model.fit(
+            x, y, meta_data=(x_meta, y_meta), batch_size=8, epochs=2, shuffle=False, verbose=0
+        )
         results[spe] = model
         # Meta steps 0, 3, ..., 15 of 16.
         assert int(model.meta_optimizer.iterations.numpy()) == 6
@@ -635,8 +698,11 @@ def test_steps_per_execution_runs_the_same_training_in_one_compiled_loop():
         assert model.train_function.compiled_loop.experimental_get_tracing_count() == 1
     for a, b in zip(results[1].trainable_variables, results[4].trainable_variables):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(results[1].loss.trainable_variables[0].numpy(),
-                               results[4].loss.trainable_variables[0].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        results[1].loss.trainable_variables[0].numpy(),
+        results[4].loss.trainable_variables[0].numpy(),
+        rtol=1e-6,
+    )
 
 
 def test_subclass_steps_are_what_fit_runs():
@@ -662,16 +728,28 @@ def test_subclass_steps_are_what_fit_runs():
 
 def test_deprecated_compile_names_warn_and_still_work():
     model = _model()
-    with pytest.warns(DeprecationWarning, match="meta_objective"):
-        model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True),
-                      meta_loss="sparse_categorical_crossentropy", meta_clipnorm=2.0)
+    with pytest.warns(DeprecationWarning) as caught:
+        model.compile(
+            optimizer="sgd",
+            loss=tml.MetaLoss(from_logits=True),
+            meta_loss="sparse_categorical_crossentropy",
+            meta_clipnorm=2.0,
+        )
+    assert sorted(str(w.message).split("(")[1].split("=")[0] for w in caught) == [
+        "meta_clipnorm",
+        "meta_loss",
+    ]
     assert type(model.meta_objective).__name__ == "SparseCategoricalCrossentropy"
     assert model.meta_global_clipnorm == 2.0
-    with pytest.warns(DeprecationWarning):
+    with pytest.warns(DeprecationWarning, match="use `meta_objective`"):
         assert model.meta_loss is model.meta_objective
     with pytest.raises(ValueError, match="were both given"):
-        model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True),
-                      meta_loss="mse", meta_objective="mse")
+        model.compile(
+            optimizer="sgd",
+            loss=tml.MetaLoss(from_logits=True),
+            meta_loss="mse",
+            meta_objective="mse",
+        )
 
 
 def test_compute_meta_gradient_changes_nothing():

@@ -27,16 +27,12 @@ if _backend not in SUPPORTED_BACKENDS:
         '"backend": "tensorflow" in ~/.keras/keras.json).'
     )
 
-from tf_metaloss.backend.tensorflow.differentiation import (  # noqa: E402
-    stop_weight_gradient,
-    value_and_grad,
-)
-from tf_metaloss.backend.tensorflow.distribution import (  # noqa: E402
-    all_reduce_sum,
-    global_value,
-    num_replicas,
-    replica_share,
-)
+from tf_metaloss.backend.tensorflow.differentiation import stop_weight_gradient  # noqa: E402
+from tf_metaloss.backend.tensorflow.differentiation import value_and_grad  # noqa: E402
+from tf_metaloss.backend.tensorflow.distribution import all_reduce_sum  # noqa: E402
+from tf_metaloss.backend.tensorflow.distribution import global_value  # noqa: E402
+from tf_metaloss.backend.tensorflow.distribution import num_replicas  # noqa: E402
+from tf_metaloss.backend.tensorflow.distribution import replica_share  # noqa: E402
 from tf_metaloss.backend.tensorflow.trainer import MetaTrainer  # noqa: E402
 
 __all__ = [

@@ -49,18 +49,24 @@ class LossAuditLog(keras.callbacks.Callback):
 
     Example:
 
-    ```python
-    model.fit(x, y, meta_split=0.1, epochs=5,
-              callbacks=[tml.callbacks.LossAuditLog("runs/audit.jsonl")])
-    ```
+    >>> x = np.random.default_rng(0).normal(size=(128, 8)).astype("float32")
+    >>> y = (x[:, 0] > 0).astype("int32")
+    >>> model = tml.MetaModel(keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]))
+    >>> model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    >>> history = model.fit(x, y, meta_split=0.1, epochs=1, verbose=0,
+    ...                     callbacks=[tml.callbacks.LossAuditLog("runs/audit.jsonl")])
+    >>> records = tml.callbacks.read_audit_log("runs/audit.jsonl")
+    >>> [r["event"] for r in records]  # 4 steps, each a meta step
+    ['train_begin', 'meta_update', 'meta_update', 'meta_update', 'meta_update', 'train_end']
+    >>> records[1]["step"], records[1]["phi_before"]
+    (0, {'blend_weights': [1.0, 0.0, 0.0, 0.0, 0.0]})
     """
 
     def __init__(self, path):
         super().__init__()
         if not isinstance(path, (str, os.PathLike)) or not str(path):
             raise ValueError(
-                "Invalid value for argument `path`. Expected a file path. "
-                f"Received: path={path!r}"
+                f"Invalid value for argument `path`. Expected a file path. Received: path={path!r}"
             )
         self.path = os.fspath(path)
         self._file = None
@@ -153,5 +159,3 @@ class LossAuditLog(keras.callbacks.Callback):
         )
         self._file.close()
         self._file = None
-
-

@@ -1,12 +1,6 @@
 """Reading and summarising an audit log written by `LossAuditLog`.
 
-Example:
-
-```python
-summary = tml.callbacks.summarize_audit_log(
-    tml.callbacks.read_audit_log("runs/exp1/audit.jsonl"))
-print(summary["movement"]["l2"], summary["warnings"])
-```
+`tf-metaloss audit FILE` prints the summary; see `LossAuditLog` for an example.
 """
 
 import json
@@ -62,8 +56,7 @@ def read_audit_log(path):
                 missing = [k for k in _REQUIRED if k not in record]
                 if missing:
                     raise AuditLogError(
-                        f"{path}, line {number}: a 'meta_update' record lacks "
-                        f"{missing}."
+                        f"{path}, line {number}: a 'meta_update' record lacks {missing}."
                     )
                 record["_line"] = number
             records.append(record)
@@ -164,9 +157,7 @@ def summarize_audit_log(records, top=3):
         "parameters": parameters,
     }
     ranked = sorted((m for m in moves if math.isfinite(m[0])), key=lambda m: -m[0])
-    summary["largest_moves"] = [
-        {"step": s, "epoch": e, "l2": m} for m, s, e in ranked[:top]
-    ]
+    summary["largest_moves"] = [{"step": s, "epoch": e, "l2": m} for m, s, e in ranked[:top]]
 
     skipped = [r["step"] for r in updates if r.get("skipped")]
     clipped = [r["step"] for r in updates if r.get("clipped")]
@@ -193,9 +184,7 @@ def summarize_audit_log(records, top=3):
             f"A parameter bound was hit in {len(hits)} update(s), at steps "
             f"{_steps_text([h['step'] for h in hits])}: {', '.join(elements)}."
         )
-    backwards = [
-        b["step"] for a, b in zip(updates, updates[1:]) if b["step"] <= a["step"]
-    ]
+    backwards = [b["step"] for a, b in zip(updates, updates[1:]) if b["step"] <= a["step"]]
     if backwards:
         warnings.append(
             "The step count goes backwards at steps "

@@ -28,8 +28,8 @@ class LossParameterEarlyStopping(keras.callbacks.Callback):
 
     With `restore_best=True` phi is set back to its best value when frozen:
     the value phi had *before* the best meta step, because a step's meta
-    objective is measured after a lookahead taken with that phi. The meta-optimizer's
-    state is left alone.
+    objective is measured after a lookahead taken with that phi. The
+    meta-optimizer's state is left alone.
 
     Attributes set when it fires: `frozen_step` (optimizer step),
     `best_step`, `best_value`, `frozen` (bool).
@@ -51,15 +51,29 @@ class LossParameterEarlyStopping(keras.callbacks.Callback):
 
     Example:
 
-    ```python
-    stop = tml.callbacks.LossParameterEarlyStopping(patience=50, window=10)
-    model.fit(x, y, meta_split=0.1, epochs=20, callbacks=[stop])
-    print(stop.frozen_step, stop.best_value)
-    ```
+    >>> x = np.random.default_rng(0).normal(size=(128, 8)).astype("float32")
+    >>> y = (x[:, 0] > 0).astype("int32")
+    >>> model = tml.MetaModel(keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]))
+    >>> model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    >>> stop = tml.callbacks.LossParameterEarlyStopping(patience=2, min_delta=10.0)
+    >>> history = model.fit(x, y, meta_split=0.1, epochs=2, verbose=0, callbacks=[stop])
+    >>> stop.frozen, stop.best_step, stop.frozen_step  # no update lowered the objective by 10
+    (True, 0, 2)
+    >>> model.meta_every  # frozen: the second epoch (steps 4 to 7) ran no meta step
+    0
+    >>> history.history["meta_objective"][-1]
+    nan
     """
 
-    def __init__(self, monitor="meta_objective", patience=10, min_delta=0.0,
-                 restore_best=True, window=1, verbose=0):
+    def __init__(
+        self,
+        monitor="meta_objective",
+        patience=10,
+        min_delta=0.0,
+        restore_best=True,
+        window=1,
+        verbose=0,
+    ):
         super().__init__()
         if monitor == "meta_loss":
             warnings.warn(

@@ -182,5 +182,3 @@ def bound_contacts(phi_before, phi_after, bounds, labels=None):
 
 def _jsonable(phi):
     return {name: np.asarray(value).tolist() for name, value in phi.items()}
-
-

@@ -17,8 +17,7 @@ from tf_metaloss.losses.sample_weighted import SampleWeightedLoss
 __all__ = ["MetaTensorBoard", "learned_loss_curve"]
 
 
-def learned_loss_curve(loss, parameter_values=None, points=101, num_classes=10,
-                       residual_range=3.0):
+def learned_loss_curve(loss, parameter_values=None, points=101, num_classes=10, residual_range=3.0):
     """The learned loss of one sample as a function of a single number.
 
     Classification: the loss against the predicted probability of the true
@@ -44,7 +43,7 @@ def learned_loss_curve(loss, parameter_values=None, points=101, num_classes=10,
 
     Example:
 
-    >>> p, values = learned_loss_curve(tml.MetaLoss(from_logits=True), points=5)
+    >>> p, values = tml.callbacks.learned_loss_curve(tml.MetaLoss(from_logits=True), points=5)
     >>> np.allclose(values, -np.log(p), atol=1e-5)   # MetaLoss starts as CE
     True
     """
@@ -65,9 +64,7 @@ def learned_loss_curve(loss, parameter_values=None, points=101, num_classes=10,
             y_true = np.zeros((points,), "int32")
             y_pred = (np.log(probs) if loss.from_logits else probs).astype("float32")
     parameters = loss.parameters(parameter_values)
-    values = loss.compute(
-        parameters, ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
-    )
+    values = loss.compute(parameters, ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred))
     return x, np.asarray(ops.convert_to_numpy(values), dtype=np.float64)
 
 
@@ -138,7 +135,8 @@ class MetaTensorBoard(keras.callbacks.Callback):
         update_freq: write scalars every `update_freq` meta-updates, or
             `"epoch"`.
         histogram_freq: epochs between histograms (0 disables them).
-        image_freq: epochs between loss-curve images (0 disables them).
+        image_freq: epochs between loss-curve images (0 disables them; they need
+            matplotlib, the `eval` extra).
         variance_window: meta-updates in the grad-norm variance window (>= 2).
         num_classes: classes of the model output for the loss curve; `None`
             reads it from the model's output shape.
@@ -147,14 +145,19 @@ class MetaTensorBoard(keras.callbacks.Callback):
 
     Example:
 
-    ```python
-    noisy = tml.evaluation.inject_label_noise(y_probe, rate=0.4, seed=0)
-    model.fit(x, y, meta_split=0.1, epochs=10, callbacks=[
-        keras.callbacks.TensorBoard("runs/exp1"),
-        tml.callbacks.MetaTensorBoard(
-            "runs/exp1", probe_data=(x_probe, noisy.labels), noise_mask=noisy),
-    ])
-    ```
+    >>> x = np.random.default_rng(0).normal(size=(128, 8)).astype("float32")
+    >>> y = (x[:, 0] > 0).astype("int32")
+    >>> model = tml.MetaModel(keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]))
+    >>> model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    >>> noisy = tml.evaluation.inject_label_noise(y[:32], rate=0.4, seed=0)
+    >>> history = model.fit(x, y, meta_split=0.1, epochs=2, verbose=0, callbacks=[
+    ...     keras.callbacks.TensorBoard("runs/exp1"),
+    ...     tml.callbacks.MetaTensorBoard(
+    ...         "runs/exp1", probe_data=(x[:32], noisy.labels), noise_mask=noisy),
+    ... ])
+    >>> import os
+    >>> sorted(os.listdir("runs/exp1"))  # `tensorboard --logdir runs/exp1` shows both
+    ['metaloss', 'train']
     """
 
     def __init__(
@@ -192,6 +195,10 @@ class MetaTensorBoard(keras.callbacks.Callback):
         if num_classes is not None:
             _check_positive_int("num_classes", num_classes)
         _check_positive_int("curve_points", curve_points)
+        if image_freq:
+            plotting.require_matplotlib(
+                "`MetaTensorBoard`'s loss-curve images", "or pass image_freq=0"
+            )
         self.log_dir = os.fspath(log_dir)
         self.run_name = run_name
         self.probe_data = self._check_probe(probe_data)
@@ -253,9 +260,7 @@ class MetaTensorBoard(keras.callbacks.Callback):
     # -- fit hooks -----------------------------------------------------------------
     def on_train_begin(self, logs=None):
         check_meta_model(self.model, "MetaTensorBoard")
-        self._writer = tf.summary.create_file_writer(
-            os.path.join(self.log_dir, self.run_name)
-        )
+        self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, self.run_name))
         if self._start_phi is None:
             self._start_phi = [np.array(v.numpy()) for v in self.model.loss.trainable_variables]
 
@@ -279,16 +284,13 @@ class MetaTensorBoard(keras.callbacks.Callback):
         self._epoch_records.append(record)
         if self.update_freq != "epoch" and self._updates_seen % self.update_freq == 0:
             variance = np.var(self._norms, ddof=1) if len(self._norms) >= 2 else None
-            self._write_scalars(
-                record.step, record.meta_objective, record.meta_grad_norm, variance
-            )
+            self._write_scalars(record.step, record.meta_objective, record.meta_grad_norm, variance)
 
     def on_epoch_end(self, epoch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
         if self.update_freq == "epoch" and self._epoch_records:
             losses = [r.meta_objective for r in self._epoch_records if r.meta_objective is not None]
-            norms = [r.meta_grad_norm for r in self._epoch_records
-                     if r.meta_grad_norm is not None]
+            norms = [r.meta_grad_norm for r in self._epoch_records if r.meta_grad_norm is not None]
             self._write_scalars(
                 step,
                 float(np.mean(losses)) if losses else None,
@@ -314,10 +316,12 @@ class MetaTensorBoard(keras.callbacks.Callback):
         with self._writer.as_default(step=step):
             for tag, value in loss.parameter_summary().items():
                 tf.summary.scalar(tag, float(value))
-            distance = np.sqrt(sum(
-                np.sum(np.square(v.numpy() - s))
-                for v, s in zip(loss.trainable_variables, self._start_phi)
-            ))
+            distance = np.sqrt(
+                sum(
+                    np.sum(np.square(v.numpy() - s))
+                    for v, s in zip(loss.trainable_variables, self._start_phi)
+                )
+            )
             tf.summary.scalar("phi/distance_from_start", float(distance))
             if meta_objective is not None:
                 tf.summary.scalar("meta/objective", meta_objective)
@@ -366,8 +370,9 @@ class MetaTensorBoard(keras.callbacks.Callback):
                     )
                     self._warned_units = True
                 return
-        kwargs = dict(points=self.curve_points, num_classes=units,
-                      residual_range=self.residual_range)
+        kwargs = dict(
+            points=self.curve_points, num_classes=units, residual_range=self.residual_range
+        )
         x, start = learned_loss_curve(
             loss, [ops.convert_to_tensor(v) for v in self._start_phi], **kwargs
         )

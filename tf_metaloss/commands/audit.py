@@ -2,8 +2,10 @@
 
 Example:
 
-    tf-metaloss audit runs/exp1/audit.jsonl
-    tf-metaloss audit runs/exp1/audit.jsonl --json
+```shell
+tf-metaloss audit runs/exp1/audit.jsonl
+tf-metaloss audit runs/exp1/audit.jsonl --json
+```
 """
 
 import argparse
@@ -39,10 +41,13 @@ def register(subparsers):
         ),
     )
     parser.add_argument("file", help="the audit log (.jsonl)")
-    parser.add_argument("--json", action="store_true",
-                        help="print the summary as JSON")
-    parser.add_argument("--top", type=_positive_int, default=3,
-                        help="how many of the largest moves to list (default 3)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--top",
+        type=_positive_int,
+        default=3,
+        help="how many of the largest moves to list (default 3)",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -70,9 +75,7 @@ def _g(value):
 def format_summary(summary):
     """The human-readable summary text (epochs counted from 1, as Keras prints)."""
     lines = [f"Audit log: {summary.get('file', '')}"]
-    lines.append(
-        f"  fits: {summary['sessions']}   meta-updates: {summary['updates']}"
-    )
+    lines.append(f"  fits: {summary['sessions']}   meta-updates: {summary['updates']}")
     if not summary["updates"]:
         lines += ["Warnings:"] + [f"  - {w}" for w in summary["warnings"]]
         return "\n".join(lines)
@@ -106,9 +109,7 @@ def format_summary(summary):
         if "elements" in p:
             width = max(len(e["label"]) for e in p["elements"])
             for e in p["elements"]:
-                lines.append(
-                    f"    {e['label']:<{width}}  {e['first']:+.6f} -> {e['last']:+.6f}"
-                )
+                lines.append(f"    {e['label']:<{width}}  {e['first']:+.6f} -> {e['last']:+.6f}")
         else:
             lines.append(
                 f"    {name} ({p['size']} values): norm {_g(p['norm_first'])} -> "

@@ -9,7 +9,7 @@ can be watched).
 
 Example:
 
-```
+```shell
 tf-metaloss compare --dataset digits --noise 0.4 --epochs 30 --seeds 0 1 2
 tf-metaloss compare --dataset path/to/data.npz --model small_cnn --methods ce,gce,learned
 tf-metaloss compare --eval-split holdout ...   # choose settings without the validation split
@@ -19,6 +19,7 @@ tf-metaloss compare --eval-split holdout ...   # choose settings without the val
 import argparse
 import shlex
 
+from tf_metaloss import plotting
 from tf_metaloss.evaluation import compare as compare_lib
 from tf_metaloss.losses import functional
 
@@ -35,65 +36,103 @@ def register(subparsers):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset", default=defaults.dataset,
-                      help="'digits', 'cifar10' (TFDS), 'tfds:<name>' or a .npz "
-                      "file with x_train, y_train, x_val, y_val")
-    data.add_argument("--noise", type=float, default=defaults.noise_rate,
-                      help="label noise rate of the training labels, in [0, 1]")
-    data.add_argument("--noise-kind", default=defaults.noise_kind,
-                      choices=("symmetric", "asymmetric"))
-    data.add_argument("--train-subset", type=int, default=None,
-                      help="use only this many training samples (fixed subset)")
-    data.add_argument("--eval-split", default=defaults.eval_split,
-                      choices=compare_lib.EVAL_SPLITS,
-                      help="'val' to report; 'holdout' to choose settings on a "
-                      "holdout of the training split without touching 'val'")
-    data.add_argument("--holdout-fraction", type=float,
-                      default=defaults.holdout_fraction)
-    data.add_argument("--meta-fraction", type=float, default=defaults.meta_fraction,
-                      help="share of the training data held out as the meta set")
-    data.add_argument("--meta-labels", default=defaults.meta_labels,
-                      choices=compare_lib.META_LABELS)
+    data.add_argument(
+        "--dataset",
+        default=defaults.dataset,
+        help="'digits', 'cifar10' (TFDS), 'tfds:<name>' or a .npz "
+        "file with x_train, y_train, x_val, y_val",
+    )
+    data.add_argument(
+        "--noise",
+        type=float,
+        default=defaults.noise_rate,
+        help="label noise rate of the training labels, in [0, 1]",
+    )
+    data.add_argument(
+        "--noise-kind", default=defaults.noise_kind, choices=("symmetric", "asymmetric")
+    )
+    data.add_argument(
+        "--train-subset",
+        type=int,
+        default=None,
+        help="use only this many training samples (fixed subset)",
+    )
+    data.add_argument(
+        "--eval-split",
+        default=defaults.eval_split,
+        choices=compare_lib.EVAL_SPLITS,
+        help="'val' to report; 'holdout' to choose settings on a "
+        "holdout of the training split without touching 'val'",
+    )
+    data.add_argument("--holdout-fraction", type=float, default=defaults.holdout_fraction)
+    data.add_argument(
+        "--meta-fraction",
+        type=float,
+        default=defaults.meta_fraction,
+        help="share of the training data held out as the meta set",
+    )
+    data.add_argument(
+        "--meta-labels", default=defaults.meta_labels, choices=compare_lib.META_LABELS
+    )
 
     runs = parser.add_argument_group("runs")
-    runs.add_argument("--methods", default="all",
-                      help="comma-separated names from "
-                      f"{list(compare_lib.METHODS)} or sets "
-                      f"{list(compare_lib.METHOD_SETS)}")
+    runs.add_argument(
+        "--methods",
+        default="all",
+        help="comma-separated names from "
+        f"{list(compare_lib.METHODS)} or sets "
+        f"{list(compare_lib.METHOD_SETS)}",
+    )
     runs.add_argument("--seeds", type=int, nargs="+", default=list(defaults.seeds))
     runs.add_argument("--epochs", type=int, default=defaults.epochs)
     runs.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    runs.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
-                      help="SGD learning rate of the model (every method)")
+    runs.add_argument(
+        "--learning-rate",
+        type=float,
+        default=defaults.learning_rate,
+        help="SGD learning rate of the model (every method)",
+    )
     runs.add_argument("--momentum", type=float, default=defaults.momentum)
     runs.add_argument("--model", default=defaults.model, choices=compare_lib.MODELS)
     runs.add_argument("--hidden-units", type=int, default=defaults.hidden_units)
 
     meta = parser.add_argument_group("meta-learning")
-    meta.add_argument("--meta-learning-rate", type=float,
-                      default=defaults.meta_learning_rate,
-                      help="Adam learning rate of the loss parameters phi")
+    meta.add_argument(
+        "--meta-learning-rate",
+        type=float,
+        default=defaults.meta_learning_rate,
+        help="Adam learning rate of the loss parameters phi",
+    )
     meta.add_argument("--meta-every", type=int, default=defaults.meta_every)
-    meta.add_argument("--meta-batch-size", type=int, default=None,
-                      help="meta batch size (default: --batch-size)")
-    meta.add_argument("--meta-objective", default=defaults.meta_objective,
-                      choices=functional.CLASSIFICATION_LOSSES,
-                      help="base loss the meta step minimises on the meta set")
+    meta.add_argument(
+        "--meta-batch-size", type=int, default=None, help="meta batch size (default: --batch-size)"
+    )
+    meta.add_argument(
+        "--meta-objective",
+        default=defaults.meta_objective,
+        choices=functional.CLASSIFICATION_LOSSES,
+        help="base loss the meta step minimises on the meta set",
+    )
     meta.add_argument("--meta-clipnorm", type=float, default=None)
-    meta.add_argument("--regularization", type=float, default=defaults.regularization,
-                      help="strength of the pull of phi toward its start")
+    meta.add_argument(
+        "--regularization",
+        type=float,
+        default=defaults.regularization,
+        help="strength of the pull of phi toward its start",
+    )
     meta.add_argument("--unroll-steps", type=int, default=defaults.unroll_steps)
-    meta.add_argument("--schedule-final", default=_format_weights(defaults.schedule_final),
-                      help="final blend weights of the hand schedule, e.g. "
-                      "'generalized_crossentropy=1' or 'crossentropy=1,"
-                      "mae_classification=1'")
+    meta.add_argument(
+        "--schedule-final",
+        default=_format_weights(defaults.schedule_final),
+        help="final blend weights of the hand schedule, e.g. "
+        "'generalized_crossentropy=1' or 'crossentropy=1,"
+        "mae_classification=1'",
+    )
 
     output = parser.add_argument_group("output")
     output.add_argument("--output-dir", default="compare_results")
-    output.add_argument("--no-figures", action="store_true",
-                        help="skip the PNG plots")
-    output.add_argument("--quiet", action="store_true",
-                        help="print only the final table")
+    output.add_argument("--no-figures", action="store_true", help="skip the PNG plots")
+    output.add_argument("--quiet", action="store_true", help="print only the final table")
     parser.set_defaults(func=run)
     return parser
 
@@ -135,6 +174,7 @@ def parse_weights(text):
 
     Example:
 
+    >>> from tf_metaloss.commands.compare import parse_weights
     >>> parse_weights("generalized_crossentropy=1")
     {'generalized_crossentropy': 1.0}
     """
@@ -161,18 +201,30 @@ def _format_weights(weights):
 def canonical_command(config, output_dir):
     """The `tf-metaloss compare` command line that reproduces `config`."""
     parts = [
-        "tf-metaloss", "compare",
-        "--dataset", config.dataset,
-        "--noise", f"{config.noise_rate:g}",
-        "--noise-kind", config.noise_kind,
-        "--methods", ",".join(config.methods),
-        "--seeds", *[str(s) for s in config.seeds],
-        "--epochs", str(config.epochs),
-        "--batch-size", str(config.batch_size),
-        "--learning-rate", f"{config.learning_rate:g}",
-        "--momentum", f"{config.momentum:g}",
-        "--model", config.model,
-        "--hidden-units", str(config.hidden_units),
+        "tf-metaloss",
+        "compare",
+        "--dataset",
+        config.dataset,
+        "--noise",
+        f"{config.noise_rate:g}",
+        "--noise-kind",
+        config.noise_kind,
+        "--methods",
+        ",".join(config.methods),
+        "--seeds",
+        *[str(s) for s in config.seeds],
+        "--epochs",
+        str(config.epochs),
+        "--batch-size",
+        str(config.batch_size),
+        "--learning-rate",
+        f"{config.learning_rate:g}",
+        "--momentum",
+        f"{config.momentum:g}",
+        "--model",
+        config.model,
+        "--hidden-units",
+        str(config.hidden_units),
     ]
     if config.train_subset is not None:
         parts += ["--train-subset", str(config.train_subset)]
@@ -180,10 +232,14 @@ def canonical_command(config, output_dir):
     if config.eval_split == "holdout":
         parts += ["--holdout-fraction", f"{config.holdout_fraction:g}"]
     parts += [
-        "--meta-fraction", f"{config.meta_fraction:g}",
-        "--meta-labels", config.meta_labels,
-        "--meta-learning-rate", f"{config.meta_learning_rate:g}",
-        "--meta-every", str(config.meta_every),
+        "--meta-fraction",
+        f"{config.meta_fraction:g}",
+        "--meta-labels",
+        config.meta_labels,
+        "--meta-learning-rate",
+        f"{config.meta_learning_rate:g}",
+        "--meta-every",
+        str(config.meta_every),
     ]
     if config.meta_batch_size is not None:
         parts += ["--meta-batch-size", str(config.meta_batch_size)]
@@ -191,10 +247,14 @@ def canonical_command(config, output_dir):
     if config.meta_clipnorm is not None:
         parts += ["--meta-clipnorm", f"{config.meta_clipnorm:g}"]
     parts += [
-        "--regularization", f"{config.regularization:g}",
-        "--unroll-steps", str(config.unroll_steps),
-        "--schedule-final", _format_weights(config.schedule_final),
-        "--output-dir", output_dir,
+        "--regularization",
+        f"{config.regularization:g}",
+        "--unroll-steps",
+        str(config.unroll_steps),
+        "--schedule-final",
+        _format_weights(config.schedule_final),
+        "--output-dir",
+        output_dir,
     ]
     return shlex.join(parts)
 
@@ -202,6 +262,9 @@ def canonical_command(config, output_dir):
 def run(args):
     """Runs the comparison; returns 0."""
     config = config_from_args(args)
+    if not args.no_figures:
+        # Fail before hours of training, not when the figures are drawn.
+        plotting.require_matplotlib("Drawing the comparison's figures", "or pass --no-figures")
     progress = None if args.quiet else (lambda line: print(line, flush=True))
 
     def save_partial(results):
@@ -209,10 +272,8 @@ def run(args):
 
     if progress:
         progress(config.command)
-    results = compare_lib.run_comparison(config, progress=progress,
-                                         on_run_end=save_partial)
-    paths = compare_lib.write_results(results, args.output_dir,
-                                      figures=not args.no_figures)
+    results = compare_lib.run_comparison(config, progress=progress, on_run_end=save_partial)
+    paths = compare_lib.write_results(results, args.output_dir, figures=not args.no_figures)
     print()
     print(compare_lib.format_table(results))
     for check in results["checks"]:

@@ -18,7 +18,7 @@ held-out validation labels that are never corrupted.
 
 Example:
 
-```
+```shell
 tf-metaloss demo --epochs 40 --noise 0.4 --logdir ./tf_metaloss_demo_logs
 tensorboard --logdir ./tf_metaloss_demo_logs
 ```
@@ -123,31 +123,38 @@ def register(subparsers):
         ),
     )
     parser.add_argument(
-        "--epochs", type=_positive_int, default=None,
-        help=f"training epochs (default: {DEFAULT_EPOCHS}; {TINY_EPOCHS} "
-        "with --tiny)",
+        "--epochs",
+        type=_positive_int,
+        default=None,
+        help=f"training epochs (default: {DEFAULT_EPOCHS}; {TINY_EPOCHS} with --tiny)",
     )
     parser.add_argument(
-        "--noise", type=_noise_rate, default=DEFAULT_NOISE,
+        "--noise",
+        type=_noise_rate,
+        default=DEFAULT_NOISE,
         help="fraction of training labels flipped to another class "
         f"(symmetric noise, default: {DEFAULT_NOISE})",
     )
     parser.add_argument(
-        "--seed", type=int, default=0,
+        "--seed",
+        type=int,
+        default=0,
         help="seed of the data split, the noise and the models (default: 0)",
     )
     parser.add_argument(
-        "--logdir", default=DEFAULT_LOGDIR,
+        "--logdir",
+        default=DEFAULT_LOGDIR,
         help=f"TensorBoard log directory (default: ./{DEFAULT_LOGDIR})",
     )
     parser.add_argument(
-        "--noisy-meta", action="store_true",
+        "--noisy-meta",
+        action="store_true",
         help="corrupt the meta set's labels with the same noise",
     )
     parser.add_argument(
-        "--tiny", action="store_true",
-        help="a seconds-long smoke run on a small subset (not a meaningful "
-        "comparison)",
+        "--tiny",
+        action="store_true",
+        help="a seconds-long smoke run on a small subset (not a meaningful comparison)",
     )
     parser.set_defaults(func=run)
     return parser
@@ -193,10 +200,20 @@ def run_demo(
 
     Example:
 
-    ```python
-    result = run_demo(epochs=40, noise=0.4)
-    print(format_result(result))
-    ```
+    >>> from tf_metaloss.commands import demo
+    >>> result = demo.run_demo(tiny=True, epochs=1)  # seconds; `run_demo()` is the real one
+    >>> [m.name for m in result.methods]
+    ['cross-entropy', 'generalized CE (q=0.7)', 'MetaLoss (meta-learned)']
+    >>> print(demo.format_result(result))
+    <BLANKLINE>
+    method | clean val accuracy | train time (s)
+    ------...
+    cross-entropy | 0... | ...
+    generalized CE (q=0.7) | 0... | ...
+    MetaLoss (meta-learned) | 0... | ...
+    <BLANKLINE>
+    learned loss (MetaLoss mixture weights, started as cross-entropy): crossentropy ...
+    ...
     """
     import keras
 
@@ -214,8 +231,7 @@ def run_demo(
         os.makedirs(logdir, exist_ok=True)
     except OSError as error:
         raise OSError(
-            f"Cannot create the log directory {logdir!r}: "
-            f"{error.strerror or error}"
+            f"Cannot create the log directory {logdir!r}: {error.strerror or error}"
         ) from error
 
     data = prepare_data(noise=noise, seed=seed, noisy_meta=noisy_meta, tiny=tiny)
@@ -225,15 +241,13 @@ def run_demo(
         f"{int(data.noise_mask.sum())} labels flipped ({noise:.0%} symmetric "
         f"noise); {len(data.x_meta)} meta samples held out from the training "
         "data, "
-        + ("with the same noise (--noisy-meta)" if noisy_meta
-           else "assumed clean")
+        + ("with the same noise (--noisy-meta)" if noisy_meta else "assumed clean")
         + f"; {len(data.x_val)} validation samples with clean labels."
     )
 
     methods = [
         (CE, lambda: tml.MetaLoss(from_logits=True), 0),
-        (GCE, lambda: tml.BlendLoss(
-            ["generalized_crossentropy"], from_logits=True), 0),
+        (GCE, lambda: tml.BlendLoss(["generalized_crossentropy"], from_logits=True), 0),
         (META, lambda: tml.MetaLoss(from_logits=True), 1),
     ]
     results = []
@@ -241,9 +255,7 @@ def run_demo(
         say(f"training with {name} for {epochs} epochs ...")
         method_logdir = os.path.join(logdir, _slug(name))
         keras.utils.set_random_seed(seed)
-        model = _build_model(
-            data.x_train.shape[1:], data.num_classes, hidden_units
-        )
+        model = _build_model(data.x_train.shape[1:], data.num_classes, hidden_units)
         loss = make_loss()
         model.compile(
             optimizer=keras.optimizers.SGD(LEARNING_RATE, momentum=MOMENTUM),
@@ -261,22 +273,22 @@ def run_demo(
             batch_size=BATCH_SIZE,
             epochs=epochs,
             validation_data=(data.x_val, data.y_val),
-            callbacks=[keras.callbacks.TensorBoard(
-                log_dir=method_logdir, write_graph=False
-            )],
+            callbacks=[keras.callbacks.TensorBoard(log_dir=method_logdir, write_graph=False)],
             verbose=0,
             **fit_kwargs,
         )
         train_time = time.perf_counter() - start
         weights = keras.ops.convert_to_numpy(loss.mixture_weights())
-        results.append(MethodResult(
-            name=name,
-            val_accuracy=float(history.history["val_accuracy"][-1]),
-            train_time=train_time,
-            history=dict(history.history),
-            phi={b: float(w) for b, w in zip(loss.base_losses, weights)},
-            logdir=method_logdir,
-        ))
+        results.append(
+            MethodResult(
+                name=name,
+                val_accuracy=float(history.history["val_accuracy"][-1]),
+                train_time=train_time,
+                history=dict(history.history),
+                phi={b: float(w) for b, w in zip(loss.base_losses, weights)},
+                logdir=method_logdir,
+            )
+        )
     return DemoResult(
         methods=results,
         num_train=len(data.x_train),
@@ -285,11 +297,15 @@ def run_demo(
         num_flipped=int(data.noise_mask.sum()),
         noisy_meta=noisy_meta,
         settings={
-            "epochs": epochs, "noise": noise, "seed": seed,
-            "batch_size": BATCH_SIZE, "hidden_units": list(hidden_units),
+            "epochs": epochs,
+            "noise": noise,
+            "seed": seed,
+            "batch_size": BATCH_SIZE,
+            "hidden_units": list(hidden_units),
             "optimizer": f"SGD(lr={LEARNING_RATE}, momentum={MOMENTUM})",
             "meta_optimizer": f"Adam(lr={META_LEARNING_RATE})",
-            "meta_every": 1, "tiny": tiny,
+            "meta_every": 1,
+            "tiny": tiny,
         },
         logdir=logdir,
     )
@@ -331,8 +347,7 @@ def prepare_data(noise=DEFAULT_NOISE, seed=0, noisy_meta=False, tiny=False):
     Returns:
         A `DemoData`.
     """
-    from sklearn import model_selection
-
+    from tf_metaloss._optional import import_optional
     from tf_metaloss.evaluation import datasets
     from tf_metaloss.evaluation import noise as noise_lib
 
@@ -341,39 +356,45 @@ def prepare_data(noise=DEFAULT_NOISE, seed=0, noisy_meta=False, tiny=False):
             "Invalid value for argument `noise`. Expected a float in [0, 1). "
             f"Received: noise={noise!r}"
         )
+    model_selection = import_optional("sklearn.model_selection", "The demo")
     data = datasets.load_digits(val_fraction=0.2, seed=seed)
     x_train, x_meta, y_train, y_meta = model_selection.train_test_split(
-        data.x_train, data.y_train, test_size=META_FRACTION,
-        random_state=seed, stratify=data.y_train,
+        data.x_train,
+        data.y_train,
+        test_size=META_FRACTION,
+        random_state=seed,
+        stratify=data.y_train,
     )
     if tiny:
         x_train = x_train[:TINY_TRAIN_SAMPLES]
         y_train = y_train[:TINY_TRAIN_SAMPLES]
-    noisy = noise_lib.inject_label_noise(
-        y_train, noise, num_classes=data.num_classes, seed=seed
-    )
+    noisy = noise_lib.inject_label_noise(y_train, noise, num_classes=data.num_classes, seed=seed)
     if noisy_meta:
         y_meta = noise_lib.inject_label_noise(
             y_meta, noise, num_classes=data.num_classes, seed=seed + 1
         ).labels
     return DemoData(
-        x_train=x_train, y_train=noisy.labels, y_train_clean=y_train,
-        noise_mask=noisy.mask, x_meta=x_meta, y_meta=y_meta,
-        x_val=data.x_val, y_val=data.y_val, num_classes=data.num_classes,
+        x_train=x_train,
+        y_train=noisy.labels,
+        y_train_clean=y_train,
+        noise_mask=noisy.mask,
+        x_meta=x_meta,
+        y_meta=y_meta,
+        x_val=data.x_val,
+        y_val=data.y_val,
+        num_classes=data.num_classes,
     )
 
 
 def format_result(result):
     """The demo's report: a table of methods and the learned loss."""
-    rows = [(m.name, f"{m.val_accuracy:.4f}", f"{m.train_time:.1f}")
-            for m in result.methods]
+    rows = [(m.name, f"{m.val_accuracy:.4f}", f"{m.train_time:.1f}") for m in result.methods]
     header = ("method", "clean val accuracy", "train time (s)")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(3)]
 
     def line(cells):
         return " | ".join(
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths))
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
         )
 
     learned = result.method(META)
@@ -385,8 +406,7 @@ def format_result(result):
         "-+-".join("-" * w for w in widths),
         *(line(r) for r in rows),
         "",
-        f"learned loss (MetaLoss mixture weights, started as cross-entropy): "
-        f"{phi}",
+        f"learned loss (MetaLoss mixture weights, started as cross-entropy): {phi}",
         f"settings: {s['epochs']} epochs, batch {s['batch_size']}, MLP "
         f"{s['hidden_units']}, {s['optimizer']}, meta {s['meta_optimizer']} "
         f"every step; {result.num_flipped}/{result.num_train} training labels "
@@ -397,8 +417,9 @@ def format_result(result):
         f"TensorBoard logs: tensorboard --logdir {result.logdir}",
     ]
     if s["tiny"]:
-        lines.append("(--tiny: a smoke run on a subset; the numbers are not "
-                     "a meaningful comparison.)")
+        lines.append(
+            "(--tiny: a smoke run on a subset; the numbers are not a meaningful comparison.)"
+        )
     return "\n".join(lines)
 
 
@@ -424,9 +445,7 @@ def _positive_int(value):
     except (TypeError, ValueError):
         number = None
     if number is None or number < 1 or str(number) != str(value).strip():
-        raise argparse.ArgumentTypeError(
-            f"expected a positive integer, got {value!r}"
-        )
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
     return number
 
 
@@ -436,7 +455,5 @@ def _noise_rate(value):
     except (TypeError, ValueError):
         rate = None
     if rate is None or not 0.0 <= rate < 1.0:
-        raise argparse.ArgumentTypeError(
-            f"expected a noise rate in [0, 1), got {value!r}"
-        )
+        raise argparse.ArgumentTypeError(f"expected a noise rate in [0, 1), got {value!r}")
     return rate

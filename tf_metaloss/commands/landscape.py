@@ -2,8 +2,10 @@
 
 Example:
 
-    tf-metaloss landscape ce.keras learned.keras --data digits --out runs/landscape
-    tf-metaloss landscape model.keras --data val.npz --directions 2 --points 15
+```shell
+tf-metaloss landscape ce.keras learned.keras --data digits --out runs/landscape
+tf-metaloss landscape model.keras --data val.npz --directions 2 --points 15
+```
 """
 
 import argparse
@@ -12,6 +14,8 @@ import os
 import sys
 
 import numpy as np
+
+from tf_metaloss._optional import import_optional
 
 NAME = "landscape"
 
@@ -46,33 +50,59 @@ def register(subparsers):
             "architectures match."
         ),
     )
-    parser.add_argument("models", nargs="+", metavar="MODEL",
-                        help="one or two saved models (.keras)")
-    parser.add_argument("--data", required=True,
-                        help="'digits' (scikit-learn's 8x8 digits, 64 features in "
-                             "[0, 1]) or an .npz file with arrays x and y")
+    parser.add_argument(
+        "models", nargs="+", metavar="MODEL", help="one or two saved models (.keras)"
+    )
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="'digits' (scikit-learn's 8x8 digits, 64 features in "
+        "[0, 1]) or an .npz file with arrays x and y",
+    )
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--directions", type=int, choices=(1, 2), default=1,
-                        help="1 (a line) or 2 (a plane); default 1")
-    parser.add_argument("--span", type=_positive(float), default=1.0,
-                        help="half-width of the grid, in direction units (default 1)")
-    parser.add_argument("--points", type=_positive(int, 3), default=21,
-                        help="grid points per direction, >= 3 (default 21)")
+    parser.add_argument(
+        "--directions",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="1 (a line) or 2 (a plane); default 1",
+    )
+    parser.add_argument(
+        "--span",
+        type=_positive(float),
+        default=1.0,
+        help="half-width of the grid, in direction units (default 1)",
+    )
+    parser.add_argument(
+        "--points",
+        type=_positive(int, 3),
+        default=21,
+        help="grid points per direction, >= 3 (default 21)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="direction seed (default 0)")
-    parser.add_argument("--samples", type=_positive(int, 1), default=None,
-                        help="use only the first N samples")
-    parser.add_argument("--loss", default=None,
-                        help="loss to evaluate (a base loss name such as "
-                             "'crossentropy' or a Keras loss name); default: a "
-                             "MetaModel's meta objective, else the compiled loss")
-    parser.add_argument("--from-logits", action=argparse.BooleanOptionalAction,
-                        default=None,
-                        help="whether the models output logits (for --loss); "
-                             "default: read from the model's loss")
+    parser.add_argument(
+        "--samples", type=_positive(int, 1), default=None, help="use only the first N samples"
+    )
+    parser.add_argument(
+        "--loss",
+        default=None,
+        help="loss to evaluate (a base loss name such as "
+        "'crossentropy' or a Keras loss name); default: a "
+        "MetaModel's meta objective, else the compiled loss",
+    )
+    parser.add_argument(
+        "--from-logits",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="whether the models output logits (for --loss); default: read from the model's loss",
+    )
     parser.add_argument("--x-key", default="x", help="array name of x in the .npz")
     parser.add_argument("--y-key", default="y", help="array name of y in the .npz")
-    parser.add_argument("--tensorboard", action="store_true",
-                        help="also write TensorBoard summaries to OUT/tensorboard")
+    parser.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard summaries to OUT/tensorboard",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -84,9 +114,10 @@ class CommandError(Exception):
 def load_data(spec, x_key="x", y_key="y", samples=None):
     """`(x, y)` from `"digits"` or an .npz file."""
     if spec == "digits":
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()
+        sk_datasets = import_optional(
+            "sklearn.datasets", "--data digits", "or pass --data FILE.npz"
+        )
+        digits = sk_datasets.load_digits()
         x = (digits.data / 16.0).astype("float32")
         y = digits.target.astype("int32")
     else:
@@ -106,9 +137,7 @@ def load_data(spec, x_key="x", y_key="y", samples=None):
         except (OSError, ValueError) as error:
             raise CommandError(f"cannot read {spec} as an .npz file: {error}") from None
         if len(x) != len(y):
-            raise CommandError(
-                f"{spec}: x and y differ in length ({len(x)} vs {len(y)})."
-            )
+            raise CommandError(f"{spec}: x and y differ in length ({len(x)} vs {len(y)}).")
         if np.issubdtype(x.dtype, np.floating):
             x = x.astype("float32")
     if samples is not None:
@@ -166,6 +195,8 @@ def _run(args):
     for path in args.models:
         if not os.path.exists(path):
             raise CommandError(f"model file not found: {path}")
+    # The figure needs matplotlib: fail before the landscapes are computed.
+    import_optional("matplotlib", "tf-metaloss landscape")
     x, y = load_data(args.data, args.x_key, args.y_key, args.samples)
 
     import keras
@@ -203,19 +234,19 @@ def _run(args):
     with open(os.path.join(args.out, "landscape.json"), "w", encoding="utf-8") as f:
         json.dump({"data": args.data, "seed": args.seed, "models": report}, f, indent=2)
     if args.tensorboard:
-        diagnostics.log_landscape_to_tensorboard(
-            results, os.path.join(args.out, "tensorboard")
-        )
+        diagnostics.log_landscape_to_tensorboard(results, os.path.join(args.out, "tensorboard"))
 
     rows = [("model", "loss", "centre", "max increase", "curvature")]
     for label, r in results.items():
-        rows.append((
-            label,
-            r.loss_name,
-            f"{r.center_loss:.4g}",
-            f"{r.sharpness['max_increase']:.4g}",
-            ", ".join(f"{c:.4g}" for c in r.sharpness["curvature"]),
-        ))
+        rows.append(
+            (
+                label,
+                r.loss_name,
+                f"{r.center_loss:.4g}",
+                f"{r.sharpness['max_increase']:.4g}",
+                ", ".join(f"{c:.4g}" for c in r.sharpness["curvature"]),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])

@@ -2,7 +2,9 @@
 
 Example:
 
-    tf-metaloss plot runs/exp1/audit.jsonl --out phi.png
+```shell
+tf-metaloss plot runs/exp1/audit.jsonl --out phi.png
+```
 """
 
 import os
@@ -30,8 +32,13 @@ def register(subparsers):
     )
     parser.add_argument("logfile", help="the audit log (.jsonl)")
     parser.add_argument("--out", help="output PNG (default: LOGFILE with .png)")
-    parser.add_argument("--no-meta-objective", "--no-meta-loss", dest="no_meta_objective",
-                        action="store_true", help="leave out the meta-objective panel")
+    parser.add_argument(
+        "--no-meta-objective",
+        "--no-meta-loss",
+        dest="no_meta_objective",
+        action="store_true",
+        help="leave out the meta-objective panel",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -63,6 +70,7 @@ def trajectories(records):
 
 def run(args):
     """Writes the PNG; returns the exit code."""
+    plotting.require_matplotlib(f"tf-metaloss {NAME}")
     try:
         records = audit_lib.read_audit_log(args.logfile)
     except (audit_lib.AuditLogError, OSError) as error:
@@ -70,12 +78,15 @@ def run(args):
         return 1
     steps, series, meta_objective = trajectories(records)
     if not len(steps):
-        print(f"tf-metaloss {NAME}: error: {args.logfile} records no meta-updates.",
-              file=sys.stderr)
+        print(
+            f"tf-metaloss {NAME}: error: {args.logfile} records no meta-updates.", file=sys.stderr
+        )
         return 1
     out = args.out or os.path.splitext(args.logfile)[0] + ".png"
     fig = plotting.trajectory_figure(
-        steps, series, None if args.no_meta_objective else meta_objective,
+        steps,
+        series,
+        None if args.no_meta_objective else meta_objective,
         title=f"phi over training ({len(steps)} meta-updates)",
     )
     try:

@@ -2,8 +2,15 @@
 
 Example:
 
-    result = tml.diagnostics.loss_landscape(model, (x_val, y_val), directions=2)
-    tml.diagnostics.plot_landscape({"learned loss": result}, "landscape.png")
+>>> x = np.random.default_rng(0).normal(size=(128, 8)).astype("float32")
+>>> y = (x[:, 0] > 0).astype("int32")
+>>> model = tml.MetaModel(keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]))
+>>> model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+>>> history = model.fit(x, y, meta_split=0.1, epochs=2, verbose=0)
+>>> result = tml.diagnostics.loss_landscape(model, (x, y), directions=2, points=5)
+>>> result.losses.shape, result.loss_name  # the meta objective, by default
+((5, 5), 'mae_classification')
+>>> fig = tml.diagnostics.plot_landscape({"learned loss": result}, "landscape.png")
 """
 
 from tf_metaloss.diagnostics.landscape import LandscapeResult

@@ -160,7 +160,7 @@ def _batches(data, batch_size):
     for start in range(0, n, batch_size):
         part = slice(start, start + batch_size)
         yield (
-            keras.tree.map_structure(lambda a: a[part], x),
+            keras.tree.map_structure(lambda a, part=part: a[part], x),
             y[part],
             None if sw is None else sw[part],
         )
@@ -226,26 +226,26 @@ def loss_landscape(
 
     Example:
 
-    ```python
-    result = tml.diagnostics.loss_landscape(model, (x_val, y_val), points=21)
-    print(result.sharpness["curvature"])
-    tml.diagnostics.plot_landscape({"learned loss": result}, "landscape.png")
-    ```
+    >>> x = np.random.default_rng(0).normal(size=(128, 8)).astype("float32")
+    >>> y = (x[:, 0] > 0).astype("int32")
+    >>> model = tml.MetaModel(keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]))
+    >>> model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    >>> history = model.fit(x, y, meta_split=0.1, epochs=2, verbose=0)
+    >>> result = tml.diagnostics.loss_landscape(model, (x, y), points=21)
+    >>> result.alphas.shape, result.losses.shape
+    ((21,), (21,))
+    >>> sorted(result.sharpness)
+    ['curvature', 'fit', 'fit_r2', 'max_increase', 'max_increase_relative']
+    >>> fig = tml.diagnostics.plot_landscape({"learned loss": result}, "landscape.png")
     """
     _check_args(directions, span, points, batch_size)
     loss_fn, loss_name = _resolve_loss(model, loss, from_logits)
     if not model.built:
-        raise ValueError(
-            "`loss_landscape` needs a built model (call it on data or fit it "
-            "first)."
-        )
+        raise ValueError("`loss_landscape` needs a built model (call it on data or fit it first).")
     variables = model.trainable_variables
     weights = [v.numpy() for v in variables]
     rng = np.random.default_rng(seed)
-    vectors = [
-        filter_normalized_direction(weights, rng, ignore_biases)
-        for _ in range(directions)
-    ]
+    vectors = [filter_normalized_direction(weights, rng, ignore_biases) for _ in range(directions)]
     dtypes = [v.dtype for v in variables]
     base = [tf.constant(w) for w in weights]
     d1 = [tf.constant(d, dtype=t) for d, t in zip(vectors[0], dtypes)]
@@ -333,8 +333,10 @@ def _sharpness(grid, slices, losses, center):
 def _as_dict(results):
     if isinstance(results, LandscapeResult):
         return {results.loss_name: results}
-    if isinstance(results, dict) and results and all(
-        isinstance(r, LandscapeResult) for r in results.values()
+    if (
+        isinstance(results, dict)
+        and results
+        and all(isinstance(r, LandscapeResult) for r in results.values())
     ):
         return results
     raise ValueError(

@@ -25,13 +25,19 @@ Markdown table of mean +- std over seeds), `learning_curves.png` and `phi.png`.
 
 Example:
 
-```python
-config = CompareConfig(dataset="digits", noise_rate=0.4, epochs=20,
-                       methods=("ce", "gce", "meta_loss"), seeds=(0, 1, 2))
-results = run_comparison(config, progress=print)
-write_results(results, "compare_out")
-print(format_table(results))
-```
+>>> compare = tml.evaluation.compare
+>>> config = compare.CompareConfig(
+...     dataset="digits", noise_rate=0.4, epochs=2, methods=("ce", "meta_loss"), seeds=(0,))
+>>> results = compare.run_comparison(config, progress=print)
+[1/2] seed 0 ce ...
+[2/2] seed 0 meta_loss ...
+>>> sorted(compare.write_results(results, "compare_out"))
+['json', 'learning_curves', 'markdown', 'phi']
+>>> print(compare.format_table(results))
+| method | val acc % | ...
+|---|...
+| cross-entropy | ...
+| MetaLoss (meta) | ...
 """
 
 import dataclasses
@@ -42,15 +48,15 @@ import math
 import os
 import platform
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
-from matplotlib import ticker
 
 from tf_metaloss import losses as tml_losses
 from tf_metaloss import plotting
+from tf_metaloss._optional import import_optional
 from tf_metaloss.evaluation import datasets
 from tf_metaloss.evaluation import metrics
 from tf_metaloss.evaluation import noise as noise_lib
@@ -71,8 +77,7 @@ CNN_WIDTHS = {"cnn": (32, 64), "small_cnn": (16, 32)}
 
 def _invalid(name, value, expected):
     raise ValueError(
-        f"Invalid value for argument `{name}`. Expected {expected}. "
-        f"Received: {name}={value!r}"
+        f"Invalid value for argument `{name}`. Expected {expected}. Received: {name}={value!r}"
     )
 
 
@@ -98,9 +103,7 @@ def _check_non_negative(name, value):
 
 def _check_fraction(name, value, closed=False, low_open=False):
     ok = _is_number(value) and (
-        (0.0 <= value <= 1.0 and not (low_open and value == 0.0))
-        if closed
-        else 0.0 < value < 1.0
+        (0.0 <= value <= 1.0 and not (low_open and value == 0.0)) if closed else 0.0 < value < 1.0
     )
     if not ok:
         interval = ("(0, 1]" if low_open else "[0, 1]") if closed else "(0, 1)"
@@ -108,9 +111,11 @@ def _check_fraction(name, value, closed=False, low_open=False):
 
 
 def _is_number(value):
-    return isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(
-        value, bool
-    ) and math.isfinite(value)
+    return (
+        isinstance(value, (int, float, np.floating, np.integer))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
 
 
 # -- methods -----------------------------------------------------------------
@@ -153,9 +158,7 @@ def _fixed(base_loss, **options):
 def _learnable(cls, seeded=False, **kwargs):
     def make(config, seed):
         extra = {"seed": seed} if seeded else {}
-        return cls(
-            from_logits=True, regularization=config.regularization, **kwargs, **extra
-        )
+        return cls(from_logits=True, regularization=config.regularization, **kwargs, **extra)
 
     return make
 
@@ -184,24 +187,51 @@ METHODS = {
             "baseline",
             _fixed("symmetric_crossentropy", alpha=0.1, beta=1.0),
         ),
-        Method("meta_loss", "MetaLoss (meta)", "learned",
-               _learnable(tml_losses.MetaLoss), "meta"),
-        Method("blend", "BlendLoss (meta)", "learned",
-               _learnable(tml_losses.BlendLoss), "meta"),
-        Method("polynomial", "PolynomialLoss deg 3 (meta)", "learned",
-               _learnable(tml_losses.PolynomialLoss, degree=3), "meta"),
-        Method("neural", "NeuralLoss (16) (meta)", "learned",
-               _learnable(tml_losses.NeuralLoss, seeded=True, hidden_units=(16,)),
-               "meta"),
-        Method("sample_weighted", "SampleWeightedLoss (32) (meta)", "learned",
-               _learnable(tml_losses.SampleWeightedLoss, seeded=True,
-                          hidden_units=(32,)), "meta"),
-        Method("frozen", "MetaLoss frozen at phi_0", "ablation",
-               _learnable(tml_losses.MetaLoss), "frozen"),
-        Method("schedule", "MetaLoss hand schedule", "ablation",
-               _learnable(tml_losses.MetaLoss), "schedule"),
-        Method("oracle", "CE on clean labels (oracle)", "oracle",
-               _fixed("crossentropy"), "fixed", clean_labels=True),
+        Method("meta_loss", "MetaLoss (meta)", "learned", _learnable(tml_losses.MetaLoss), "meta"),
+        Method("blend", "BlendLoss (meta)", "learned", _learnable(tml_losses.BlendLoss), "meta"),
+        Method(
+            "polynomial",
+            "PolynomialLoss deg 3 (meta)",
+            "learned",
+            _learnable(tml_losses.PolynomialLoss, degree=3),
+            "meta",
+        ),
+        Method(
+            "neural",
+            "NeuralLoss (16) (meta)",
+            "learned",
+            _learnable(tml_losses.NeuralLoss, seeded=True, hidden_units=(16,)),
+            "meta",
+        ),
+        Method(
+            "sample_weighted",
+            "SampleWeightedLoss (32) (meta)",
+            "learned",
+            _learnable(tml_losses.SampleWeightedLoss, seeded=True, hidden_units=(32,)),
+            "meta",
+        ),
+        Method(
+            "frozen",
+            "MetaLoss frozen at phi_0",
+            "ablation",
+            _learnable(tml_losses.MetaLoss),
+            "frozen",
+        ),
+        Method(
+            "schedule",
+            "MetaLoss hand schedule",
+            "ablation",
+            _learnable(tml_losses.MetaLoss),
+            "schedule",
+        ),
+        Method(
+            "oracle",
+            "CE on clean labels (oracle)",
+            "oracle",
+            _fixed("crossentropy"),
+            "fixed",
+            clean_labels=True,
+        ),
     )
 }
 DEFAULT_METHODS = tuple(METHODS)
@@ -220,7 +250,7 @@ def resolve_methods(spec):
 
     Example:
 
-    >>> resolve_methods("ce,gce,learned")[:3]
+    >>> tml.evaluation.compare.resolve_methods("ce,gce,learned")[:3]
     ('ce', 'gce', 'meta_loss')
     """
     if isinstance(spec, str):
@@ -275,7 +305,7 @@ class CompareConfig:
             regularization, unroll_steps: the meta-learning settings (Adam on
             phi; `meta_batch_size=None` uses `batch_size`).
         meta_objective: the fixed loss the meta step minimises on the meta
-            set, a base loss name (default `"crossentropy"`).
+            set, a base loss name (default `"mae_classification"`, the bounded MAE).
         schedule_final: final raw blend weights of the hand schedule, a dict
             `base loss name -> weight` (others 0).
         train_eval_size: training samples on which train accuracy (clean
@@ -326,12 +356,14 @@ class CompareConfig:
         self.seeds = tuple(int(s) for s in self.seeds)
         if len(set(self.seeds)) != len(self.seeds):
             _invalid("seeds", self.seeds, "distinct seeds")
-        for name in ("epochs", "batch_size", "hidden_units", "train_eval_size",
-                     "unroll_steps"):
+        for name in ("epochs", "batch_size", "hidden_units", "train_eval_size", "unroll_steps"):
             _check_positive_int(name, getattr(self, name))
         if not (isinstance(self.meta_every, int) and self.meta_every >= 1):
-            _invalid("meta_every", self.meta_every,
-                     "an integer >= 1 (the frozen ablation is its own method)")
+            _invalid(
+                "meta_every",
+                self.meta_every,
+                "an integer >= 1 (the frozen ablation is its own method)",
+            )
         for name in ("train_subset", "meta_batch_size"):
             if getattr(self, name) is not None:
                 _check_positive_int(name, getattr(self, name))
@@ -339,13 +371,15 @@ class CompareConfig:
         _check_choice("eval_split", self.eval_split, EVAL_SPLITS)
         _check_choice("meta_labels", self.meta_labels, META_LABELS)
         _check_choice("model", self.model, MODELS)
-        _check_choice("meta_objective", self.meta_objective,
-                      tml_losses.functional.CLASSIFICATION_LOSSES)
+        _check_choice(
+            "meta_objective", self.meta_objective, tml_losses.functional.CLASSIFICATION_LOSSES
+        )
         _check_fraction("noise_rate", self.noise_rate, closed=True)
         _check_fraction("holdout_fraction", self.holdout_fraction)
         _check_fraction("meta_fraction", self.meta_fraction)
-        _check_fraction("convergence_fraction", self.convergence_fraction,
-                        closed=True, low_open=True)
+        _check_fraction(
+            "convergence_fraction", self.convergence_fraction, closed=True, low_open=True
+        )
         for name in ("learning_rate", "meta_learning_rate"):
             _check_positive(name, getattr(self, name))
         if self.meta_clipnorm is not None:
@@ -353,8 +387,9 @@ class CompareConfig:
         _check_non_negative("momentum", self.momentum)
         _check_non_negative("regularization", self.regularization)
         if not isinstance(self.schedule_final, dict) or not self.schedule_final:
-            _invalid("schedule_final", self.schedule_final,
-                     "a non-empty dict {base loss name: weight}")
+            _invalid(
+                "schedule_final", self.schedule_final, "a non-empty dict {base loss name: weight}"
+            )
 
     def to_dict(self):
         """A JSON-able dict of the settings."""
@@ -415,8 +450,11 @@ def make_split(data, config, seed):
     else:
         x_eval, y_eval = data.x_val, data.y_val
     noisy = noise_lib.inject_label_noise(
-        y, config.noise_rate, kind=config.noise_kind,
-        num_classes=data.num_classes, seed=seed,
+        y,
+        config.noise_rate,
+        kind=config.noise_kind,
+        num_classes=data.num_classes,
+        seed=seed,
     )
     order = np.random.default_rng([seed, 2]).permutation(len(x))
     n_meta = int(round(config.meta_fraction * len(x)))
@@ -471,7 +509,7 @@ def build_model(kind, input_shape, num_classes, hidden_units=128):
 
     Example:
 
-    >>> build_model("mlp", (64,), 10).output.shape
+    >>> tml.evaluation.compare.build_model("mlp", (64,), 10).output.shape
     (None, 10)
     """
     _check_choice("model", kind, MODELS)
@@ -508,7 +546,8 @@ def schedule_targets(loss, final):
     Example:
 
     >>> loss = tml.MetaLoss(from_logits=True)
-    >>> schedule_targets(loss, {"generalized_crossentropy": 1.0})["blend_weights"]
+    >>> targets = tml.evaluation.compare.schedule_targets(loss, {"generalized_crossentropy": 1.0})
+    >>> targets["blend_weights"]
     array([0., 0., 0., 1., 0.], dtype=float32)
     """
     if not hasattr(loss, "base_losses") or "blend_weights" not in loss.parameter_names:
@@ -545,13 +584,16 @@ class LinearParameterSchedule(keras.callbacks.Callback):
 
     Example:
 
-    ```python
-    loss = tml.MetaLoss(from_logits=True)
-    model.compile(optimizer="sgd", loss=loss, meta_every=0)
-    schedule = LinearParameterSchedule(
-        schedule_targets(loss, {"generalized_crossentropy": 1.0}), 300)
-    model.fit(x, y, epochs=10, callbacks=[schedule])
-    ```
+    >>> x = np.random.default_rng(0).normal(size=(128, 8)).astype("float32")
+    >>> y = (x[:, 0] > 0).astype("int32")
+    >>> loss = tml.MetaLoss(from_logits=True)
+    >>> model = tml.MetaModel(keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]))
+    >>> model.compile(optimizer="sgd", loss=loss, meta_every=0)
+    >>> targets = tml.evaluation.compare.schedule_targets(loss, {"generalized_crossentropy": 1.0})
+    >>> schedule = tml.evaluation.compare.LinearParameterSchedule(targets, total_steps=8)
+    >>> history = model.fit(x, y, epochs=2, verbose=0, callbacks=[schedule])  # 4 steps an epoch
+    >>> [round(float(w), 3) for w in loss.mixture_weights()]  # the last step used `final`
+    [0.0, 0.0, 0.0, 1.0, 0.0]
     """
 
     def __init__(self, final, total_steps):
@@ -593,34 +635,44 @@ def run_method(method, split, config, seed):
     keras.utils.set_random_seed(seed)
     model, loss, fit_kwargs = _compiled_model(method, split, config, seed)
     y_fit = split.y_train_clean if method.clean_labels else split.y_train
-    dataset, steps = training_dataset(
-        split.x_train, y_fit, config.batch_size, config.epochs, seed
-    )
+    dataset, steps = training_dataset(split.x_train, y_fit, config.batch_size, config.epochs, seed)
     gradients = metrics.GradientNormHistory()
     classification = metrics.ClassificationHistory(
-        {"val": (split.x_eval, split.y_eval),
-         "train": _train_eval_entry(split, y_fit, config, seed)},
+        {
+            "val": (split.x_eval, split.y_eval),
+            "train": _train_eval_entry(split, y_fit, config, seed),
+        },
         num_classes=split.num_classes,
     )
     parameters = metrics.ParameterHistory()
     callbacks = [gradients, classification, parameters]
     if method.training == "schedule":
-        callbacks.append(LinearParameterSchedule(
-            schedule_targets(loss, config.schedule_final), steps * config.epochs))
+        callbacks.append(
+            LinearParameterSchedule(
+                schedule_targets(loss, config.schedule_final), steps * config.epochs
+            )
+        )
     start = time.perf_counter()
     history = model.fit(
-        dataset, epochs=config.epochs, steps_per_epoch=steps, verbose=0, shuffle=False,
-        callbacks=callbacks, **fit_kwargs,
+        dataset,
+        epochs=config.epochs,
+        steps_per_epoch=steps,
+        verbose=0,
+        shuffle=False,
+        callbacks=callbacks,
+        **fit_kwargs,
     )
     wall_time = time.perf_counter() - start
-    return _run_record(method, seed, config, history, gradients, classification,
-                       parameters, wall_time)
+    return _run_record(
+        method, seed, config, history, gradients, classification, parameters, wall_time
+    )
 
 
 def _compiled_model(method, split, config, seed):
     """`(model, loss, fit_kwargs)`: the compared network, compiled for `method`."""
-    base = build_model(config.model, split.x_train.shape[1:], split.num_classes,
-                       config.hidden_units)
+    base = build_model(
+        config.model, split.x_train.shape[1:], split.num_classes, config.hidden_units
+    )
     # The loss is built after the model, so the model's initial weights are
     # the same for every method.
     loss = method.make_loss(config, seed)
@@ -642,10 +694,14 @@ def _compiled_model(method, split, config, seed):
     )
     if not meta:
         return model, loss, {}
-    return model, loss, {
-        "meta_data": (split.x_meta, split.y_meta),
-        "meta_batch_size": config.meta_batch_size or config.batch_size,
-    }
+    return (
+        model,
+        loss,
+        {
+            "meta_data": (split.x_meta, split.y_meta),
+            "meta_batch_size": config.meta_batch_size or config.batch_size,
+        },
+    )
 
 
 def _train_eval_entry(split, y_fit, config, seed):
@@ -659,8 +715,7 @@ def _train_eval_entry(split, y_fit, config, seed):
     return entry
 
 
-def _run_record(method, seed, config, history, gradients, classification,
-                parameters, wall_time):
+def _run_record(method, seed, config, history, gradients, classification, parameters, wall_time):
     curves = {"epoch": list(range(1, config.epochs + 1))}
     curves.update(classification.history)
     curves["loss"] = [float(v) for v in history.history.get("loss", [])]
@@ -672,9 +727,7 @@ def _run_record(method, seed, config, history, gradients, classification,
         "generalization_gap": metrics.generalization_gap(
             curves["train_accuracy"][-1], val_curve[-1]
         ),
-        "convergence_epoch": metrics.convergence_epoch(
-            val_curve, config.convergence_fraction
-        ),
+        "convergence_epoch": metrics.convergence_epoch(val_curve, config.convergence_fraction),
         "best_val_accuracy": max(val_curve),
         "wall_time_s": wall_time,
         "eval_time_s": classification.seconds,
@@ -685,8 +738,13 @@ def _run_record(method, seed, config, history, gradients, classification,
     try:
         stability = metrics.gradient_norm_stability(gradients.norms)
     except ValueError:  # every update was skipped (non-finite gradients)
-        stability = {"mean": float("nan"), "variance": float("nan"),
-                     "cv": float("nan"), "max": float("nan"), "steps": 0}
+        stability = {
+            "mean": float("nan"),
+            "variance": float("nan"),
+            "cv": float("nan"),
+            "max": float("nan"),
+            "steps": 0,
+        }
     final.update({f"grad_norm_{k}": v for k, v in stability.items() if k != "steps"})
     return {
         "method": method.name,
@@ -729,8 +787,9 @@ def run_comparison(config, progress=None, on_run_end=None, data=None):
             "keras": keras.__version__,
             "python": platform.python_version(),
             "cpu_count": os.cpu_count(),
-            "tf_metaloss_path": os.path.dirname(os.path.dirname(
-                os.path.abspath(tml_losses.__file__))),
+            "tf_metaloss_path": os.path.dirname(
+                os.path.dirname(os.path.abspath(tml_losses.__file__))
+            ),
         },
         "data": {
             "name": data.name,
@@ -738,7 +797,8 @@ def run_comparison(config, progress=None, on_run_end=None, data=None):
             "input_shape": list(data.x_train.shape[1:]),
             "eval_split": config.eval_split,
             "eval_description": (
-                "the validation split (clean labels)" if config.eval_split == "val"
+                "the validation split (clean labels)"
+                if config.eval_split == "val"
                 else f"a {config.holdout_fraction:.0%} holdout of the training "
                 "split (clean labels); the validation split is not used"
             ),
@@ -769,8 +829,7 @@ def run_comparison(config, progress=None, on_run_end=None, data=None):
                     f"conv {f['convergence_epoch']:>3}  {f['wall_time_s']:.1f} s"
                 )
             if on_run_end is not None:
-                results["summary"] = summarize(results["runs"],
-                                               config.convergence_fraction)
+                results["summary"] = summarize(results["runs"], config.convergence_fraction)
                 on_run_end(results)
     results["summary"] = summarize(results["runs"], config.convergence_fraction)
     results["checks"] = target_checks(results)
@@ -782,8 +841,7 @@ def run_comparison(config, progress=None, on_run_end=None, data=None):
 
 def mean_std(values):
     """`(mean, std, n)` of finite values; std is the sample std (ddof=1), 0 if n=1."""
-    values = np.asarray([v for v in values if v is not None and math.isfinite(v)],
-                        np.float64)
+    values = np.asarray([v for v in values if v is not None and math.isfinite(v)], np.float64)
     if values.size == 0:
         return float("nan"), float("nan"), 0
     std = float(np.std(values, ddof=1)) if values.size > 1 else 0.0
@@ -812,23 +870,37 @@ def summarize(runs, convergence_fraction=0.9, target_exclude=("oracle",)):
         for key in keys:
             mean, std, n = mean_std([r["final"].get(key) for r in method_runs])
             entry[key] = {"mean": mean, "std": std, "n": n}
-        paired = [r["final"]["val_accuracy"] - ce[r["seed"]]
-                  for r in method_runs if r["seed"] in ce]
+        paired = [
+            r["final"]["val_accuracy"] - ce[r["seed"]] for r in method_runs if r["seed"] in ce
+        ]
         if paired:
             mean, std, n = mean_std(paired)
             entry["delta_vs_ce"] = {"mean": mean, "std": std, "n": n}
         summary[name] = entry
-    best = max((e["val_accuracy"]["mean"] for name, e in summary.items()
-                if name not in target_exclude and e.get("val_accuracy", {}).get("n")),
-               default=float("nan"))
+    best = max(
+        (
+            e["val_accuracy"]["mean"]
+            for name, e in summary.items()
+            if name not in target_exclude and e.get("val_accuracy", {}).get("n")
+        ),
+        default=float("nan"),
+    )
     target = convergence_fraction * best
     for name, method_runs in by_method.items():
-        epochs = [_first_epoch_reaching(r["curves"].get("val_accuracy", []), target)
-                  for r in method_runs if "curves" in r]
+        epochs = [
+            _first_epoch_reaching(r["curves"].get("val_accuracy", []), target)
+            for r in method_runs
+            if "curves" in r
+        ]
         if epochs:
             mean, std, n = mean_std([float("nan") if e is None else e for e in epochs])
             summary[name]["epochs_to_common_target"] = {
-                "mean": mean, "std": std, "n": n, "of": len(epochs), "target": target}
+                "mean": mean,
+                "std": std,
+                "n": n,
+                "of": len(epochs),
+                "target": target,
+            }
     return summary
 
 
@@ -877,26 +949,37 @@ def target_checks(results):
         if "ce" in summary and "oracle" in summary:
             gap = _mean(summary, "oracle") - _mean(summary, "ce")
             closed = (best_acc - _mean(summary, "ce")) / gap if gap > 0 else float("nan")
-            add("closes most (> 50%) of the CE-to-oracle gap",
-                f"{100 * closed:.0f}% of {100 * gap:.2f} pts", bool(closed > 0.5)
-                if math.isfinite(closed) else None)
+            add(
+                "closes most (> 50%) of the CE-to-oracle gap",
+                f"{100 * closed:.0f}% of {100 * gap:.2f} pts",
+                bool(closed > 0.5) if math.isfinite(closed) else None,
+            )
     else:
         for other in ("ce", "focal", "label_smoothing"):
             met, value = versus(other, -1e-12)
             add(f"no worse than {other}", value, met)
     if "ce" in summary:
-        ratio = (_mean(summary, best, "convergence_epoch")
-                 / _mean(summary, "ce", "convergence_epoch"))
-        add("convergence epochs <= 0.75x cross-entropy's",
+        ratio = _mean(summary, best, "convergence_epoch") / _mean(
+            summary, "ce", "convergence_epoch"
+        )
+        add(
+            "convergence epochs <= 0.75x cross-entropy's",
             f"{_mean(summary, best, 'convergence_epoch'):.1f} vs "
             f"{_mean(summary, 'ce', 'convergence_epoch'):.1f} ({ratio:.2f}x)",
-            bool(ratio <= 0.75))
+            bool(ratio <= 0.75),
+        )
         common = {n: summary[n].get("epochs_to_common_target") for n in (best, "ce")}
         if all(common.values()):
+
             def describe(stat):
-                return "never" if stat["n"] == 0 else (
-                    f"{stat['mean']:.1f}" + ("" if stat["n"] == stat["of"]
-                                             else f" ({stat['n']}/{stat['of']} runs)"))
+                return (
+                    "never"
+                    if stat["n"] == 0
+                    else (
+                        f"{stat['mean']:.1f}"
+                        + ("" if stat["n"] == stat["of"] else f" ({stat['n']}/{stat['of']} runs)")
+                    )
+                )
 
             ce_stat, best_stat = common["ce"], common[best]
             if ce_stat["n"] < ce_stat["of"]:
@@ -905,15 +988,21 @@ def target_checks(results):
                 met = best_stat["n"] == best_stat["of"]
             else:
                 met = best_stat["n"] == best_stat["of"] and (
-                    best_stat["mean"] <= 0.75 * ce_stat["mean"])
-            add("same, with one target for all (90% of the best non-oracle accuracy, "
+                    best_stat["mean"] <= 0.75 * ce_stat["mean"]
+                )
+            add(
+                "same, with one target for all (90% of the best non-oracle accuracy, "
                 f"{100 * ce_stat['target']:.1f}%)",
-                f"{describe(best_stat)} vs {describe(ce_stat)}", bool(met))
+                f"{describe(best_stat)} vs {describe(ce_stat)}",
+                bool(met),
+            )
     if all(n in summary for n in ("meta_loss", "schedule", "frozen")):
         accs = {n: _mean(summary, n) for n in ("meta_loss", "schedule", "frozen")}
-        add("ablation order meta > schedule > frozen (MetaLoss)",
+        add(
+            "ablation order meta > schedule > frozen (MetaLoss)",
             ", ".join(f"{n} {100 * a:.2f}%" for n, a in accs.items()),
-            bool(accs["meta_loss"] > accs["schedule"] > accs["frozen"]))
+            bool(accs["meta_loss"] > accs["schedule"] > accs["frozen"]),
+        )
     return checks
 
 
@@ -952,8 +1041,11 @@ def _cell(stat, scale, digits):
 def format_table(results):
     """The summary as a Markdown table (mean ± sample std over seeds)."""
     summary = results["summary"]
-    columns = [c for c in TABLE_COLUMNS
-               if any(c[0] in summary.get(m["name"], {}) for m in results["methods"])]
+    columns = [
+        c
+        for c in TABLE_COLUMNS
+        if any(c[0] in summary.get(m["name"], {}) for m in results["methods"])
+    ]
     lines = [
         "| method | " + " | ".join(c[1] for c in columns) + " |",
         "|---|" + "---:|" * len(columns),
@@ -984,8 +1076,11 @@ def format_report(results):
         f"labels, held out of the training split, used only by the meta-learned "
         f"methods), evaluated on {per_seed.get('num_eval')} samples of "
         f"{data['eval_description']}."
-        + (f" Training subset: {config['train_subset']} samples."
-           if config.get("train_subset") else ""),
+        + (
+            f" Training subset: {config['train_subset']} samples."
+            if config.get("train_subset")
+            else ""
+        ),
         f"- Model: {config['model']} (hidden {config['hidden_units']}), SGD lr "
         f"{config['learning_rate']} momentum {config['momentum']}, batch "
         f"{config['batch_size']}, {config['epochs']} epochs; seeds {seeds}.",
@@ -1028,26 +1123,32 @@ def _averaged(runs, method, key, source="curves"):
 
 def _styles(methods):
     palette = _palette(len(methods))
-    return {m["name"]: (palette[i], LINE_STYLES[m["group"]])
-            for i, m in enumerate(methods)}
+    return {m["name"]: (palette[i], LINE_STYLES[m["group"]]) for i, m in enumerate(methods)}
 
 
 def _palette(n):
     """`n` distinct colours: tab10, then the light half of tab20."""
-    from matplotlib import colormaps
+    colormaps = plotting.require_matplotlib().colormaps
 
     tab10, tab20 = colormaps["tab10"], colormaps["tab20"]
     colors = [tab10(i) for i in range(10)] + [tab20(2 * i + 1) for i in range(10)]
     return [colors[i % len(colors)] for i in range(n)]
 
 
+def _integer_ticks(axis):
+    ticker = import_optional("matplotlib.ticker", "Drawing figures")
+    axis.set_major_locator(ticker.MaxNLocator(integer=True))
+
+
 def learning_curves_figure(results):
     """Mean (over seeds) clean val and train accuracy per epoch, one line per method."""
     fig, axes = plotting.new_figure(ncols=2, width=5.6, height=4.2)
     styles = _styles(results["methods"])
-    for ax, key, title in zip(axes[0], ("val_accuracy", "train_accuracy"),
-                              ("validation accuracy (clean labels)",
-                               "training accuracy (clean labels)")):
+    for ax, key, title in zip(
+        axes[0],
+        ("val_accuracy", "train_accuracy"),
+        ("validation accuracy (clean labels)", "training accuracy (clean labels)"),
+    ):
         for m in results["methods"]:
             mean, std = _averaged(results["runs"], m["name"], key)
             if mean is None:
@@ -1057,7 +1158,7 @@ def learning_curves_figure(results):
             ax.plot(epochs, mean, line, color=color, label=m["label"])
             ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.12)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+        _integer_ticks(ax.xaxis)
         ax.set_ylabel("accuracy")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
@@ -1099,7 +1200,7 @@ def phi_figure(results):
             ax.plot(np.arange(len(mean)), mean, label=label, color=colors[label])
         ax.set_title(m["label"], fontsize=9)
         ax.set_xlabel("epoch (0 = start)")
-        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+        _integer_ticks(ax.xaxis)
         ax.set_ylabel("mixture weight" if keys[0].startswith("mix/") else "value")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
@@ -1112,8 +1213,10 @@ def phi_figure(results):
 
 def _figure_title(results):
     c = results["config"]
-    return (f"{results['data']['name']}: {c['noise_rate']:.0%} {c['noise_kind']} "
-            f"noise, {len(c['seeds'])} seed{'s' if len(c['seeds']) > 1 else ''}")
+    return (
+        f"{results['data']['name']}: {c['noise_rate']:.0%} {c['noise_kind']} "
+        f"noise, {len(c['seeds'])} seed{'s' if len(c['seeds']) > 1 else ''}"
+    )
 
 
 def to_json(results):
@@ -1137,7 +1240,13 @@ def _finite(value):
 
 
 def write_results(results, directory, figures=True):
-    """Writes `results.json`, `results.md` and the PNG figures; returns their paths."""
+    """Writes `results.json`, `results.md` and the PNG figures; returns their paths.
+
+    The figures need matplotlib (the `eval` extra); `figures=False` writes
+    the JSON and Markdown files only.
+    """
+    if figures:
+        plotting.require_matplotlib("Writing the comparison's figures", "or pass figures=False")
     os.makedirs(directory, exist_ok=True)
     paths = {
         "json": os.path.join(directory, "results.json"),

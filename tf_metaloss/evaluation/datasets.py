@@ -18,6 +18,8 @@ import os
 
 import numpy as np
 
+from tf_metaloss._optional import import_optional
+
 NPZ_KEYS = ("x_train", "y_train", "x_val", "y_val")
 TFDS_SHORTCUTS = ("cifar10",)
 
@@ -69,12 +71,12 @@ def load_digits(val_fraction=0.2, seed=0, flatten=True):
 
     Example:
 
-    >>> data = load_digits(val_fraction=0.2, seed=0)
+    >>> data = tml.evaluation.load_digits(val_fraction=0.2, seed=0)
     >>> data.x_train.shape, data.x_val.shape
     ((1437, 64), (360, 64))
     """
-    from sklearn import datasets as sk_datasets
-    from sklearn import model_selection
+    sk_datasets = import_optional("sklearn.datasets", "`load_digits`")
+    model_selection = import_optional("sklearn.model_selection", "`load_digits`")
 
     if not 0.0 < float(val_fraction) < 1.0:
         raise ValueError(
@@ -111,10 +113,16 @@ def load_npz(path, num_classes=None):
 
     Example:
 
-    ```python
-    np.savez("mine.npz", x_train=x, y_train=y, x_val=xv, y_val=yv)
-    data = load_npz("mine.npz")
-    ```
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.integers(0, 256, size=(120, 8, 8, 3), dtype=np.uint8)
+    >>> labels = rng.integers(0, 4, size=120)
+    >>> np.savez("mine.npz", x_train=images[:100], y_train=labels[:100],
+    ...          x_val=images[100:], y_val=labels[100:], class_names=["a", "b", "c", "d"])
+    >>> data = tml.evaluation.load_npz("mine.npz")
+    >>> data
+    Dataset(name='mine.npz', x_train=(100, 8, 8, 3), x_val=(20, 8, 8, 3), num_classes=4)
+    >>> data.x_train.dtype, float(data.x_train.max()) <= 1.0  # uint8 images scaled to [0, 1]
+    (dtype('float32'), True)
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -165,11 +173,11 @@ def load_tfds(
 
     Example:
 
-    ```python
-    data = load_tfds("cifar10", train_split="train[:5000]")
-    ```
+    >>> data = tml.evaluation.load_tfds("cifar10", train_split="train[:5000]", max_val=8)
+    >>> data.input_shape, data.num_classes, data.x_val.shape[0]
+    ((32, 32, 3), 10, 8)
     """
-    import tensorflow_datasets as tfds
+    tfds = import_optional("tensorflow_datasets", "`load_tfds`")
 
     try:
         (train, val), info = tfds.load(
@@ -213,7 +221,7 @@ def load_dataset(spec, **kwargs):
 
     Example:
 
-    >>> load_dataset("digits").num_classes
+    >>> tml.evaluation.load_dataset("digits").num_classes
     10
     """
     if not isinstance(spec, str) or not spec:
@@ -229,7 +237,7 @@ def load_dataset(spec, **kwargs):
     if spec in TFDS_SHORTCUTS:
         return load_tfds(spec, **kwargs)
     if spec.startswith("tfds:") and len(spec) > len("tfds:"):
-        return load_tfds(spec[len("tfds:"):], **kwargs)
+        return load_tfds(spec[len("tfds:") :], **kwargs)
     raise ValueError(
         "Invalid value for argument `spec`. Expected 'digits', 'cifar10', "
         f"'tfds:<name>' or a path to a .npz file. Received: spec={spec!r}"
@@ -269,8 +277,7 @@ def _to_class_ids(y, key, length):
             y = y.astype(np.int64)
         else:
             raise ValueError(
-                f"Invalid labels `{key}`. Expected integer class ids. "
-                f"Received: dtype {y.dtype}"
+                f"Invalid labels `{key}`. Expected integer class ids. Received: dtype {y.dtype}"
             )
     if len(y) and y.min() < 0:
         raise ValueError(
@@ -286,7 +293,6 @@ def _infer_num_classes(num_classes, y_train, y_val):
         return largest + 1
     if largest >= num_classes:
         raise ValueError(
-            f"Labels go up to {largest}, which does not fit "
-            f"num_classes={num_classes}."
+            f"Labels go up to {largest}, which does not fit num_classes={num_classes}."
         )
     return int(num_classes)

@@ -20,7 +20,7 @@ Callbacks (record during `fit`, read afterwards):
 
 Example:
 
->>> accuracy([0, 1, 2, 2], [0, 1, 1, 2])
+>>> tml.evaluation.metrics.accuracy([0, 1, 2, 2], [0, 1, 1, 2])
 0.75
 """
 
@@ -65,9 +65,7 @@ def _pair(y_true, y_pred):
             f"samples. Received: {y_true.shape[0]} and {y_pred.shape[0]}"
         )
     if y_true.size == 0:
-        raise ValueError(
-            "Arguments `y_true` and `y_pred` must not be empty. Received 0 samples."
-        )
+        raise ValueError("Arguments `y_true` and `y_pred` must not be empty. Received 0 samples.")
     return y_true, y_pred
 
 
@@ -81,7 +79,7 @@ def accuracy(y_true, y_pred):
 
     Example:
 
-    >>> accuracy([0, 1], [[2.0, 0.0], [3.0, 1.0]])
+    >>> tml.evaluation.metrics.accuracy([0, 1], [[2.0, 0.0], [3.0, 1.0]])
     0.5
     """
     y_true, y_pred = _pair(y_true, y_pred)
@@ -98,16 +96,18 @@ def macro_f1(y_true, y_pred, num_classes=None):
 
     Example:
 
-    >>> round(macro_f1([0, 0, 1, 1], [0, 1, 1, 1]), 4)
+    >>> round(tml.evaluation.metrics.macro_f1([0, 0, 1, 1], [0, 1, 1, 1]), 4)
     0.7333
     """
     y_true, y_pred = _pair(y_true, y_pred)
     if num_classes is None:
         classes = np.union1d(y_true, y_pred)
     else:
-        if isinstance(num_classes, bool) or not isinstance(
-            num_classes, (int, np.integer)
-        ) or num_classes < 1:
+        if (
+            isinstance(num_classes, bool)
+            or not isinstance(num_classes, (int, np.integer))
+            or num_classes < 1
+        ):
             raise ValueError(
                 "Invalid value for argument `num_classes`. Expected a positive "
                 f"integer or None. Received: num_classes={num_classes!r}"
@@ -134,7 +134,7 @@ def generalization_gap(train_accuracy, val_accuracy):
 
     Example:
 
-    >>> round(generalization_gap(0.98, 0.9), 2)
+    >>> round(tml.evaluation.metrics.generalization_gap(0.98, 0.9), 2)
     0.08
     """
     return float(train_accuracy) - float(val_accuracy)
@@ -154,7 +154,7 @@ def convergence_epoch(curve, fraction=0.9):
 
     Example:
 
-    >>> convergence_epoch([0.2, 0.5, 0.86, 0.9, 0.95])  # 0.86 >= 0.9 * 0.95
+    >>> tml.evaluation.metrics.convergence_epoch([0.2, 0.5, 0.86, 0.9, 0.95])  # 0.86 >= 0.9 * 0.95
     3
     """
     values = np.asarray(curve, dtype=np.float64).reshape(-1)
@@ -190,7 +190,7 @@ def gradient_norm_stability(norms):
 
     Example:
 
-    >>> gradient_norm_stability([1.0, 3.0])["variance"]
+    >>> tml.evaluation.metrics.gradient_norm_stability([1.0, 3.0])["variance"]
     1.0
     """
     values = np.asarray(norms, dtype=np.float64).reshape(-1)
@@ -229,11 +229,16 @@ class GradientNormHistory(keras.callbacks.Callback):
 
     Example:
 
-    ```python
-    history = GradientNormHistory()
-    model.fit(x, y, epochs=3, callbacks=[history])
-    gradient_norm_stability(history.norms)["variance"]
-    ```
+    >>> x = np.random.default_rng(0).normal(size=(128, 8)).astype("float32")
+    >>> y = (x[:, 0] > 0).astype("int32")
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
+    >>> model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(True))
+    >>> norms = tml.evaluation.metrics.GradientNormHistory()
+    >>> history = model.fit(x, y, epochs=3, verbose=0, callbacks=[norms])
+    >>> len(norms.norms)  # 4 steps an epoch
+    12
+    >>> sorted(tml.evaluation.metrics.gradient_norm_stability(norms.norms))
+    ['cv', 'max', 'mean', 'steps', 'variance']
     """
 
     def __init__(self):
@@ -252,8 +257,9 @@ class GradientNormHistory(keras.callbacks.Callback):
             )
         if self._last is None:
             self._last = keras.Variable(0.0, trainable=False, name="gradient_norm")
-            self._recorded = keras.Variable(0, trainable=False, dtype="int64",
-                                            name="gradient_norm_count")
+            self._recorded = keras.Variable(
+                0, trainable=False, dtype="int64", name="gradient_norm_count"
+            )
         original = optimizer.apply
         last, recorded = self._last, self._recorded
 
@@ -304,11 +310,20 @@ class ClassificationHistory(keras.callbacks.Callback):
 
     Example:
 
-    ```python
-    history = ClassificationHistory({"val": (x_val, y_val)}, num_classes=10)
-    model.fit(x, y_noisy, epochs=5, callbacks=[history])
-    history.history["val_accuracy"][-1]
-    ```
+    >>> x = np.random.default_rng(0).normal(size=(128, 8)).astype("float32")
+    >>> y = (x[:, 0] > 0).astype("int32")
+    >>> noisy = tml.evaluation.inject_label_noise(y[:96], rate=0.4, seed=0)
+    >>> model = tml.MetaModel(keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]))
+    >>> model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    >>> clean = tml.evaluation.metrics.ClassificationHistory(
+    ...     {"val": (x[96:], y[96:]), "train": (x[:96], y[:96], noisy.labels, noisy.mask)},
+    ...     num_classes=2)
+    >>> history = model.fit(x[:96], noisy.labels, meta_data=(x[96:], y[96:]), epochs=2,
+    ...                     verbose=0, callbacks=[clean])
+    >>> sorted(clean.history)  # "memorized": noisy samples predicted as their noisy label
+    ['train_accuracy', 'train_macro_f1', 'train_memorized', 'val_accuracy', 'val_macro_f1']
+    >>> len(history.history["val_accuracy"])  # in the Keras history too
+    2
     """
 
     def __init__(self, data, num_classes, batch_size=512):
@@ -345,8 +360,7 @@ class ClassificationHistory(keras.callbacks.Callback):
             if len(item) == 4:
                 noisy, mask = np.asarray(item[2]), np.asarray(item[3], bool)
                 results[f"{name}_memorized"] = (
-                    float(np.mean(predicted[mask] == noisy[mask])) if mask.any()
-                    else float("nan")
+                    float(np.mean(predicted[mask] == noisy[mask])) if mask.any() else float("nan")
                 )
         return results
 
@@ -370,11 +384,16 @@ class ParameterHistory(keras.callbacks.Callback):
 
     Example:
 
-    ```python
-    phi = ParameterHistory()
-    meta_model.fit(x, y, meta_data=(xm, ym), epochs=5, callbacks=[phi])
-    phi.history["mix/crossentropy"]
-    ```
+    >>> x = np.random.default_rng(0).normal(size=(128, 8)).astype("float32")
+    >>> y = (x[:, 0] > 0).astype("int32")
+    >>> model = tml.MetaModel(keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]))
+    >>> model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    >>> phi = tml.evaluation.metrics.ParameterHistory()
+    >>> history = model.fit(x, y, meta_split=0.25, epochs=3, verbose=0, callbacks=[phi])
+    >>> len(phi.history["mix/crossentropy"])  # the start and 3 epochs
+    4
+    >>> phi.history["mix/crossentropy"][0]
+    1.0
     """
 
     def __init__(self):

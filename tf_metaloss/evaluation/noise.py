@@ -80,7 +80,7 @@ def inject_label_noise(
 
     Example:
 
-    >>> noisy = inject_label_noise([0, 1, 2, 3] * 25, rate=0.4, seed=0)
+    >>> noisy = tml.evaluation.inject_label_noise([0, 1, 2, 3] * 25, rate=0.4, seed=0)
     >>> int(noisy.mask.sum())
     40
     """
@@ -88,8 +88,7 @@ def inject_label_noise(
     rate = _validate_rate(rate)
     if kind not in KINDS:
         raise ValueError(
-            "Invalid value for argument `kind`. Expected one of "
-            f"{KINDS}. Received: kind={kind!r}"
+            f"Invalid value for argument `kind`. Expected one of {KINDS}. Received: kind={kind!r}"
         )
     num_classes = _validate_num_classes(num_classes, original)
     rng = np.random.default_rng(seed)
@@ -113,8 +112,7 @@ def _flip_symmetric(noisy, original, rate, num_classes, rng):
         return
     if num_classes < 2:
         raise ValueError(
-            "Symmetric label noise needs at least 2 classes. "
-            f"Received: num_classes={num_classes}"
+            f"Symmetric label noise needs at least 2 classes. Received: num_classes={num_classes}"
         )
     chosen = rng.choice(original.size, size=count, replace=False)
     # An offset in [1, K-1] added modulo K gives a uniform draw over the
@@ -145,9 +143,7 @@ def _validate_labels(labels):
             f"Received: labels with shape {array.shape}"
         )
     if array.size and not np.issubdtype(array.dtype, np.integer):
-        if np.issubdtype(array.dtype, np.floating) and np.all(
-            array == np.round(array)
-        ):
+        if np.issubdtype(array.dtype, np.floating) and np.all(array == np.round(array)):
             array = array.astype(np.int64)
         else:
             raise ValueError(
@@ -179,9 +175,11 @@ def _validate_num_classes(num_classes, labels):
     largest = int(labels.max()) if labels.size else -1
     if num_classes is None:
         return largest + 1
-    if isinstance(num_classes, bool) or not isinstance(
-        num_classes, (int, np.integer)
-    ) or num_classes < 1:
+    if (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, (int, np.integer))
+        or num_classes < 1
+    ):
         raise ValueError(
             "Invalid value for argument `num_classes`. Expected a positive "
             f"integer. Received: num_classes={num_classes!r}"

@@ -12,7 +12,7 @@ class ClipConstraint(keras.constraints.Constraint):
 
     Example:
 
-    >>> c = ClipConstraint(low=0.0, high=2.0)
+    >>> c = tml.losses.ClipConstraint(low=0.0, high=2.0)
     >>> c(keras.ops.convert_to_tensor([-1.0, 1.0, 3.0])).numpy().tolist()
     [0.0, 1.0, 2.0]
     """
@@ -62,7 +62,7 @@ class LearnableLoss(keras.losses.Loss):
 
     Example:
 
-    >>> loss = tf_metaloss.losses.BlendLoss(from_logits=True)
+    >>> loss = tml.losses.BlendLoss(from_logits=True)
     >>> [v.name for v in loss.trainable_variables]
     ['blend_weights']
     """
@@ -91,10 +91,7 @@ class LearnableLoss(keras.losses.Loss):
             if (
                 not isinstance(bounds, (tuple, list))
                 or len(bounds) != 2
-                or not all(
-                    b is None or (isinstance(b, (int, float)) and b == b)
-                    for b in bounds
-                )
+                or not all(b is None or (isinstance(b, (int, float)) and b == b) for b in bounds)
                 or (None not in bounds and bounds[0] > bounds[1])
             ):
                 raise ValueError(
@@ -106,9 +103,7 @@ class LearnableLoss(keras.losses.Loss):
         self.from_logits = from_logits
         self.regularization = float(regularization)
         self.bounds = bounds
-        self.loss_parameters = LossParameters(
-            name=f"{self.name}_parameters", dtype=self.dtype
-        )
+        self.loss_parameters = LossParameters(name=f"{self.name}_parameters", dtype=self.dtype)
         self._parameter_names = []
         self._initial_values = {}
 
@@ -210,9 +205,7 @@ class LearnableLoss(keras.losses.Loss):
         parameters = self.parameters(parameter_values)
         penalty = 0.0
         for name, value in parameters.items():
-            penalty = penalty + ops.sum(
-                ops.square(value - self._initial_values[name])
-            )
+            penalty = penalty + ops.sum(ops.square(value - self._initial_values[name]))
         return self.regularization * penalty
 
     def parameter_summary(self):

@@ -43,9 +43,7 @@ class FixedLoss(keras.losses.Loss):
                 "Invalid value for argument `from_logits`. Expected a bool. "
                 f"Received: from_logits={from_logits!r}"
             )
-        accepted = set(inspect.signature(self.fn).parameters) - {
-            "y_true", "y_pred", "from_logits"
-        }
+        accepted = set(inspect.signature(self.fn).parameters) - {"y_true", "y_pred", "from_logits"}
         unknown = sorted(set(options) - accepted)
         if unknown:
             raise ValueError(

@@ -131,9 +131,7 @@ def generalized_crossentropy(y_true, y_pred, from_logits=False, q=0.7):
     return (1.0 - ops.power(ops.maximum(p_true, EPSILON), q)) / q
 
 
-def symmetric_crossentropy(
-    y_true, y_pred, from_logits=False, alpha=0.1, beta=1.0, log_zero=-4.0
-):
+def symmetric_crossentropy(y_true, y_pred, from_logits=False, alpha=0.1, beta=1.0, log_zero=-4.0):
     """Symmetric cross-entropy (Wang et al. 2019): `alpha*CE + beta*RCE`.
 
     The reverse cross-entropy takes `log(0)` as `log_zero`, so it equals
@@ -141,8 +139,7 @@ def symmetric_crossentropy(
     """
     one_hot, log_probs, probs = classification_terms(y_true, y_pred, from_logits)
     ce = -ops.sum(one_hot * log_probs, axis=-1)
-    log_labels = ops.where(one_hot > 0, ops.log(ops.maximum(one_hot, EPSILON)),
-                           log_zero)
+    log_labels = ops.where(one_hot > 0, ops.log(ops.maximum(one_hot, EPSILON)), log_zero)
     rce = -ops.sum(probs * log_labels, axis=-1)
     return alpha * ce + beta * rce
 

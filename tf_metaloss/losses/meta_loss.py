@@ -36,8 +36,15 @@ class MetaLoss(BlendLoss):
 
     Example:
 
-    >>> model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True),
-    ...               meta_optimizer="adam")
+    >>> loss = tml.MetaLoss(from_logits=True)
+    >>> loss.base_losses
+    ['crossentropy', 'focal', 'label_smoothing', 'generalized_crossentropy', 'mae_classification']
+    >>> [round(float(w), 3) for w in loss.mixture_weights()]  # pure cross-entropy at the start
+    [1.0, 0.0, 0.0, 0.0, 0.0]
+    >>> model = tml.MetaModel(keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]))
+    >>> model.compile(optimizer="sgd", loss=loss, meta_optimizer="adam")
+    >>> tml.MetaLoss(task="regression").base_losses
+    ['mse', 'mae', 'huber']
     """
 
     def __init__(self, from_logits=False, task="classification", **kwargs):

@@ -9,9 +9,7 @@ def check_hidden_units(hidden_units):
     if isinstance(hidden_units, int):
         hidden_units = (hidden_units,)
     units = tuple(hidden_units) if isinstance(hidden_units, (tuple, list)) else ()
-    if not units or any(
-        not isinstance(u, int) or isinstance(u, bool) or u < 1 for u in units
-    ):
+    if not units or any(not isinstance(u, int) or isinstance(u, bool) or u < 1 for u in units):
         raise ValueError(
             "Invalid value for argument `hidden_units`. Expected a non-empty "
             "tuple of positive integers, e.g. (16,). Received: "
@@ -32,9 +30,7 @@ def add_mlp_parameters(loss, input_dim, hidden_units, seed=None):
         loss.add_parameter(
             f"kernel_{i}",
             shape=(sizes[i], sizes[i + 1]),
-            initializer=keras.initializers.GlorotUniform(
-                seed=None if seed is None else seed + i
-            ),
+            initializer=keras.initializers.GlorotUniform(seed=None if seed is None else seed + i),
         )
         loss.add_parameter(f"bias_{i}", shape=(sizes[i + 1],), initializer="zeros")
     loss.add_parameter("kernel_out", shape=(sizes[-1], 1), initializer="zeros")

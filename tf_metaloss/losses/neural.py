@@ -52,28 +52,25 @@ class NeuralLoss(LearnableLoss):
         if self.regression:
             y_true, y_pred = functional.align_regression(y_true, y_pred)
             return ops.stack([y_true, y_pred, y_pred - y_true], axis=-1)
-        one_hot, _, probs = functional.classification_terms(
-            y_true, y_pred, self.from_logits
-        )
+        one_hot, _, probs = functional.classification_terms(y_true, y_pred, self.from_logits)
         return ops.stack([one_hot, probs], axis=-1)
 
     def scale(self, parameters, y_true, y_pred):
         """The learned multiplier in `[0, 2]` (1 at initialisation)."""
-        h = mlp.apply_mlp(
-            parameters, self.features(y_true, y_pred), len(self.hidden_units)
-        )
+        h = mlp.apply_mlp(parameters, self.features(y_true, y_pred), len(self.hidden_units))
         return 2.0 * ops.sigmoid(ops.mean(h, axis=-1))
 
     def compute(self, parameters, y_true, y_pred):
-        base = functional.get(self.base_loss)(
-            y_true, y_pred, from_logits=self.from_logits
-        )
+        base = functional.get(self.base_loss)(y_true, y_pred, from_logits=self.from_logits)
         return base * self.scale(parameters, y_true, y_pred)
 
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"base_loss": self.base_loss, "hidden_units": list(self.hidden_units),
-             "seed": self.seed}
+            {
+                "base_loss": self.base_loss,
+                "hidden_units": list(self.hidden_units),
+                "seed": self.seed,
+            }
         )
         return config

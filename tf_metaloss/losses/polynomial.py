@@ -74,9 +74,7 @@ class PolynomialLoss(LearnableLoss):
     def compute(self, parameters, y_true, y_pred):
         coefficients = parameters["coefficients"]
         if self.expansion == "power":
-            base = functional.get(self.base_loss)(
-                y_true, y_pred, from_logits=self.from_logits
-            )
+            base = functional.get(self.base_loss)(y_true, y_pred, from_logits=self.from_logits)
             total, power = 0.0, 1.0
             for i in range(self.degree):
                 power = power * base
@@ -99,7 +97,6 @@ class PolynomialLoss(LearnableLoss):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"base_loss": self.base_loss, "degree": self.degree,
-             "expansion": self.expansion}
+            {"base_loss": self.base_loss, "degree": self.degree, "expansion": self.expansion}
         )
         return config

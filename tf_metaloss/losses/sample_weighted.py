@@ -42,8 +42,7 @@ class SampleWeightedLoss(LearnableLoss):
     """
 
     def __init__(
-        self, base_loss="crossentropy", hidden_units=(32,), normalize=True,
-        seed=None, **kwargs
+        self, base_loss="crossentropy", hidden_units=(32,), normalize=True, seed=None, **kwargs
     ):
         super().__init__(**kwargs)
         functional.get(base_loss)
@@ -61,9 +60,7 @@ class SampleWeightedLoss(LearnableLoss):
 
     def _weights_of(self, parameters, base):
         features = ops.expand_dims(base, -1)
-        weights = ops.sigmoid(
-            mlp.apply_mlp(parameters, features, len(self.hidden_units))
-        )
+        weights = ops.sigmoid(mlp.apply_mlp(parameters, features, len(self.hidden_units)))
         if self.normalize:
             weights = weights / ops.maximum(ops.mean(weights), functional.EPSILON)
         return weights
@@ -71,21 +68,21 @@ class SampleWeightedLoss(LearnableLoss):
     def sample_weights(self, y_true, y_pred, parameter_values=None):
         """The per-sample weights the loss applies (for inspection)."""
         y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
-        base = functional.get(self.base_loss)(
-            y_true, y_pred, from_logits=self.from_logits
-        )
+        base = functional.get(self.base_loss)(y_true, y_pred, from_logits=self.from_logits)
         return self._weights(self.parameters(parameter_values), base)
 
     def compute(self, parameters, y_true, y_pred):
-        base = functional.get(self.base_loss)(
-            y_true, y_pred, from_logits=self.from_logits
-        )
+        base = functional.get(self.base_loss)(y_true, y_pred, from_logits=self.from_logits)
         return self._weights(parameters, base) * base
 
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"base_loss": self.base_loss, "hidden_units": list(self.hidden_units),
-             "normalize": self.normalize, "seed": self.seed}
+            {
+                "base_loss": self.base_loss,
+                "hidden_units": list(self.hidden_units),
+                "normalize": self.normalize,
+                "seed": self.seed,
+            }
         )
         return config

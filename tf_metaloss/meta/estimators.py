@@ -18,10 +18,12 @@ optimizers.
 
 Example:
 
-```python
-model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True),
-              meta_method=tml.meta.estimators.Unrolled(steps=2))
-```
+>>> inputs = keras.Input((4,))
+>>> model = tml.MetaModel(inputs, keras.layers.Dense(3)(inputs))
+>>> model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True),
+...               meta_method=tml.meta.estimators.Unrolled(steps=2))
+>>> model.meta_estimator
+Unrolled(steps=2, first_order=False)
 """
 
 import collections

@@ -8,6 +8,7 @@ def global_norm(tensors):
 
     Example:
 
+    >>> from tf_metaloss.meta.gradients import global_norm
     >>> float(global_norm([keras.ops.ones((2,)), keras.ops.ones((2,))]))
     2.0
     """

@@ -27,7 +27,7 @@ class MetaUpdateRecord(keras.metrics.Metric):
 
     Example:
 
-    >>> record = MetaUpdateRecord()
+    >>> record = tml.meta.records.MetaUpdateRecord()
     >>> record.update_state(7, 0.5, 2.0, True, False)
     >>> {k: float(v) for k, v in record.result().items()}["update_clipped"]
     1.0
@@ -64,3 +64,25 @@ class MetaUpdateRecord(keras.metrics.Metric):
         result = {"meta_updates": ops.convert_to_tensor(self.count)}
         result.update({key: values[i] for i, key in enumerate(KEYS)})
         return result
+
+
+class MeanOfMetaUpdates(keras.metrics.Mean):
+    """A running mean over meta-updates that reads NaN, not 0, while empty.
+
+    The meta quantities are measured on meta steps only. An epoch (or the first
+    plain steps of one) without a meta step, e.g. after
+    `LossParameterEarlyStopping` froze phi, has no meta objective: a 0 would
+    look like a perfect score.
+
+    Example:
+
+    >>> mean = tml.meta.records.MeanOfMetaUpdates()
+    >>> float(mean.result())
+    nan
+    >>> mean.update_state(2.0)
+    >>> float(mean.result())
+    2.0
+    """
+
+    def result(self):
+        return ops.where(self.count > 0, super().result(), ops.cast(float("nan"), self.dtype))

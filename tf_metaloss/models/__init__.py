@@ -1,1 +1,5 @@
-"""Keras models that meta-learn their loss."""
+"""Models that meta-learn their loss: `MetaModel`."""
+
+from tf_metaloss.models.meta_model import MetaModel
+
+__all__ = ["MetaModel"]

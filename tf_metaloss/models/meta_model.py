@@ -45,15 +45,28 @@ class MetaModel(backend.MetaTrainer, keras.Model):
 
     Example:
 
-    >>> inputs = keras.Input((4,))
-    >>> hidden = keras.layers.Dense(16, activation="relu")(inputs)
-    >>> model = tml.MetaModel(inputs, keras.layers.Dense(3)(hidden))
-    >>> model.compile(optimizer=keras.optimizers.SGD(0.1),
-    ...               loss=tml.MetaLoss(from_logits=True), metrics=["accuracy"])
-    >>> x, y = np.random.rand(64, 4).astype("float32"), np.arange(64) % 3
-    >>> history = model.fit(x, y, meta_split=0.25, batch_size=16, epochs=2, verbose=0)
+    >>> rng = np.random.default_rng(0)
+    >>> x_train = rng.normal(size=(256, 64)).astype("float32")
+    >>> y_train = rng.integers(0, 10, size=256)
+    >>> x_meta, y_meta = x_train[:32], y_train[:32]  # in practice: a clean held-out set
+    >>> inputs = keras.Input((64,))
+    >>> hidden = keras.layers.Dense(256, activation="relu")(inputs)
+    >>> model = tml.MetaModel(inputs, keras.layers.Dense(10)(hidden))
+    >>> model.compile(
+    ...     optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+    ...     loss=tml.MetaLoss(from_logits=True),
+    ...     meta_optimizer=keras.optimizers.Adam(1e-2),
+    ...     metrics=["accuracy"],
+    ... )
+    >>> history = model.fit(x_train, y_train, meta_data=(x_meta, y_meta), epochs=2, verbose=0)
     >>> sorted(k for k in history.history if not k.startswith("phi/"))
     ['accuracy', 'loss', 'meta_grad_norm', 'meta_objective', 'skipped_updates']
+    >>> model.meta_optimizer.iterations.numpy()  # 8 steps an epoch, each a meta step
+    np.int64(16)
+    >>> model.save("model.keras")
+    >>> restored = keras.models.load_model("model.keras")  # phi is restored with the model
+    >>> np.array_equal(restored.loss.trainable_variables[0], model.loss.trainable_variables[0])
+    True
     """
 
     def __init__(self, inputs=None, outputs=None, name=None, **kwargs):
@@ -78,8 +91,8 @@ class MetaModel(backend.MetaTrainer, keras.Model):
         self._meta_every = 1
         self._meta_iterator = None
         self._host_step = None
-        self.meta_objective_tracker = keras.metrics.Mean(name="meta_objective")
-        self.meta_grad_norm_tracker = keras.metrics.Mean(name="meta_grad_norm")
+        self.meta_objective_tracker = records.MeanOfMetaUpdates(name="meta_objective")
+        self.meta_grad_norm_tracker = records.MeanOfMetaUpdates(name="meta_grad_norm")
         self.skipped_updates_tracker = keras.metrics.Sum(name="skipped_updates")
         self.meta_update_record = records.MetaUpdateRecord()
 
@@ -160,24 +173,37 @@ class MetaModel(backend.MetaTrainer, keras.Model):
                 `meta_global_clipnorm`.
         """
         for old, new in _DEPRECATED_COMPILE_ARGUMENTS.items():
-            if old in kwargs:
-                warnings.warn(
-                    f"`MetaModel.compile({old}=...)` is deprecated; use `{new}=...`.",
-                    DeprecationWarning,
-                    stacklevel=2,
+            if old not in kwargs:
+                continue
+            if {"meta_objective": meta_objective, "meta_global_clipnorm": meta_global_clipnorm}[
+                new
+            ] is not None:
+                raise ValueError(
+                    f"Arguments `{new}` and its deprecated name `{old}` were both "
+                    f"given. Received: {old}={kwargs[old]!r}. Pass only `{new}`."
                 )
-                if new == "meta_objective":
-                    meta_objective = _take_deprecated(kwargs, old, new, meta_objective)
-                else:
-                    meta_global_clipnorm = _take_deprecated(kwargs, old, new, meta_global_clipnorm)
+            warnings.warn(
+                f"`MetaModel.compile({old}=...)` is deprecated; use `{new}=...`.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            if new == "meta_objective":
+                meta_objective = kwargs.pop(old)
+            else:
+                meta_global_clipnorm = kwargs.pop(old)
         loss = self._resolve_learnable_loss(loss)
         meta_every = check_int(
             "meta_every", meta_every, minimum=0, expected="a non-negative integer"
         )
         unroll_steps = check_int("unroll_steps", unroll_steps, minimum=1)
         estimator = self._resolve_estimator(meta_method, unroll_steps)
-        check_int("meta_seed", meta_seed, minimum=0, allow_none=True,
-                  expected="a non-negative integer or None")
+        check_int(
+            "meta_seed",
+            meta_seed,
+            minimum=0,
+            allow_none=True,
+            expected="a non-negative integer or None",
+        )
         meta_global_clipnorm = check_positive(
             "meta_global_clipnorm", meta_global_clipnorm, allow_none=True
         )
@@ -283,9 +309,7 @@ class MetaModel(backend.MetaTrainer, keras.Model):
     @staticmethod
     def _resolve_estimator(meta_method, unroll_steps):
         if isinstance(meta_method, str) and meta_method in estimators.ALIASES:
-            return estimators.Unrolled(
-                steps=unroll_steps, first_order=meta_method == "first_order"
-            )
+            return estimators.Unrolled(steps=unroll_steps, first_order=meta_method == "first_order")
         estimator = estimators.get(meta_method)
         if unroll_steps != 1:
             raise ValueError(
@@ -497,16 +521,6 @@ class MetaModel(backend.MetaTrainer, keras.Model):
             meta_data, batch_size, seed=self.meta_seed, skip_batches=meta_steps_done
         )
         return iter(self.distribute_strategy.experimental_distribute_dataset(dataset))
-
-
-def _take_deprecated(kwargs, old, new, current):
-    value = kwargs.pop(old)
-    if current is not None:
-        raise ValueError(
-            f"Arguments `{new}` and its deprecated name `{old}` were both "
-            f"given. Received: {new}={current!r}, {old}={value!r}. Pass only `{new}`."
-        )
-    return value
 
 
 def _keras_loss_class_of(function):

@@ -46,8 +46,8 @@ def value_and_grad(fn, has_aux=False, wrt_weights=True):
 
     Example:
 
-    >>> f = value_and_grad(lambda w: tf.reduce_sum(w[0] ** 2))
-    >>> value, grads = f([tf.constant([1.0, 2.0])])
+    >>> f = tml.backend.value_and_grad(lambda w: keras.ops.sum(w[0] ** 2))
+    >>> value, grads = f([keras.ops.convert_to_tensor([1.0, 2.0])])
     >>> float(value), grads[0].numpy().tolist()
     (5.0, [2.0, 4.0])
     """
@@ -64,9 +64,7 @@ def value_and_grad(fn, has_aux=False, wrt_weights=True):
                 if wrt_weights:
                     _weight_tapes().pop()
         value = out[0] if has_aux else out
-        grads = tape.gradient(
-            value, wrt, unconnected_gradients=tf.UnconnectedGradients.ZERO
-        )
+        grads = tape.gradient(value, wrt, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         grads = [tf.convert_to_tensor(g) for g in grads]
         return (out, grads) if has_aux else (value, grads)
 
@@ -82,8 +80,9 @@ def stop_weight_gradient(x):
 
     Example:
 
-    >>> w = [tf.constant(3.0)]
-    >>> _, g = value_and_grad(lambda w: w[0] * stop_weight_gradient(w[0]))(w)
+    >>> w = [keras.ops.convert_to_tensor(3.0)]
+    >>> loss = lambda w: w[0] * tml.backend.stop_weight_gradient(w[0])
+    >>> _, g = tml.backend.value_and_grad(loss)(w)
     >>> float(g[0])   # d/dw (w * c) with c = w held constant
     3.0
     """

@@ -72,6 +72,4 @@ def apply_if_finite(optimizer, grads, variables, finite):
         # A cond whose branch calls merge_call must run in cross-replica context.
         tf.cond(finite, apply, skip)
 
-    tf.distribute.get_replica_context().merge_call(
-        cross_replica, args=(grads_and_vars, finite)
-    )
+    tf.distribute.get_replica_context().merge_call(cross_replica, args=(grads_and_vars, finite))

@@ -33,7 +33,6 @@ from tf_metaloss.backend.tensorflow import distribution
 from tf_metaloss.meta import estimators
 from tf_metaloss.meta import gradients
 from tf_metaloss.meta import lookahead
-from tf_metaloss.meta import records
 
 
 def _unpack(data):
@@ -135,10 +134,13 @@ class MetaTrainer:
 
         Example:
 
-        ```python
-        result = model.compute_meta_gradient((x[:32], y[:32]), (x_meta, y_meta))
-        print(float(result.meta_objective), [g.numpy() for g in result.phi_grads])
-        ```
+        >>> inputs = keras.Input((4,))
+        >>> model = tml.MetaModel(inputs, keras.layers.Dense(3)(inputs))
+        >>> model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+        >>> x, y = np.random.rand(8, 4).astype("float32"), np.arange(8) % 3
+        >>> result = model.compute_meta_gradient((x, y), (x, y))
+        >>> [g.shape for g in result.phi_grads]  # one per loss parameter
+        [TensorShape([5])]
         """
         return self.meta_estimator.estimate(self._meta_problem(data, meta_batch))
 
@@ -203,9 +205,7 @@ class MetaTrainer:
             gradients.all_finite(grads),
             gradients.all_finite(backend.all_reduce_sum([loss])),
         )
-        distribution.apply_if_finite(
-            self.optimizer, local_grads, self.trainable_variables, finite
-        )
+        distribution.apply_if_finite(self.optimizer, local_grads, self.trainable_variables, finite)
         for variable, value in zip(self.non_trainable_variables, new_state):
             if value.dtype.is_floating:
                 value = tf.where(finite, value, variable)
