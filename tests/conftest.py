@@ -119,3 +119,19 @@ def toy_npz():
         return str(path)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def small_config():
+    """A factory of small `CompareConfig`s for the toy data: 2 epochs of batch
+    16, one seed, an 8-unit MLP; keyword arguments override."""
+    from tf_metaloss.evaluation.config import CompareConfig
+
+    def make(**kwargs):
+        defaults = dict(
+            dataset="toy", epochs=2, batch_size=16, seeds=(0,), hidden_units=8, learning_rate=0.05
+        )
+        defaults.update(kwargs)
+        return CompareConfig(**defaults)
+
+    return make

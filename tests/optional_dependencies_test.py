@@ -10,8 +10,8 @@ import tf_metaloss as tml
 from tf_metaloss import _optional
 from tf_metaloss import cli
 from tf_metaloss import plotting
-from tf_metaloss.evaluation import compare
 from tf_metaloss.evaluation import datasets
+from tf_metaloss.evaluation import report
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_comparison_figures_need_eval_unless_turned_off(block, tmp_path):
     results = {"config": {}, "methods": [], "runs": []}
     block("matplotlib")
     with pytest.raises(ImportError, match=r"\[eval\].*or pass figures=False"):
-        compare.write_results(results, str(tmp_path))
+        report.write_results(results, str(tmp_path))
     assert not (tmp_path / "results.json").exists()  # failed before writing anything
 
 

@@ -103,7 +103,7 @@ def check_choice(name, value, choices):
 
 
 def check_int_list(name, value, minimum=None, distinct=False):
-    """A non-empty list or tuple of integers `>= minimum`; returns a tuple of `int`.
+    """A non-empty list, tuple, range or 1-D array of integers `>= minimum`, as a tuple.
 
     Example:
 
@@ -112,6 +112,10 @@ def check_int_list(name, value, minimum=None, distinct=False):
     (0, 1)
     """
     bound = "" if minimum is None else f" >= {minimum}"
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()
+    if isinstance(value, range):
+        value = list(value)
     if (
         not isinstance(value, (list, tuple))
         or not value

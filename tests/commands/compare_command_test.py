@@ -2,11 +2,11 @@ import argparse
 import json
 import shlex
 
-import numpy as np
 import pytest
 
 from tf_metaloss.commands import compare
-from tf_metaloss.evaluation import compare as compare_lib
+from tf_metaloss.evaluation import config as config_lib
+from tf_metaloss.evaluation import methods as methods_lib
 
 
 def _parser():
@@ -23,7 +23,7 @@ def test_defaults_match_the_library_config():
     args = _parse()
     assert args.func is compare.run
     config = compare.config_from_args(args)
-    expected = compare_lib.CompareConfig().to_dict()
+    expected = config_lib.CompareConfig().to_dict()
     got = config.to_dict()
     assert got.pop("command").startswith("tf-metaloss compare --dataset digits")
     expected.pop("command")
@@ -62,7 +62,7 @@ def test_arguments_reach_the_config():
     )
     config = compare.config_from_args(args)
     assert config.noise_rate == 0.4 and config.seeds == (3, 4)
-    assert config.methods == ("ce",) + compare_lib.METHOD_SETS["learned"]
+    assert config.methods == ("ce",) + methods_lib.METHOD_SETS["learned"]
     assert (config.model, config.train_subset, config.eval_split) == ("small_cnn", 500, "holdout")
     assert (config.meta_labels, config.meta_every, config.meta_clipnorm) == ("noisy", 5, 1.5)
     assert config.schedule_final == {"crossentropy": 1.0, "mae_classification": 3.0}
@@ -105,17 +105,12 @@ def test_invalid_values_raise_keras_style_errors():
 
 
 @pytest.mark.integration
-def test_run_writes_results_and_prints_the_table(tmp_path, capsys):
-    rng = np.random.default_rng(0)
-    centers = rng.normal(scale=3.0, size=(3, 4))
-    y = np.arange(90) % 3
-    x = (centers[y] + rng.normal(size=(90, 4))).astype("float32")
-    path = tmp_path / "toy.npz"
-    np.savez(path, x_train=x[:60], y_train=y[:60], x_val=x[60:], y_val=y[60:])
+def test_run_writes_results_and_prints_the_table(toy_npz, tmp_path, capsys):
+    path = toy_npz(tmp_path / "toy.npz", n_train=60, n_val=30, classes=3, features=4)
     out = tmp_path / "out"
     args = _parse(
         "--dataset",
-        str(path),
+        path,
         "--noise",
         "0.2",
         "--methods",
@@ -144,15 +139,11 @@ def test_run_writes_results_and_prints_the_table(tmp_path, capsys):
     assert (out / "phi.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_quiet_prints_only_the_results(tmp_path, capsys):
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(40, 3)).astype("float32")
-    y = np.arange(40) % 2
-    path = tmp_path / "toy.npz"
-    np.savez(path, x_train=x[:30], y_train=y[:30], x_val=x[30:], y_val=y[30:])
+def test_quiet_prints_only_the_results(toy_npz, tmp_path, capsys):
+    path = toy_npz(tmp_path / "toy.npz", n_train=30, n_val=10, classes=2, features=3, seed=1)
     args = _parse(
         "--dataset",
-        str(path),
+        path,
         "--methods",
         "ce",
         "--seeds",

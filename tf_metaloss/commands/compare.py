@@ -20,7 +20,11 @@ import argparse
 import shlex
 
 from tf_metaloss import plotting
-from tf_metaloss.evaluation import compare as compare_lib
+from tf_metaloss.evaluation import config as config_lib
+from tf_metaloss.evaluation import methods as methods_lib
+from tf_metaloss.evaluation import models
+from tf_metaloss.evaluation import report
+from tf_metaloss.evaluation import runner
 from tf_metaloss.losses import functional
 
 HELP = "compare fixed and meta-learned losses (tables, JSON, plots)"
@@ -28,7 +32,7 @@ HELP = "compare fixed and meta-learned losses (tables, JSON, plots)"
 
 def register(subparsers):
     """Adds the `compare` subcommand to `subparsers`."""
-    defaults = compare_lib.CompareConfig()
+    defaults = config_lib.CompareConfig()
     parser = subparsers.add_parser(
         "compare",
         help=HELP,
@@ -60,7 +64,7 @@ def register(subparsers):
     data.add_argument(
         "--eval-split",
         default=defaults.eval_split,
-        choices=compare_lib.EVAL_SPLITS,
+        choices=config_lib.EVAL_SPLITS,
         help="'val' to report; 'holdout' to choose settings on a "
         "holdout of the training split without touching 'val'",
     )
@@ -71,17 +75,15 @@ def register(subparsers):
         default=defaults.meta_fraction,
         help="share of the training data held out as the meta set",
     )
-    data.add_argument(
-        "--meta-labels", default=defaults.meta_labels, choices=compare_lib.META_LABELS
-    )
+    data.add_argument("--meta-labels", default=defaults.meta_labels, choices=config_lib.META_LABELS)
 
     runs = parser.add_argument_group("runs")
     runs.add_argument(
         "--methods",
         default="all",
         help="comma-separated names from "
-        f"{list(compare_lib.METHODS)} or sets "
-        f"{list(compare_lib.METHOD_SETS)}",
+        f"{list(methods_lib.METHODS)} or sets "
+        f"{list(methods_lib.METHOD_SETS)}",
     )
     runs.add_argument("--seeds", type=int, nargs="+", default=list(defaults.seeds))
     runs.add_argument("--epochs", type=int, default=defaults.epochs)
@@ -93,7 +95,7 @@ def register(subparsers):
         help="SGD learning rate of the model (every method)",
     )
     runs.add_argument("--momentum", type=float, default=defaults.momentum)
-    runs.add_argument("--model", default=defaults.model, choices=compare_lib.MODELS)
+    runs.add_argument("--model", default=defaults.model, choices=models.MODELS)
     runs.add_argument("--hidden-units", type=int, default=defaults.hidden_units)
 
     meta = parser.add_argument_group("meta-learning")
@@ -139,7 +141,7 @@ def register(subparsers):
 
 def config_from_args(args):
     """The `CompareConfig` of parsed arguments (with the canonical command)."""
-    config = compare_lib.CompareConfig(
+    config = config_lib.CompareConfig(
         dataset=args.dataset,
         noise_rate=args.noise,
         noise_kind=args.noise_kind,
@@ -268,17 +270,14 @@ def run(args):
     progress = None if args.quiet else (lambda line: print(line, flush=True))
 
     def save_partial(results):
-        compare_lib.write_results(results, args.output_dir, figures=False)
+        report.write_results(results, args.output_dir, figures=False)
 
     if progress:
         progress(config.command)
-    results = compare_lib.run_comparison(config, progress=progress, on_run_end=save_partial)
-    paths = compare_lib.write_results(results, args.output_dir, figures=not args.no_figures)
+    results = runner.run_comparison(config, progress=progress, on_run_end=save_partial)
+    paths = report.write_results(results, args.output_dir, figures=not args.no_figures)
     print()
-    print(compare_lib.format_table(results))
-    for check in results["checks"]:
-        mark = {True: "met", False: "missed", None: "-"}[check["met"]]
-        print(f"- {check['target']}: {check['value']} ({mark})")
+    print(report.format_table(results))
     print()
     for kind, path in paths.items():
         print(f"wrote {kind}: {path}")
