@@ -3,7 +3,10 @@
 - `datasets`: `load_digits` (needs scikit-learn, the `eval` extra),
   `load_tfds` (needs tensorflow-datasets, the `datasets` extra), `load_npz`,
   `load_dataset`.
-- `noise`: `inject_label_noise` (symmetric and asymmetric label noise).
+- `noise`: `inject_label_noise` (symmetric and asymmetric label noise) and
+  noise transition matrices.
+- `correction`: `ForwardCorrectedLoss` and the Gold Loss Correction and
+  anchor-point estimates of the noise transition matrix.
 - `metrics`: accuracy, macro-F1, convergence and stability measures, and the
   callbacks that record them during `fit`.
 - The comparison pipeline behind `tf-metaloss compare`, one job per module:
@@ -16,6 +19,7 @@
 
 from tf_metaloss.evaluation import compare
 from tf_metaloss.evaluation import config
+from tf_metaloss.evaluation import correction
 from tf_metaloss.evaluation import datasets
 from tf_metaloss.evaluation import figures
 from tf_metaloss.evaluation import methods
@@ -46,6 +50,7 @@ __all__ = [
     "NoisyLabels",
     "compare",
     "config",
+    "correction",
     "datasets",
     "figures",
     "inject_label_noise",
