@@ -159,3 +159,131 @@ def test_quiet_prints_only_the_results(toy_npz, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "seed 0 ce" not in printed and "| cross-entropy | " in printed
     assert not (tmp_path / "out" / "learning_curves.png").exists()
+
+
+def test_a_preset_sets_what_is_not_given():
+    args = _parse(
+        "--preset",
+        "cifar10-dev-full",
+        "--dataset",
+        "cifar10_dev.npz",
+        "--noise",
+        "0.4",
+        "--noise-kind",
+        "asymmetric",
+        "--seeds",
+        "0",
+        "--methods",
+        "glc,meta_loss",
+    )
+    config = compare.config_from_args(args)
+    expected = config_lib.CompareConfig.from_preset(
+        "cifar10-dev-full",
+        dataset="cifar10_dev.npz",
+        noise_rate=0.4,
+        noise_kind="asymmetric",
+        seeds=(0,),
+        methods="glc,meta_loss",
+    ).to_dict()
+    got = config.to_dict()
+    assert got.pop("command").startswith("tf-metaloss compare --preset cifar10-dev-full ")
+    expected.pop("command")
+    assert got == expected
+    assert (config.model, config.hidden_units, config.epochs, config.batch_size) == (
+        "cnn",
+        128,
+        30,
+        128,
+    )
+    # Every option overrides the preset, including a subset of the training data.
+    small = compare.config_from_args(
+        _parse(
+            "--preset",
+            "cifar10-dev-full",
+            "--dataset",
+            "x.npz",
+            "--epochs",
+            "1",
+            "--train-subset",
+            "1000",
+        )
+    )
+    assert (small.epochs, small.train_subset, small.model) == (1, 1000, "cnn")
+    whole = compare.config_from_args(
+        _parse("--preset", "cifar10-dev-smoke", "--dataset", "x.npz", "--train-subset", "all")
+    )
+    assert whole.train_subset is None and whole.model == "small_cnn"
+
+
+def test_a_preset_without_its_dataset_is_an_error():
+    with pytest.raises(ValueError, match="argument `dataset`.*--dataset /path/cifar10_dev.npz"):
+        compare.config_from_args(_parse("--preset", "cifar10-dev-full"))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--preset", "cifar10-dev-full", "--dataset", "a b.npz", "--seeds", "2"),
+        ("--preset", "cifar10-dev-smoke", "--dataset", "x.npz", "--train-subset", "all"),
+        ("--preset", "digits-smoke", "--methods", "finetune", "--finetune-epochs", "3"),
+    ],
+)
+def test_canonical_command_of_a_preset_reproduces_the_config(argv):
+    config = compare.config_from_args(_parse(*argv))
+    again = compare.config_from_args(_parse(*shlex.split(config.command)[2:]))
+    assert again.to_dict() == config.to_dict()
+
+
+@pytest.mark.integration
+def test_merge_combines_runs_split_by_method_and_seed(toy_npz, tmp_path, capsys):
+    path = toy_npz(tmp_path / "toy.npz", n_train=60, n_val=30, classes=3, features=4)
+    common = [
+        "--dataset",
+        path,
+        "--noise",
+        "0.4",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--hidden-units",
+        "8",
+        "--no-figures",
+        "--quiet",
+    ]
+    parts = []
+    for method, seed in (("ce", 0), ("meta_loss", 0), ("ce", 1), ("meta_loss", 1)):
+        out = tmp_path / f"{method}_{seed}"
+        argv = [*common, "--methods", method, "--seeds", str(seed), "--output-dir", str(out)]
+        assert compare.run(_parse(*argv)) == 0
+        parts.append(str(out / "results.json"))
+    capsys.readouterr()
+    merged_dir = tmp_path / "merged"
+    assert (
+        compare.run(_parse("--merge", *parts, "--output-dir", str(merged_dir), "--no-figures")) == 0
+    )
+    printed = capsys.readouterr().out
+    assert printed.startswith("merged 4 runs from 4 files")
+    assert "| MetaLoss (meta) | " in printed and "Paired differences" in printed
+    merged = json.loads((merged_dir / "results.json").read_text())
+    assert merged["config"]["seeds"] == [0, 1]
+    assert [m["name"] for m in merged["methods"]] == ["ce", "meta_loss"]
+    assert len(merged["runs"]) == 4 and len(merged["sources"]) == 4
+    paired = merged["summary"]["meta_loss"]["paired"]["ce"]
+    assert paired["n"] == 2 and set(paired["per_seed"]) == {"0", "1"}
+    accuracy = {(r["method"], r["seed"]): r["final"]["val_accuracy"] for r in merged["runs"]}
+    for seed in (0, 1):
+        assert paired["per_seed"][str(seed)] == pytest.approx(
+            accuracy["meta_loss", seed] - accuracy["ce", seed], abs=1e-6
+        )
+    assert "Merged from 4 result files" in (merged_dir / "results.md").read_text()
+    # Merging a run with itself is refused.
+    with pytest.raises(ValueError, match="is in both"):
+        compare.run(_parse("--merge", parts[0], parts[0], "--output-dir", str(merged_dir)))
+
+
+def test_merge_takes_no_training_options():
+    with pytest.raises(ValueError, match="Received also: --epochs"):
+        compare.run(_parse("--merge", "a.json", "--epochs", "3"))
+    with pytest.raises(ValueError, match="Received also: --preset"):
+        compare.run(_parse("--merge", "a.json", "--preset", "digits-smoke"))

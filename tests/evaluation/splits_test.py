@@ -1,6 +1,7 @@
 """Tests of the data of one seed: splits and the seeded batch order."""
 
 import numpy as np
+import pytest
 
 from tf_metaloss.evaluation import splits
 
@@ -61,3 +62,31 @@ def test_training_dataset_order_depends_only_on_the_seed():
     assert sorted(epoch_1) == sorted(epoch_2) == list(range(10))
     assert epoch_1 != epoch_2
     assert batches(0)[1] == first and batches(1)[1] != first
+
+
+def test_split_records_the_realised_noise_transition(toy_dataset, small_config):
+    data = toy_dataset(n_train=300)
+    split = splits.make_split(data, small_config(noise_rate=0.4), seed=0)
+    expected = np.zeros((3, 3))
+    np.add.at(expected, (split.y_train_clean, split.y_train), 1)
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(split.noise_transition, expected)
+    assert split.describe()["noise_transition"] == expected.tolist()
+    clean = splits.make_split(data, small_config(noise_rate=0.0), seed=0)
+    np.testing.assert_array_equal(clean.noise_transition, np.eye(3))
+
+
+def test_training_data(toy_dataset, small_config):
+    split = splits.make_split(toy_dataset(), small_config(noise_rate=0.4), seed=0)
+    x, y, trusted = splits.training_data(split, "train")
+    np.testing.assert_array_equal(x, split.x_train)
+    np.testing.assert_array_equal(y, split.y_train)
+    assert not trusted.any()
+    x, y, trusted = splits.training_data(split, "train+meta")
+    np.testing.assert_array_equal(x, np.concatenate([split.x_train, split.x_meta]))
+    np.testing.assert_array_equal(y, np.concatenate([split.y_train, split.y_meta]))
+    np.testing.assert_array_equal(trusted, np.arange(len(x)) >= len(split.x_train))
+    _, y_clean, _ = splits.training_data(split, "train+meta", clean_labels=True)
+    np.testing.assert_array_equal(y_clean, np.concatenate([split.y_train_clean, split.y_meta]))
+    with pytest.raises(ValueError, match="argument `train_data`"):
+        splits.training_data(split, "meta")

@@ -1,10 +1,19 @@
-"""`CompareConfig`: everything a comparison depends on, checked and recorded.
+"""`CompareConfig`: everything a comparison depends on, checked and recorded; presets.
+
+A preset is a named set of settings (`PRESETS`): the full-length benchmark
+`"cifar10-dev-full"` and the short smoke configurations `"digits-smoke"` and
+`"cifar10-dev-smoke"`. `CompareConfig.from_preset(name, **overrides)` starts
+from one; every setting can still be overridden.
 
 Example:
 
 >>> config = tml.evaluation.config.CompareConfig(dataset="digits", methods="ce,learned")
 >>> config.methods[:3], config.seeds
 (('ce', 'meta_loss', 'blend'), (0, 1, 2))
+>>> full = tml.evaluation.CompareConfig.from_preset(
+...     "cifar10-dev-full", dataset="cifar10_dev.npz", seeds=(0,), methods="glc")
+>>> full.model, full.hidden_units, full.epochs, full.batch_size, full.train_subset, full.seeds
+('cnn', 128, 30, 128, None, (0,))
 """
 
 import dataclasses
@@ -17,6 +26,111 @@ from tf_metaloss.losses import functional
 
 EVAL_SPLITS = ("val", "holdout")
 META_LABELS = ("clean", "noisy")
+
+# The methods of the full-length benchmark: every fixed robust loss, the
+# baselines that also use the clean meta set (CE and GCE trained on noisy +
+# clean data, fine-tuning, GLC), forward correction with an estimated noise
+# matrix, the default learned loss, the sample-weighting family (its weights
+# give the clean-vs-corrupted AUC) and the oracle.
+FULL_BENCHMARK_METHODS = (
+    "ce",
+    "focal",
+    "label_smoothing",
+    "poly1",
+    "gce",
+    "sce",
+    "finetune",
+    "glc",
+    "forward",
+    "meta_loss",
+    "sample_weighted",
+    "oracle",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """Named settings for `CompareConfig.from_preset` and `tf-metaloss compare --preset`.
+
+    Attributes:
+        description: what the configuration is for.
+        settings: `CompareConfig` arguments.
+        dataset_hint: when `settings` has no `dataset`, what the user must
+            pass (a local file the library does not ship).
+    """
+
+    description: str
+    settings: dict
+    dataset_hint: str = None
+
+
+# The settings of docs/RESULTS.md, chosen on holdouts of the training data.
+_RESULTS_META = {
+    "meta_learning_rate": 0.01,
+    "meta_every": 1,
+    "meta_objective": "mae_classification",
+    "schedule_final": {"mae_classification": 1.0},
+}
+
+PRESETS = {
+    "cifar10-dev-full": Preset(
+        "The full-length benchmark: the whole cifar10_dev training split (9,000 "
+        "training + 1,000 meta images), conv32-pool-conv64-pool-dense128, 30 epochs of "
+        "batch 128, SGD 0.05 momentum 0.9, 3 seeds, evaluated on the file's 2,000 "
+        "validation images.",
+        {
+            "model": "cnn",
+            "hidden_units": 128,
+            "batch_size": 128,
+            "epochs": 30,
+            "learning_rate": 0.05,
+            "momentum": 0.9,
+            "meta_fraction": 0.1,
+            "train_subset": None,
+            "eval_split": "val",
+            "seeds": (0, 1, 2),
+            "methods": FULL_BENCHMARK_METHODS,
+            **_RESULTS_META,
+        },
+        dataset_hint="the path of cifar10_dev.npz (10,000 training and 2,000 validation "
+        "CIFAR-10 images), e.g. --dataset /path/cifar10_dev.npz",
+    ),
+    "cifar10-dev-smoke": Preset(
+        "A short smoke run on cifar10_dev: a fixed 5,000-image training subset, "
+        "conv16-pool-conv32-pool-dense64, 20 epochs of batch 128.",
+        {
+            "model": "small_cnn",
+            "hidden_units": 64,
+            "batch_size": 128,
+            "epochs": 20,
+            "learning_rate": 0.05,
+            "momentum": 0.9,
+            "meta_fraction": 0.1,
+            "train_subset": 5000,
+            "eval_split": "val",
+            "seeds": (0, 1, 2),
+            **_RESULTS_META,
+        },
+        dataset_hint="the path of cifar10_dev.npz, e.g. --dataset /path/cifar10_dev.npz",
+    ),
+    "digits-smoke": Preset(
+        "A short smoke run on scikit-learn's digits: an MLP with 128 hidden units, "
+        "60 epochs of batch 64.",
+        {
+            "dataset": "digits",
+            "model": "mlp",
+            "hidden_units": 128,
+            "batch_size": 64,
+            "epochs": 60,
+            "learning_rate": 0.05,
+            "momentum": 0.9,
+            "meta_fraction": 0.1,
+            "eval_split": "val",
+            "seeds": (0, 1, 2),
+            **_RESULTS_META,
+        },
+    ),
+}
 
 
 @dataclasses.dataclass
@@ -49,10 +163,14 @@ class CompareConfig:
             set, a base loss name (default `"mae_classification"`, the bounded MAE).
         schedule_final: final raw blend weights of the hand schedule, a dict
             `base loss name -> weight` (others 0).
+        finetune_epochs, finetune_learning_rate: the second stage of the
+            `finetune` baseline: SGD (same momentum) on the meta set only.
         train_eval_size: training samples on which train accuracy (clean
             labels) is measured each epoch.
         convergence_fraction: convergence speed = epochs to reach this
             fraction of the final validation accuracy.
+        preset: the name of the preset the settings started from (recorded;
+            see `from_preset`).
         command: the command line that produced the results (recorded).
     """
 
@@ -82,14 +200,36 @@ class CompareConfig:
     schedule_final: dict = dataclasses.field(
         default_factory=lambda: {"generalized_crossentropy": 1.0}
     )
+    finetune_epochs: int = 10
+    finetune_learning_rate: float = 0.01
     train_eval_size: int = 2000
     convergence_fraction: float = 0.9
+    preset: str = None
     command: str = None
+
+    @classmethod
+    def from_preset(cls, name, **overrides):
+        """A config from the preset `name` (see `PRESETS`), with `overrides` on top."""
+        validation.check_choice("preset", name, tuple(PRESETS))
+        preset = PRESETS[name]
+        settings = {**preset.settings, **overrides, "preset": name}
+        if settings.get("dataset") is None:
+            validation.invalid(
+                "dataset", None, f"a dataset for the preset {name!r}: {preset.dataset_hint}"
+            )
+        return cls(**settings)
 
     def __post_init__(self):
         self.methods = methods_lib.resolve_methods(self.methods)
         self.seeds = validation.check_int_list("seeds", self.seeds, minimum=0, distinct=True)
-        for name in ("epochs", "batch_size", "hidden_units", "train_eval_size", "unroll_steps"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "hidden_units",
+            "train_eval_size",
+            "unroll_steps",
+            "finetune_epochs",
+        ):
             validation.check_positive_int(name, getattr(self, name))
         validation.check_int(
             "meta_every",
@@ -112,7 +252,9 @@ class CompareConfig:
         validation.check_fraction(
             "convergence_fraction", self.convergence_fraction, high_closed=True
         )
-        for name in ("learning_rate", "meta_learning_rate"):
+        if self.preset is not None:
+            validation.check_choice("preset", self.preset, tuple(PRESETS))
+        for name in ("learning_rate", "meta_learning_rate", "finetune_learning_rate"):
             validation.check_positive(name, getattr(self, name))
         validation.check_positive("meta_clipnorm", self.meta_clipnorm, allow_none=True)
         validation.check_non_negative("momentum", self.momentum)

@@ -5,11 +5,25 @@ them all by key, `METHOD_SETS` the groups the command line accepts
 (`"baselines"`, `"learned"`, ...), and `resolve_methods` turns a user's list
 into keys.
 
+Every method says which data its weights train on (`train_data`):
+
+- `"train+meta"`: the noisy training part plus the meta set (its clean labels,
+  unless `meta_labels="noisy"`). Every fixed baseline, the ablations, the
+  two-stage baselines and the oracle: they get the same labelled data as the
+  meta-learned methods, so the comparison is fair.
+- `"train"`: the noisy training part only. The meta-learned methods, which see
+  the meta set through their meta objective instead.
+
+The two-stage baselines (`training` `"finetune"`, `"glc"`, `"forward"`) are
+the strongest methods that also use the clean meta set; see `runner`.
+
 Example:
 
 >>> method = tml.evaluation.methods.METHODS["gce"]
->>> method.label, method.group
-('GCE (q=0.7)', 'baseline')
+>>> method.label, method.group, method.train_data
+('GCE (q=0.7)', 'baseline', 'train+meta')
+>>> tml.evaluation.methods.METHODS["meta_loss"].train_data
+'train'
 """
 
 import dataclasses
@@ -17,9 +31,16 @@ from collections.abc import Callable
 
 from tf_metaloss import losses as tml_losses
 from tf_metaloss import validation
+from tf_metaloss.evaluation import probes as probes_lib
 
 GROUPS = ("baseline", "learned", "ablation", "oracle")
-TRAININGS = ("fixed", "meta", "frozen", "schedule")
+TRAININGS = ("fixed", "meta", "frozen", "schedule", "finetune", "glc", "forward")
+TWO_STAGE = ("finetune", "glc", "forward")
+TRAIN_DATA = ("train", "train+meta")
+TRAIN_DATA_DESCRIPTIONS = {
+    "train": "the noisy training part (the meta set only through the meta objective)",
+    "train+meta": "the noisy training part plus the meta set",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,11 +51,20 @@ class Method:
         name: short key used on the command line and in files.
         label: human-readable name for tables and plots.
         group: `"baseline"`, `"learned"`, `"ablation"` or `"oracle"`.
-        make_loss: `(config, seed) -> loss` (the model outputs logits).
+        make_loss: `(config, seed) -> loss` (the model outputs logits); for
+            the two-stage methods, the loss of their first stage.
         training: `"fixed"` (plain `keras.Model`), `"meta"` (`MetaModel`,
-            phi meta-learned), `"frozen"` (`MetaModel`, `meta_every=0`) or
-            `"schedule"` (frozen, phi set by `LinearParameterSchedule`).
+            phi meta-learned), `"frozen"` (`MetaModel`, `meta_every=0`),
+            `"schedule"` (frozen, phi set by `LinearParameterSchedule`), or a
+            two-stage baseline: `"finetune"` (train, then fine-tune on the
+            meta set), `"glc"` (Gold Loss Correction) or `"forward"` (forward
+            correction with an anchor-point estimate of the noise).
         clean_labels: train on the clean labels (the oracle).
+        train_data: what the weights train on, `"train"` or `"train+meta"`
+            (default: `"train"` for `training="meta"`, else `"train+meta"`).
+        probes: hooks run after training, each `probe(model, loss, split) ->
+            dict` (see `probes`); numbers go to the run's final metrics,
+            anything else to its `diagnostics`.
     """
 
     name: str
@@ -43,10 +73,33 @@ class Method:
     make_loss: Callable
     training: str = "fixed"
     clean_labels: bool = False
+    train_data: str = None
+    probes: tuple = probes_lib.DEFAULT_PROBES
 
     def __post_init__(self):
         validation.check_choice("group", self.group, GROUPS)
         validation.check_choice("training", self.training, TRAININGS)
+        if self.train_data is None:
+            default = "train" if self.training == "meta" else "train+meta"
+            object.__setattr__(self, "train_data", default)
+        validation.check_choice("train_data", self.train_data, TRAIN_DATA)
+        if self.training in TWO_STAGE and self.train_data != "train+meta":
+            validation.invalid(
+                "train_data",
+                self.train_data,
+                f"'train+meta' for the two-stage training {self.training!r}",
+            )
+
+    def describe(self):
+        """A JSON-able description (recorded in the results)."""
+        return {
+            "name": self.name,
+            "label": self.label,
+            "group": self.group,
+            "training": self.training,
+            "train_data": self.train_data,
+            "clean_labels": self.clean_labels,
+        }
 
 
 def _fixed(base_loss, **options):
@@ -87,6 +140,27 @@ METHODS = {
             "SCE (alpha=0.1, beta=1)",
             "baseline",
             _fixed("symmetric_crossentropy", alpha=0.1, beta=1.0),
+        ),
+        Method(
+            "finetune",
+            "CE, then fine-tuned on the meta set",
+            "baseline",
+            _fixed("crossentropy"),
+            "finetune",
+        ),
+        Method(
+            "glc",
+            "Gold Loss Correction (GLC)",
+            "baseline",
+            _fixed("crossentropy"),
+            "glc",
+        ),
+        Method(
+            "forward",
+            "forward correction, estimated T",
+            "baseline",
+            _fixed("crossentropy"),
+            "forward",
         ),
         Method("meta_loss", "MetaLoss (meta)", "learned", _learnable(tml_losses.MetaLoss), "meta"),
         Method("blend", "BlendLoss (meta)", "learned", _learnable(tml_losses.BlendLoss), "meta"),

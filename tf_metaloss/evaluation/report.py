@@ -30,8 +30,25 @@ TABLE_COLUMNS = (
     ("grad_norm_variance", "grad-norm var", 1.0, None),
     ("grad_norm_cv", "grad-norm CV", 1.0, 2),
     ("memorized", "memorized %", 100.0, 1),
+    ("weight_auc", "weight AUC clean vs noisy", 1.0, 3),
+    ("transition_distance", "T distance (TV)", 1.0, 3),
     ("wall_time_s", "time (s)", 1.0, 1),
 )
+TRAIN_DATA = {
+    "train": "noisy training part; meta set only through the meta objective",
+    "train+meta": "noisy training part + meta set",
+}
+STAGES = {
+    "finetune": "{epochs} epochs on train+meta at lr {lr0:g}, then {epochs1} epochs on the "
+    "meta set only at lr {lr1:g}",
+    "glc": "stage 1: CE on the noisy part only; C from its predictions on the meta set; "
+    "stage 2: forward-corrected CE on the noisy part, CE on the meta set",
+    "forward": "stage 1: CE on train+meta; T from anchor points; stage 2: forward-corrected "
+    "CE on every sample",
+    "meta": "phi meta-learned on the meta set",
+    "frozen": "phi frozen at its start",
+    "schedule": "phi moved by the hand schedule",
+}
 
 
 def _cell(stat, scale, digits):
@@ -70,23 +87,92 @@ def format_table(results):
     return "\n".join(lines)
 
 
+def format_methods(results):
+    """A Markdown table of what each method trains on (and its stages)."""
+    config = results["config"]
+    lines = ["| method | trains on | how |", "|---|---|---|"]
+    for method in results["methods"]:
+        train_data = method.get("train_data")
+        data = TRAIN_DATA.get(train_data, train_data or "-")
+        if method.get("clean_labels"):
+            data += " (clean labels)"
+        how = STAGES.get(method.get("training"), "")
+        if method.get("training") == "finetune":
+            how = how.format(
+                epochs=config.get("epochs"),
+                lr0=config.get("learning_rate", float("nan")),
+                epochs1=config.get("finetune_epochs"),
+                lr1=config.get("finetune_learning_rate", float("nan")),
+            )
+        lines.append(f"| {method['label']} | {data} | {how or '-'} |")
+    return "\n".join(lines)
+
+
+def format_paired(results, metric="val_accuracy"):
+    """Paired per-seed differences of validation accuracy against each baseline.
+
+    One row per method that is not a baseline, one column per baseline; each
+    cell is the mean ± sample std over seeds of `method - baseline` in points,
+    followed by the per-seed differences. Returns `""` when there is nothing
+    to pair.
+    """
+    summary = results["summary"]
+    baselines = [
+        m for m in results["methods"] if m.get("group") == "baseline" and m["name"] in summary
+    ]
+    rows = [
+        m
+        for m in results["methods"]
+        if m.get("group") != "baseline" and summary.get(m["name"], {}).get("paired")
+    ]
+    if not baselines or not rows:
+        return ""
+    lines = [
+        "| method | " + " | ".join(f"vs {b['label']}" for b in baselines) + " |",
+        "|---|" + "---:|" * len(baselines),
+    ]
+    for method in rows:
+        paired = summary[method["name"]]["paired"]
+        cells = []
+        for baseline in baselines:
+            stat = paired.get(baseline["name"])
+            if not stat or not stat["n"]:
+                cells.append("-")
+                continue
+            seeds = ", ".join(f"{100 * v:+.1f}" for v in stat["per_seed"].values())
+            cells.append(f"{100 * stat['mean']:+.2f} ± {100 * stat['std']:.2f} ({seeds})")
+        lines.append(f"| {method['label']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def format_report(results):
-    """`results.md`: the settings and the table."""
+    """`results.md`: the settings, what each method trains on, and the tables."""
     config, data = results["config"], results["data"]
     seeds = config["seeds"]
     per_seed = data["per_seed"].get(str(seeds[0]), {})
     lines = [f"# Loss comparison: {data['name']}", ""]
     if config.get("command"):
         lines += ["Command:", "", "```", config["command"], "```", ""]
+    if results.get("sources"):
+        lines += [f"Merged from {len(results['sources'])} result files:", ""]
+        for source in results["sources"]:
+            lines.append(f"- {source['source']}: `{source.get('command') or '-'}`")
+        lines.append("")
+    if config.get("preset"):
+        lines += [f"Preset: `{config['preset']}` (every setting below is the one used).", ""]
     lines += [
         f"- Noise: {config['noise_rate']:.0%} {config['noise_kind']} on the "
         f"training labels (actual on the training part, seed {seeds[0]}: "
-        f"{per_seed.get('train_noise_rate', float('nan')):.1%}).",
+        f"{per_seed.get('train_noise_rate', float('nan')):.1%}); the noise "
+        "transition matrix, targeted and realised per seed, is in `results.json` "
+        "(`data.noise_transition`, `data.per_seed.<seed>.noise_transition`).",
         f"- Data: {per_seed.get('num_train')} training samples, "
         f"{per_seed.get('num_meta')} meta samples ({config['meta_labels']} "
-        f"labels, held out of the training split, used only by the meta-learned "
-        f"methods), evaluated on {per_seed.get('num_eval')} samples of "
-        f"{data['eval_description']}."
+        "labels, held out of the training split), evaluated on "
+        f"{per_seed.get('num_eval')} samples of {data['eval_description']}. "
+        "The meta-learned methods train on the training samples and see the meta "
+        "set only through their meta objective; every other method trains on the "
+        "training samples plus the meta set (table below)."
         + (
             f" Training subset: {config['train_subset']} samples."
             if config.get("train_subset")
@@ -108,13 +194,52 @@ def format_report(results):
         "reaching 90% of the final val accuracy. `grad-norm var`/`CV`: "
         "population variance / coefficient of variation over all steps of the "
         "global L2 norm of the weight gradient. `memorized`: share of noisy "
-        "training samples predicted as their wrong label. Time: wall time of "
-        "`fit` including per-epoch evaluation, on a shared 2-core CPU.",
+        "training samples predicted as their wrong label. `weight AUC`: for a "
+        "loss with per-sample weights, the probability that a clean training "
+        "sample weighs more than a corrupted one (0.5 = chance). `T distance`: "
+        "for a loss with a noise transition matrix, the mean total-variation "
+        "distance of its rows to the realised noise. Time: wall time of every "
+        "training stage (a two-stage method counts both, and the estimate between "
+        "them) including per-epoch evaluation, on a shared 2-core CPU.",
+        "",
+        format_methods(results),
         "",
         format_table(results),
         "",
     ]
+    paired = format_paired(results)
+    if paired:
+        lines += [
+            "Paired differences of val accuracy (points; mean ± sample std over seeds, "
+            "then each seed's difference):",
+            "",
+            paired,
+            "",
+        ]
     return "\n".join(lines)
+
+
+def read_results(path):
+    """The results dict of a `results.json` file.
+
+    `to_json` writes non-finite numbers as `null`; in the runs' metrics,
+    curves and phi histories they are read back as NaN.
+    """
+    with open(path, encoding="utf-8") as f:
+        results = json.load(f)
+    for run in results.get("runs", []):
+        for key in ("final", "curves", "phi"):
+            if key in run:
+                run[key] = _nan(run[key])
+    return results
+
+
+def _nan(value):
+    if isinstance(value, dict):
+        return {k: _nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan(v) for v in value]
+    return float("nan") if value is None else value
 
 
 def to_json(results):

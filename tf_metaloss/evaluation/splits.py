@@ -1,8 +1,9 @@
 """The data of one seed: noisy training part, meta set and evaluation set, and batches.
 
 `make_split` applies the configured subset, holdout, label noise and meta
-split to a `Dataset`; `training_dataset` feeds arrays in a seeded order that
-is the same for every method.
+split to a `Dataset`; `training_data` gives the arrays a method trains on
+(the noisy training part, with or without the meta set); `training_dataset`
+feeds arrays in a seeded order that is the same for every method.
 """
 
 import dataclasses
@@ -10,6 +11,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from tf_metaloss import validation
 from tf_metaloss.evaluation import noise as noise_lib
 
 
@@ -18,8 +20,10 @@ class Split:
     """The arrays of one seed: training (noisy), meta and evaluation sets.
 
     `y_train` holds the labels the model trains on (noisy when noise > 0),
-    `y_train_clean` the true ones and `noisy_mask` where they differ. The meta
-    set's labels `y_meta` are clean or noisy according to the config. The
+    `y_train_clean` the true ones and `noisy_mask` where they differ;
+    `noise_transition` is the noise transition matrix realised on the training
+    part (`T[i, j]`: share of true class `i` labelled `j`). The meta set's
+    labels `y_meta` are clean or noisy according to the config. The
     evaluation set (`x_eval`, `y_eval`) always has clean labels.
     """
 
@@ -33,6 +37,7 @@ class Split:
     x_eval: np.ndarray
     y_eval: np.ndarray
     num_classes: int
+    noise_transition: np.ndarray = None
 
     def describe(self):
         """Sizes and noise rates (JSON-able)."""
@@ -42,6 +47,9 @@ class Split:
             "num_eval": int(len(self.x_eval)),
             "train_noise_rate": float(self.noisy_mask.mean()),
             "meta_noise_rate": float(self.meta_noisy_mask.mean()),
+            "noise_transition": (
+                None if self.noise_transition is None else self.noise_transition.tolist()
+            ),
         }
 
 
@@ -86,7 +94,34 @@ def make_split(data, config, seed):
         x_eval=x_eval,
         y_eval=y_eval,
         num_classes=data.num_classes,
+        noise_transition=noise_lib.empirical_transition_matrix(
+            y[train], noisy.labels[train], data.num_classes
+        ),
     )
+
+
+def training_data(split, train_data="train+meta", clean_labels=False):
+    """The arrays a method's weights train on: `(x, y, trusted)`.
+
+    Args:
+        split: a `Split`.
+        train_data: `"train"` (the training part) or `"train+meta"` (the
+            training part followed by the meta set).
+        clean_labels: use the training part's clean labels (the oracle).
+
+    Returns:
+        `x`, `y` (the labels trained on) and `trusted`, a boolean array that
+        is `True` for the meta samples (the trusted set of Gold Loss
+        Correction when the meta labels are clean).
+    """
+    y_train = split.y_train_clean if clean_labels else split.y_train
+    if train_data == "train":
+        return split.x_train, y_train, np.zeros(len(y_train), bool)
+    validation.check_choice("train_data", train_data, ("train", "train+meta"))
+    x = np.concatenate([split.x_train, split.x_meta])
+    y = np.concatenate([y_train, split.y_meta.astype(y_train.dtype)])
+    trusted = np.concatenate([np.zeros(len(y_train), bool), np.ones(len(split.y_meta), bool)])
+    return x, y, trusted
 
 
 def training_dataset(x, y, batch_size, epochs, seed):
