@@ -66,6 +66,8 @@ def _check_end_to_end(toy_dataset, small_config, tmp_path, names):
     assert runs["schedule"]["phi"]["mix/mae_classification"][-1] == pytest.approx(1.0)
     assert runs["meta_loss"]["phi"]["phi/crossentropy"][-1] != 1.0
     assert runs["ce"]["phi"] == {}
+    assert (runs["ce"]["loss"], runs["meta_loss"]["loss"]) == ("FixedLoss", "MetaLoss")
+    assert runs["glc"]["loss"] == runs["forward"]["loss"] == "ForwardCorrectedLoss"
     # Noise: memorization is measured except for the oracle (clean labels).
     assert "memorized" in runs["ce"]["final"] and "memorized" not in runs["oracle"]["final"]
     assert results["data"]["per_seed"]["0"]["train_noise_rate"] > 0.3
@@ -89,6 +91,7 @@ def _check_end_to_end(toy_dataset, small_config, tmp_path, names):
     assert set(loaded["runs"][0]) == {
         "method",
         "seed",
+        "loss",
         "final",
         "curves",
         "phi",

@@ -84,7 +84,8 @@ def run_method(method, split, config, seed, callbacks=()):
             callbacks, so they see the clean-label metrics in the epoch logs.
 
     Returns:
-        A JSON-able dict: `method`, `seed`, `final` (metrics after training,
+        A JSON-able dict: `method`, `seed`, `loss` (the class of the loss of
+        the last stage), `final` (metrics after training,
         including the method's probes), `curves` (per epoch), `phi` (the loss
         parameters per epoch), `grad_norm_steps`, `stages` (what each training
         stage trained on, for how long, and its validation accuracy) and
@@ -438,6 +439,7 @@ def _run_record(method, seed, config, model, loss, split, monitors, histories, s
     return {
         "method": method.name,
         "seed": seed,
+        "loss": type(loss).__name__,
         "final": final,
         "curves": curves,
         "phi": monitors.parameters.history,
