@@ -93,7 +93,7 @@ def format_methods(results):
     lines = ["| method | trains on | how |", "|---|---|---|"]
     for method in results["methods"]:
         train_data = method.get("train_data")
-        data = TRAIN_DATA.get(train_data, train_data or "-")
+        data = TRAIN_DATA.get(train_data, train_data or "not recorded")
         if method.get("clean_labels"):
             data += " (clean labels)"
         how = STAGES.get(method.get("training"), "")
