@@ -226,6 +226,7 @@ def test_a_preset_without_its_dataset_is_an_error():
         ("--preset", "cifar10-dev-full", "--dataset", "a b.npz", "--seeds", "2"),
         ("--preset", "cifar10-dev-smoke", "--dataset", "x.npz", "--train-subset", "all"),
         ("--preset", "digits-smoke", "--methods", "finetune", "--finetune-epochs", "3"),
+        ("--methods", "ce", "--finetune-learning-rate", "0.2"),
     ],
 )
 def test_canonical_command_of_a_preset_reproduces_the_config(argv):

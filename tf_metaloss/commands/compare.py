@@ -315,7 +315,11 @@ def canonical_command(config, output_dir):
         "--meta-labels",
         config.meta_labels,
     ]
-    if any(methods_lib.METHODS[m].training == "finetune" for m in config.methods):
+    defaults = config_lib.CompareConfig
+    if any(methods_lib.METHODS[m].training == "finetune" for m in config.methods) or (
+        config.finetune_epochs,
+        config.finetune_learning_rate,
+    ) != (defaults.finetune_epochs, defaults.finetune_learning_rate):
         parts += [
             "--finetune-epochs",
             str(config.finetune_epochs),

@@ -14,7 +14,8 @@
   `splits` (the data of one seed), `models` (the compared networks),
   `schedules` (the hand schedule), `runner` (`run_comparison`), `summary`
   (means over seeds, paired differences), `report` (Markdown, JSON) and
-  `figures` (PNG). `compare` re-exports all of them under one name.
+  `figures` (PNG), `probes` (what a trained loss learned about the noise).
+  `compare` re-exports them under one name.
 """
 
 from tf_metaloss.evaluation import compare
@@ -26,6 +27,7 @@ from tf_metaloss.evaluation import methods
 from tf_metaloss.evaluation import metrics
 from tf_metaloss.evaluation import models
 from tf_metaloss.evaluation import noise
+from tf_metaloss.evaluation import probes
 from tf_metaloss.evaluation import report
 from tf_metaloss.evaluation import runner
 from tf_metaloss.evaluation import schedules
@@ -62,6 +64,7 @@ __all__ = [
     "metrics",
     "models",
     "noise",
+    "probes",
     "report",
     "run_comparison",
     "runner",
