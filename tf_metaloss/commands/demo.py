@@ -30,6 +30,7 @@ tensorboard --logdir ./tf_metaloss_demo_logs
 import os
 
 from tf_metaloss import validation
+from tf_metaloss._optional import import_optional
 from tf_metaloss.commands import arguments
 
 # The demo's methods, in table order: comparison method name -> the row label
@@ -210,6 +211,8 @@ def run_demo(
     from tf_metaloss.evaluation import splits
 
     config = demo_config(epochs=epochs, noise=noise, seed=seed, noisy_meta=noisy_meta, tiny=tiny)
+    # The digits come with scikit-learn (the `eval` extra): say so before anything starts.
+    import_optional("sklearn.datasets", "The demo")
     say = print_fn or (lambda *_: None)
     try:
         os.makedirs(logdir, exist_ok=True)
