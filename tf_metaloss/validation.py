@@ -19,6 +19,8 @@ ValueError: Invalid value for argument `steps`. Expected an integer >= 1. Receiv
 import math
 import numbers
 
+import numpy as np
+
 
 def invalid(name, value, expected, fix=None):
     """Raises the library's `ValueError` for argument `name`."""
@@ -98,3 +100,68 @@ def check_choice(name, value, choices):
     if value not in choices:
         invalid(name, value, f"one of {tuple(choices)}")
     return value
+
+
+def check_int_list(name, value, minimum=None, distinct=False):
+    """A non-empty list, tuple, range or 1-D array of integers `>= minimum`, as a tuple.
+
+    Example:
+
+    >>> from tf_metaloss.validation import check_int_list
+    >>> check_int_list("seeds", [0, 1], minimum=0, distinct=True)
+    (0, 1)
+    """
+    bound = "" if minimum is None else f" >= {minimum}"
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()
+    if isinstance(value, range):
+        value = list(value)
+    if (
+        not isinstance(value, (list, tuple))
+        or not value
+        or not all(
+            isinstance(v, numbers.Integral)
+            and not isinstance(v, bool)
+            and (minimum is None or v >= minimum)
+            for v in value
+        )
+    ):
+        invalid(name, value, f"a non-empty list of integers{bound}")
+    values = tuple(int(v) for v in value)
+    if distinct and len(set(values)) != len(values):
+        invalid(name, value, f"distinct integers{bound}")
+    return values
+
+
+def check_stochastic_matrix(name, value, atol=1e-3):
+    """A square matrix of non-negative numbers whose rows sum to 1 (within `atol`).
+
+    Returns it as a float64 numpy array. Row `i` is a probability
+    distribution, e.g. `P(noisy label = j | true label = i)`.
+
+    Example:
+
+    >>> from tf_metaloss.validation import check_stochastic_matrix
+    >>> check_stochastic_matrix("transition", [[0.9, 0.1], [0.2, 0.8]]).shape
+    (2, 2)
+    """
+    try:
+        matrix = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        matrix = None
+    if (
+        matrix is None
+        or matrix.ndim != 2
+        or matrix.shape[0] != matrix.shape[1]
+        or matrix.shape[0] < 1
+        or not np.all(np.isfinite(matrix))
+        or np.any(matrix < 0)
+        or not np.allclose(matrix.sum(axis=1), 1.0, atol=atol)
+    ):
+        shown = value if matrix is None or matrix.size <= 16 else f"array of shape {matrix.shape}"
+        invalid(
+            name,
+            shown,
+            "a square matrix of non-negative numbers whose rows sum to 1",
+        )
+    return matrix

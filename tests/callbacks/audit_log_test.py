@@ -1,5 +1,6 @@
 """Tests of `LossAuditLog`, the step monitor, and reading/summarising logs."""
 
+import functools
 import json
 import math
 import os
@@ -14,11 +15,10 @@ from tf_metaloss import callbacks
 from tf_metaloss.callbacks import monitor
 
 
-def _data(n=32, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 5)).astype("float32")
-    y = rng.integers(0, 3, n).astype("int32")
-    return x, y
+@pytest.fixture(scope="session")
+def make_data(classification_data):
+    """Random (x, y): 5 features, 3 classes (the shared factory)."""
+    return functools.partial(classification_data, n=32, features=5, classes=3)
 
 
 def _model(loss=None, **kwargs):
@@ -39,9 +39,9 @@ def _updates(path):
 
 
 @pytest.mark.parametrize("run_eagerly", [False, True])
-def test_one_line_per_meta_update(tmp_path, run_eagerly):
+def test_one_line_per_meta_update(make_data, tmp_path, run_eagerly):
     path = str(tmp_path / "logs" / "audit.jsonl")  # the directory is created
-    x, y = _data()
+    x, y = make_data()
     model = _model(meta_every=3, run_eagerly=run_eagerly)
     model.fit(
         x,
@@ -78,10 +78,10 @@ def test_one_line_per_meta_update(tmp_path, run_eagerly):
     assert records[-1]["step"] == 16
 
 
-def test_logged_meta_objective_and_norm_match_a_hand_computed_first_step(tmp_path):
+def test_logged_meta_objective_and_norm_match_a_hand_computed_first_step(make_data, tmp_path):
     path = str(tmp_path / "audit.jsonl")
-    x, y = _data(n=16)
-    xm, ym = _data(n=12, seed=1)
+    x, y = make_data(n=16)
+    xm, ym = make_data(n=12, seed=1)
     lr = 0.1
     model = _model(meta_global_clipnorm=1e-4, meta_objective="sparse_categorical_crossentropy")
     weights = [tf.constant(v.numpy()) for v in model.trainable_variables]
@@ -120,9 +120,9 @@ def test_logged_meta_objective_and_norm_match_a_hand_computed_first_step(tmp_pat
     assert first["clipped"]
 
 
-def test_steps_per_execution_records_the_latest_update_of_each_call(tmp_path):
+def test_steps_per_execution_records_the_latest_update_of_each_call(make_data, tmp_path):
     path = str(tmp_path / "audit.jsonl")
-    x, y = _data()
+    x, y = make_data()
     model = _model(meta_every=3, steps_per_execution=4)
     model.fit(
         x,
@@ -141,7 +141,7 @@ def test_steps_per_execution_records_the_latest_update_of_each_call(tmp_path):
     assert updates[1]["phi_before"] == updates[0]["phi_after"]
 
 
-def test_every_line_is_on_disk_while_the_writer_is_open(tmp_path, monkeypatch):
+def test_every_line_is_on_disk_while_the_writer_is_open(make_data, tmp_path, monkeypatch):
     path = str(tmp_path / "audit.jsonl")
     synced = []
     real_fsync = os.fsync
@@ -160,7 +160,7 @@ def test_every_line_is_on_disk_while_the_writer_is_open(tmp_path, monkeypatch):
                 lines = f.read().splitlines()
             self.seen.append([json.loads(line)["event"] for line in lines])
 
-    x, y = _data(n=16)
+    x, y = make_data(n=16)
     model = _model(meta_every=2)
     log = callbacks.LossAuditLog(path)
     model.fit(x, y, meta_data=(x, y), batch_size=4, epochs=1, verbose=0, callbacks=[log, Reader()])
@@ -170,9 +170,9 @@ def test_every_line_is_on_disk_while_the_writer_is_open(tmp_path, monkeypatch):
     assert len(synced) == 1 + 2 + 1  # begin, two updates, end: one fsync each
 
 
-def test_resuming_appends_and_never_truncates(tmp_path):
+def test_resuming_appends_and_never_truncates(make_data, tmp_path):
     path = tmp_path / "audit.jsonl"
-    x, y = _data(n=16)
+    x, y = make_data(n=16)
     model = _model()
     model.fit(
         x,
@@ -203,9 +203,9 @@ def test_resuming_appends_and_never_truncates(tmp_path):
     assert callbacks.summarize_audit_log(records)["sessions"] == 2
 
 
-def test_a_skipped_update_is_recorded_and_warned_about(tmp_path):
+def test_a_skipped_update_is_recorded_and_warned_about(make_data, tmp_path):
     path = str(tmp_path / "audit.jsonl")
-    x, y = _data(n=16)
+    x, y = make_data(n=16)
     x[9, 0] = np.nan  # the third batch of 4 (step 2) has a NaN input
     model = _model()
     model.fit(
@@ -229,9 +229,9 @@ def test_a_skipped_update_is_recorded_and_warned_about(tmp_path):
     assert any("skipped" in w and "steps 2" in w for w in summary["warnings"])
 
 
-def test_a_bound_hit_is_recorded(tmp_path):
+def test_a_bound_hit_is_recorded(make_data, tmp_path):
     path = str(tmp_path / "audit.jsonl")
-    x, y = _data(n=16)
+    x, y = make_data(n=16)
     loss = tml.PolynomialLoss(
         degree=2, expansion="one_minus_p", bounds=(-1e-3, 1e-3), from_logits=True
     )

@@ -1,5 +1,6 @@
 """Tests of `LossParameterEarlyStopping`."""
 
+import functools
 import types
 
 import keras
@@ -11,9 +12,10 @@ from tf_metaloss import callbacks
 from tf_metaloss.callbacks.monitor import MetaStepRecord
 
 
-def _data(n=32, seed=0):
-    rng = np.random.default_rng(seed)
-    return (rng.normal(size=(n, 5)).astype("float32"), rng.integers(0, 3, n).astype("int32"))
+@pytest.fixture(scope="session")
+def make_data(classification_data):
+    """Random (x, y): 5 features, 3 classes (the shared factory)."""
+    return functools.partial(classification_data, n=32, features=5, classes=3)
 
 
 def _model(run_eagerly=True):
@@ -31,9 +33,9 @@ def _model(run_eagerly=True):
 
 # The graph-mode case checks that the compiled loop reads the new meta_every.
 @pytest.mark.parametrize("restore_best, run_eagerly", [(True, False), (False, True)])
-def test_freezing_really_stops_meta_updates(tmp_path, restore_best, run_eagerly):
+def test_freezing_really_stops_meta_updates(make_data, tmp_path, restore_best, run_eagerly):
     path = str(tmp_path / "audit.jsonl")
-    x, y = _data()
+    x, y = make_data()
     model = _model(run_eagerly)
     start = model.loss.trainable_variables[0].numpy().copy()
     # No decrease can beat min_delta: the 2nd meta-update exhausts patience=1.

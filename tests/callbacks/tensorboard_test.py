@@ -1,5 +1,6 @@
 """Tests of `MetaTensorBoard`: event files read back, and a live TensorBoard."""
 
+import functools
 import io
 import json
 import os
@@ -32,11 +33,10 @@ SIZE_GUIDANCE = {
 }
 
 
-def _data(n=64, features=5, classes=3, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, features)).astype("float32")
-    y = rng.integers(0, classes, n).astype("int32")
-    return x, y
+@pytest.fixture(scope="session")
+def make_data(classification_data):
+    """Random (x, y): 5 features, 3 classes (the shared factory)."""
+    return functools.partial(classification_data, n=64, features=5, classes=3)
 
 
 def _model(loss, run_eagerly=True, outputs=3, **kwargs):
@@ -73,10 +73,10 @@ def _plugin(accumulator, tag):
 
 
 @pytest.fixture(scope="module")
-def blend_run(tmp_path_factory):
+def blend_run(make_data, tmp_path_factory):
     """A graph-mode MetaLoss fit beside keras.callbacks.TensorBoard."""
     root = tmp_path_factory.mktemp("tb")
-    x, y = _data()
+    x, y = make_data()
     probe_x, probe_y = x[:20], y[:20]
     mask = np.arange(20) % 4 == 0
     model = _model(tml.MetaLoss(from_logits=True), run_eagerly=False, meta_every=2)
@@ -201,8 +201,8 @@ def test_beside_keras_tensorboard_in_the_same_log_dir(blend_run):
     )
 
 
-def test_update_freq_epoch_writes_epoch_means(tmp_path):
-    x, y = _data()
+def test_update_freq_epoch_writes_epoch_means(make_data, tmp_path):
+    x, y = make_data()
     model = _model(tml.MetaLoss(from_logits=True))
     audit = str(tmp_path / "a.jsonl")
     model.fit(
@@ -230,8 +230,8 @@ def test_update_freq_epoch_writes_epoch_means(tmp_path):
     assert "loss_curve" not in ev.Tags()["tensors"]  # image_freq=0
 
 
-def test_sample_weights_split_into_clean_and_corrupted(tmp_path):
-    x, y_clean = _data(n=48)
+def test_sample_weights_split_into_clean_and_corrupted(make_data, tmp_path):
+    x, y_clean = make_data(n=48)
     noisy = inject_label_noise(y_clean, rate=0.25, num_classes=3, seed=0)
     loss = tml.SampleWeightedLoss(hidden_units=(16,), from_logits=True, seed=0)
     model = _model(loss)
@@ -311,8 +311,8 @@ def test_invalid_arguments(tmp_path, kwargs, message):
         callbacks.MetaTensorBoard(str(tmp_path), **kwargs)
 
 
-def test_needs_a_meta_model(tmp_path):
-    x, y = _data()
+def test_needs_a_meta_model(make_data, tmp_path):
+    x, y = make_data()
     inputs = keras.Input((5,))
     model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")

@@ -5,7 +5,6 @@ import json
 import re
 
 import keras
-import numpy as np
 import pytest
 
 import tf_metaloss as tml
@@ -26,11 +25,9 @@ def _main(argv):
 
 
 @pytest.fixture(scope="module")
-def real_log(tmp_path_factory):
+def real_log(tmp_path_factory, classification_data):
     path = str(tmp_path_factory.mktemp("audit") / "audit.jsonl")
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(32, 5)).astype("float32")
-    y = rng.integers(0, 3, 32)
+    x, y = classification_data(n=32, features=5, classes=3, seed=0, label_dtype="int64")
     keras.utils.set_random_seed(0)
     inputs = keras.Input((5,))
     model = tml.MetaModel(inputs, keras.layers.Dense(3)(inputs))

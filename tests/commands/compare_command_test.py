@@ -2,11 +2,11 @@ import argparse
 import json
 import shlex
 
-import numpy as np
 import pytest
 
 from tf_metaloss.commands import compare
-from tf_metaloss.evaluation import compare as compare_lib
+from tf_metaloss.evaluation import config as config_lib
+from tf_metaloss.evaluation import methods as methods_lib
 
 
 def _parser():
@@ -23,7 +23,7 @@ def test_defaults_match_the_library_config():
     args = _parse()
     assert args.func is compare.run
     config = compare.config_from_args(args)
-    expected = compare_lib.CompareConfig().to_dict()
+    expected = config_lib.CompareConfig().to_dict()
     got = config.to_dict()
     assert got.pop("command").startswith("tf-metaloss compare --dataset digits")
     expected.pop("command")
@@ -62,7 +62,7 @@ def test_arguments_reach_the_config():
     )
     config = compare.config_from_args(args)
     assert config.noise_rate == 0.4 and config.seeds == (3, 4)
-    assert config.methods == ("ce",) + compare_lib.METHOD_SETS["learned"]
+    assert config.methods == ("ce",) + methods_lib.METHOD_SETS["learned"]
     assert (config.model, config.train_subset, config.eval_split) == ("small_cnn", 500, "holdout")
     assert (config.meta_labels, config.meta_every, config.meta_clipnorm) == ("noisy", 5, 1.5)
     assert config.schedule_final == {"crossentropy": 1.0, "mae_classification": 3.0}
@@ -105,17 +105,12 @@ def test_invalid_values_raise_keras_style_errors():
 
 
 @pytest.mark.integration
-def test_run_writes_results_and_prints_the_table(tmp_path, capsys):
-    rng = np.random.default_rng(0)
-    centers = rng.normal(scale=3.0, size=(3, 4))
-    y = np.arange(90) % 3
-    x = (centers[y] + rng.normal(size=(90, 4))).astype("float32")
-    path = tmp_path / "toy.npz"
-    np.savez(path, x_train=x[:60], y_train=y[:60], x_val=x[60:], y_val=y[60:])
+def test_run_writes_results_and_prints_the_table(toy_npz, tmp_path, capsys):
+    path = toy_npz(tmp_path / "toy.npz", n_train=60, n_val=30, classes=3, features=4)
     out = tmp_path / "out"
     args = _parse(
         "--dataset",
-        str(path),
+        path,
         "--noise",
         "0.2",
         "--methods",
@@ -144,15 +139,11 @@ def test_run_writes_results_and_prints_the_table(tmp_path, capsys):
     assert (out / "phi.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_quiet_prints_only_the_results(tmp_path, capsys):
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(40, 3)).astype("float32")
-    y = np.arange(40) % 2
-    path = tmp_path / "toy.npz"
-    np.savez(path, x_train=x[:30], y_train=y[:30], x_val=x[30:], y_val=y[30:])
+def test_quiet_prints_only_the_results(toy_npz, tmp_path, capsys):
+    path = toy_npz(tmp_path / "toy.npz", n_train=30, n_val=10, classes=2, features=3, seed=1)
     args = _parse(
         "--dataset",
-        str(path),
+        path,
         "--methods",
         "ce",
         "--seeds",
@@ -168,3 +159,132 @@ def test_quiet_prints_only_the_results(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "seed 0 ce" not in printed and "| cross-entropy | " in printed
     assert not (tmp_path / "out" / "learning_curves.png").exists()
+
+
+def test_a_preset_sets_what_is_not_given():
+    args = _parse(
+        "--preset",
+        "cifar10-dev-full",
+        "--dataset",
+        "cifar10_dev.npz",
+        "--noise",
+        "0.4",
+        "--noise-kind",
+        "asymmetric",
+        "--seeds",
+        "0",
+        "--methods",
+        "glc,meta_loss",
+    )
+    config = compare.config_from_args(args)
+    expected = config_lib.CompareConfig.from_preset(
+        "cifar10-dev-full",
+        dataset="cifar10_dev.npz",
+        noise_rate=0.4,
+        noise_kind="asymmetric",
+        seeds=(0,),
+        methods="glc,meta_loss",
+    ).to_dict()
+    got = config.to_dict()
+    assert got.pop("command").startswith("tf-metaloss compare --preset cifar10-dev-full ")
+    expected.pop("command")
+    assert got == expected
+    assert (config.model, config.hidden_units, config.epochs, config.batch_size) == (
+        "cnn",
+        128,
+        30,
+        128,
+    )
+    # Every option overrides the preset, including a subset of the training data.
+    small = compare.config_from_args(
+        _parse(
+            "--preset",
+            "cifar10-dev-full",
+            "--dataset",
+            "x.npz",
+            "--epochs",
+            "1",
+            "--train-subset",
+            "1000",
+        )
+    )
+    assert (small.epochs, small.train_subset, small.model) == (1, 1000, "cnn")
+    whole = compare.config_from_args(
+        _parse("--preset", "cifar10-dev-smoke", "--dataset", "x.npz", "--train-subset", "all")
+    )
+    assert whole.train_subset is None and whole.model == "small_cnn"
+
+
+def test_a_preset_without_its_dataset_is_an_error():
+    with pytest.raises(ValueError, match="argument `dataset`.*--dataset /path/cifar10_dev.npz"):
+        compare.config_from_args(_parse("--preset", "cifar10-dev-full"))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--preset", "cifar10-dev-full", "--dataset", "a b.npz", "--seeds", "2"),
+        ("--preset", "cifar10-dev-smoke", "--dataset", "x.npz", "--train-subset", "all"),
+        ("--preset", "digits-smoke", "--methods", "finetune", "--finetune-epochs", "3"),
+        ("--methods", "ce", "--finetune-learning-rate", "0.2"),
+    ],
+)
+def test_canonical_command_of_a_preset_reproduces_the_config(argv):
+    config = compare.config_from_args(_parse(*argv))
+    again = compare.config_from_args(_parse(*shlex.split(config.command)[2:]))
+    assert again.to_dict() == config.to_dict()
+
+
+@pytest.mark.integration
+def test_merge_combines_runs_split_by_method_and_seed(toy_npz, tmp_path, capsys):
+    path = toy_npz(tmp_path / "toy.npz", n_train=60, n_val=30, classes=3, features=4)
+    common = [
+        "--dataset",
+        path,
+        "--noise",
+        "0.4",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--hidden-units",
+        "8",
+        "--no-figures",
+        "--quiet",
+    ]
+    parts = []
+    for method, seed in (("ce", 0), ("meta_loss", 0), ("ce", 1), ("meta_loss", 1)):
+        out = tmp_path / f"{method}_{seed}"
+        argv = [*common, "--methods", method, "--seeds", str(seed), "--output-dir", str(out)]
+        assert compare.run(_parse(*argv)) == 0
+        parts.append(str(out / "results.json"))
+    capsys.readouterr()
+    merged_dir = tmp_path / "merged"
+    assert (
+        compare.run(_parse("--merge", *parts, "--output-dir", str(merged_dir), "--no-figures")) == 0
+    )
+    printed = capsys.readouterr().out
+    assert printed.startswith("merged 4 runs from 4 files")
+    assert "| MetaLoss (meta) | " in printed and "Paired differences" in printed
+    merged = json.loads((merged_dir / "results.json").read_text())
+    assert merged["config"]["seeds"] == [0, 1]
+    assert [m["name"] for m in merged["methods"]] == ["ce", "meta_loss"]
+    assert len(merged["runs"]) == 4 and len(merged["sources"]) == 4
+    paired = merged["summary"]["meta_loss"]["paired"]["ce"]
+    assert paired["n"] == 2 and set(paired["per_seed"]) == {"0", "1"}
+    accuracy = {(r["method"], r["seed"]): r["final"]["val_accuracy"] for r in merged["runs"]}
+    for seed in (0, 1):
+        assert paired["per_seed"][str(seed)] == pytest.approx(
+            accuracy["meta_loss", seed] - accuracy["ce", seed], abs=1e-6
+        )
+    assert "Merged from 4 result files" in (merged_dir / "results.md").read_text()
+    # Merging a run with itself is refused.
+    with pytest.raises(ValueError, match="is in both"):
+        compare.run(_parse("--merge", parts[0], parts[0], "--output-dir", str(merged_dir)))
+
+
+def test_merge_takes_no_training_options():
+    with pytest.raises(ValueError, match="Received also: --epochs"):
+        compare.run(_parse("--merge", "a.json", "--epochs", "3"))
+    with pytest.raises(ValueError, match="Received also: --preset"):
+        compare.run(_parse("--merge", "a.json", "--preset", "digits-smoke"))

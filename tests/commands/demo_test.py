@@ -7,6 +7,8 @@ import tensorflow as tf
 
 from tf_metaloss import cli
 from tf_metaloss.commands import demo
+from tf_metaloss.evaluation import datasets
+from tf_metaloss.evaluation import splits
 
 
 def scalar_tags(directory):
@@ -23,74 +25,118 @@ def tiny_result(tmp_path_factory):
     return demo.run_demo(tiny=True, epochs=2, seed=0, logdir=str(logdir))
 
 
-class TestPrepareData:
-    def test_sizes_and_noise(self):
-        data = demo.prepare_data(noise=0.4, seed=0)
+@pytest.fixture(scope="module")
+def digits():
+    return datasets.load_dataset("digits")
+
+
+def _split(digits, **kwargs):
+    seed = kwargs.get("seed", 0)
+    return splits.make_split(digits, demo.demo_config(**kwargs), seed)
+
+
+class TestDemoConfig:
+    def test_a_preset_of_the_comparison(self):
+        config = demo.demo_config()
+        assert config.methods == tuple(demo.METHODS) == ("ce", "gce", "meta_loss")
+        assert (config.dataset, config.model, config.hidden_units) == ("digits", "mlp", 128)
+        assert (config.epochs, config.noise_rate, config.noise_kind) == (40, 0.4, "symmetric")
+        assert (config.meta_fraction, config.meta_labels, config.seeds) == (0.1, "clean", (0,))
+        tiny = demo.demo_config(tiny=True, noisy_meta=True, seed=3)
+        assert (tiny.epochs, tiny.hidden_units, tiny.train_subset) == (2, 16, 284)
+        assert (tiny.meta_labels, tiny.seeds) == ("noisy", (3,))
+
+    def test_sizes_and_noise(self, digits):
+        split = _split(digits, noise=0.4, noisy_meta=True)
         # digits: 1,437 training images, 10% of them (144) held out as meta.
-        assert len(data.x_meta) == 144 and len(data.x_train) == 1293
-        assert len(data.x_val) == 360
-        assert int(data.noise_mask.sum()) == round(0.4 * 1293)
-        np.testing.assert_array_equal(data.noise_mask, data.y_train != data.y_train_clean)
+        assert len(split.x_meta) == 144 and len(split.x_train) == 1293
+        assert len(split.x_eval) == 360
+        # Exactly 40% of the 1,437 labels are flipped, before the meta split.
+        assert int(split.noisy_mask.sum() + split.meta_noisy_mask.sum()) == round(0.4 * 1437)
+        np.testing.assert_array_equal(split.noisy_mask, split.y_train != split.y_train_clean)
 
-    def test_meta_set_is_disjoint_from_training_and_validation(self):
-        data = demo.prepare_data(seed=0)
-        meta_rows = set(map(bytes, data.x_meta))
+    def test_meta_set_is_disjoint_from_training_and_validation(self, digits):
+        split = _split(digits)
+        meta_rows = set(map(bytes, split.x_meta))
         # Digits contains a few duplicate images, so allow a handful.
-        assert len(meta_rows & set(map(bytes, data.x_train))) <= 2
-        assert len(meta_rows & set(map(bytes, data.x_val))) <= 2
+        assert len(meta_rows & set(map(bytes, split.x_train))) <= 2
+        assert len(meta_rows & set(map(bytes, split.x_eval))) <= 2
 
-    def test_meta_labels_clean_unless_noisy_meta(self):
-        clean = demo.prepare_data(noise=0.4, seed=0)
-        noisy = demo.prepare_data(noise=0.4, seed=0, noisy_meta=True)
+    def test_meta_labels_clean_unless_noisy_meta(self, digits):
+        clean = _split(digits, noise=0.4)
+        noisy = _split(digits, noise=0.4, noisy_meta=True)
         np.testing.assert_array_equal(clean.x_meta, noisy.x_meta)
+        assert not clean.meta_noisy_mask.any()
         flipped = int((clean.y_meta != noisy.y_meta).sum())
-        assert flipped == round(0.4 * len(clean.y_meta))
+        assert flipped == int(noisy.meta_noisy_mask.sum()) > 0
         np.testing.assert_array_equal(clean.y_train, noisy.y_train)
 
-    def test_tiny_keeps_256_training_samples(self):
-        assert len(demo.prepare_data(tiny=True).x_train) == 256
+    def test_tiny_keeps_256_training_samples(self, digits):
+        split = _split(digits, tiny=True)
+        assert (len(split.x_train), len(split.x_meta)) == (256, 28)
 
 
 class TestRunDemo:
     def test_result_is_well_formed(self, tiny_result):
-        names = [m.name for m in tiny_result.methods]
-        assert names == [demo.CE, demo.GCE, demo.META]
-        for method in tiny_result.methods:
-            assert 0.0 <= method.val_accuracy <= 1.0
-            assert method.train_time > 0
-            assert len(method.history["val_accuracy"]) == 2
-            assert method.val_accuracy == method.history["val_accuracy"][-1]
-            assert sum(method.phi.values()) == pytest.approx(1.0, abs=1e-5)
-        assert tiny_result.num_train == 256
-        assert tiny_result.num_flipped == round(0.4 * 256)
-        assert tiny_result.settings["tiny"] is True
+        names = [m["name"] for m in tiny_result["methods"]]
+        assert names == list(demo.METHODS)
+        runs = {r["method"]: r for r in tiny_result["runs"]}
+        for name in names:
+            final, curves = runs[name]["final"], runs[name]["curves"]
+            assert 0.0 <= final["val_accuracy"] <= 1.0
+            assert final["wall_time_s"] > 0
+            assert len(curves["val_accuracy"]) == 2
+            assert final["val_accuracy"] == curves["val_accuracy"][-1]
+        mix = [v for k, v in runs["meta_loss"]["phi"].items() if k.startswith("mix/")]
+        for epoch in range(3):  # the start and 2 epochs
+            assert sum(m[epoch] for m in mix) == pytest.approx(1.0, abs=1e-5)
+        per_seed = tiny_result["data"]["per_seed"]["0"]
+        assert per_seed["num_train"] == 256
+        split = splits.make_split(
+            datasets.load_dataset("digits"), demo.demo_config(tiny=True), seed=0
+        )
+        assert round(per_seed["train_noise_rate"] * 256) == int(split.noisy_mask.sum())
+        assert tiny_result["demo"]["tiny"] is True
 
-    def test_baselines_stay_frozen_and_metaloss_learns(self, tiny_result):
-        ce = tiny_result.method(demo.CE).phi
-        assert ce["crossentropy"] == 1.0
-        assert all(v == 0.0 for k, v in ce.items() if k != "crossentropy")
-        assert tiny_result.method(demo.GCE).phi == {"generalized_crossentropy": 1.0}
-        learned = tiny_result.method(demo.META).phi
-        assert set(learned) == set(ce)
-        assert learned != ce
-        assert "meta_objective" in tiny_result.method(demo.META).history
+    def test_baselines_are_fixed_and_metaloss_learns(self, tiny_result):
+        runs = {r["method"]: r for r in tiny_result["runs"]}
+        assert (runs["ce"]["loss"], runs["gce"]["loss"]) == ("FixedLoss", "FixedLoss")
+        assert runs["ce"]["phi"] == {} and runs["gce"]["phi"] == {}
+        learned = runs["meta_loss"]["phi"]
+        assert runs["meta_loss"]["loss"] == "MetaLoss"
+        assert learned["mix/crossentropy"][0] == 1.0
+        assert all(
+            v[0] == 0.0
+            for k, v in learned.items()
+            if k.startswith("mix/") and k != "mix/crossentropy"
+        )
+        assert learned["mix/crossentropy"][-1] != 1.0
+        # The fixed losses trained on the training and meta samples; the learned
+        # loss on the training samples only.
+        data = {m["name"]: m["train_data"] for m in tiny_result["methods"]}
+        assert data == {"ce": "train+meta", "gce": "train+meta", "meta_loss": "train"}
 
     def test_writes_tensorboard_event_files(self, tiny_result):
-        for method in tiny_result.methods:
-            assert "epoch_loss" in scalar_tags(os.path.join(method.logdir, "train"))
-            assert "epoch_accuracy" in scalar_tags(os.path.join(method.logdir, "validation"))
-        meta_tags = scalar_tags(os.path.join(tiny_result.method(demo.META).logdir, "train"))
+        logdir = tiny_result["demo"]["logdir"]
+        for name in demo.METHODS:
+            assert "epoch_loss" in scalar_tags(os.path.join(logdir, name, "train"))
+            assert "epoch_accuracy" in scalar_tags(os.path.join(logdir, name, "validation"))
+        meta_tags = scalar_tags(os.path.join(logdir, "meta_loss", "train"))
         assert "epoch_phi/crossentropy" in meta_tags
         assert "epoch_meta_objective" in meta_tags
 
     def test_format_result_prints_table_and_learned_phi(self, tiny_result):
         text = demo.format_result(tiny_result)
-        assert "method" in text and "clean val accuracy" in text
-        assert "train time (s)" in text
-        for method in tiny_result.methods:
-            assert method.name in text
-            assert f"{method.val_accuracy:.4f}" in text
+        lines = text.splitlines()
+        header = lines[1]
+        assert header.startswith("method ") and header.endswith(
+            " | clean val accuracy | train time (s)"
+        )
+        for run, label in zip(tiny_result["runs"], demo.METHODS.values()):
+            row = next(line for line in lines if line.startswith(label + " "))
+            assert f"{run['final']['val_accuracy']:.4f}" in row
         assert "assumed clean" in text
+        assert "learned loss (MetaLoss mixture weights, started as crossentropy): " in text
         assert "mae_classification" in text
         assert "--tiny" in text
 
@@ -100,7 +146,8 @@ class TestRunDemo:
     )
     def test_bad_arguments(self, kwargs, match, tmp_path):
         with pytest.raises(ValueError, match=match):
-            demo.run_demo(tiny=True, logdir=str(tmp_path), **kwargs)
+            demo.run_demo(tiny=True, logdir=str(tmp_path / "logs"), **kwargs)
+        assert not (tmp_path / "logs").exists()
 
 
 class TestDemoCommand:
@@ -125,8 +172,14 @@ class TestDemoCommand:
         assert code == 0
         assert "clean val accuracy" in out
         assert "(noisy)" in out and "--noisy-meta" in out
-        assert "51/256 training labels flipped" in out
-        assert sorted(os.listdir(logdir)) == ["cross_entropy", "generalized_ce", "metaloss"]
+        split = splits.make_split(
+            datasets.load_dataset("digits"),
+            demo.demo_config(tiny=True, noise=0.2, seed=3, noisy_meta=True),
+            seed=3,
+        )
+        assert f"{int(split.noisy_mask.sum())}/256 training labels flipped" in out
+        assert "training with cross-entropy, generalized CE (q=0.7), MetaLoss" in out
+        assert sorted(os.listdir(logdir)) == ["ce", "gce", "meta_loss"]
 
     @pytest.mark.parametrize(
         "argv, message",

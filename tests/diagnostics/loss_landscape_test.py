@@ -104,10 +104,8 @@ def test_data_as_a_dataset_and_with_sample_weights(linear):
     np.testing.assert_allclose(weighted.losses, half.losses, rtol=1e-5)
 
 
-def test_meta_model_defaults_to_its_meta_objective():
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(40, 5)).astype("float32")
-    y = rng.integers(0, 3, 40)
+def test_meta_model_defaults_to_its_meta_objective(classification_data):
+    x, y = classification_data(n=40, features=5, classes=3, seed=1, label_dtype="int64")
     keras.utils.set_random_seed(0)
     inputs = keras.Input((5,))
     model = tml.MetaModel(inputs, keras.layers.Dense(3)(inputs))

@@ -211,3 +211,30 @@ def test_parameter_history_of_a_fixed_loss_is_empty():
     history = metrics.ParameterHistory()
     model.fit(x, np.zeros((4, 1)), epochs=1, verbose=0, callbacks=[history])
     assert history.history == {}
+
+
+def test_roc_auc_by_hand_and_against_scikit_learn():
+    # Pairs (positive, negative): (0.9, 0.3) (0.9, 0.8) (0.8, 0.3) win, (0.8, 0.8) ties.
+    assert metrics.roc_auc([0.9, 0.8, 0.3, 0.8], [True, True, False, False]) == 0.875
+    assert metrics.roc_auc([1, 2], [False, True]) == 1.0
+    assert metrics.roc_auc([1, 2], [True, False]) == 0.0
+    assert np.isnan(metrics.roc_auc([1, 2], [True, True]))
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 6, 300).astype(float)  # many ties
+    positive = rng.random(300) < 0.4
+    assert metrics.roc_auc(scores, positive) == pytest.approx(
+        sk_metrics.roc_auc_score(positive, scores), abs=1e-12
+    )
+    with pytest.raises(ValueError, match="argument `positive`"):
+        metrics.roc_auc([1, 2], [1, 0])
+
+
+def test_transition_distance():
+    identity = np.eye(3)
+    assert metrics.transition_distance(identity, identity) == 0.0
+    assert metrics.transition_distance(identity, np.roll(identity, 1, axis=1)) == 1.0
+    assert metrics.transition_distance(identity, [[0.5, 0.5, 0], [0, 1, 0], [0, 0, 1]]) == (
+        pytest.approx(0.5 / 3)
+    )
+    with pytest.raises(ValueError, match="argument `estimate`"):
+        metrics.transition_distance(np.eye(2), identity)

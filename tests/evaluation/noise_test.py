@@ -178,3 +178,48 @@ class TestErrors:
     def test_transitions_with_symmetric_is_an_error(self):
         with pytest.raises(ValueError, match="only applies to kind='asymmetric'"):
             noise.inject_label_noise([0, 1], 0.5, transitions={0: 1})
+
+
+class TestTransitionMatrices:
+    def test_symmetric_matrix(self):
+        matrix = noise.transition_matrix(0.4, "symmetric", num_classes=5)
+        np.testing.assert_allclose(np.diag(matrix), 0.6)
+        np.testing.assert_allclose(matrix[0, 1:], 0.1)
+        np.testing.assert_allclose(matrix.sum(axis=1), 1.0)
+
+    def test_asymmetric_matrix_follows_the_cifar10_map(self):
+        matrix = noise.transition_matrix(0.4, "asymmetric", num_classes=10)
+        expected = np.eye(10)
+        for source, target in noise.CIFAR10_TRANSITIONS.items():
+            expected[source, source], expected[source, target] = 0.6, 0.4
+        np.testing.assert_array_equal(matrix, expected)
+
+    def test_the_realised_matrix_matches_the_noise_model(self):
+        labels = np.repeat(np.arange(10), 200)
+        # Asymmetric noise flips exactly `rate` of each source class: exact.
+        noisy = noise.inject_label_noise(labels, 0.4, kind="asymmetric", num_classes=10, seed=0)
+        realised = noise.empirical_transition_matrix(labels, noisy.labels, 10)
+        np.testing.assert_allclose(
+            realised, noise.transition_matrix(0.4, "asymmetric", num_classes=10), atol=1e-12
+        )
+        # Symmetric noise flips exactly `rate` of all samples, spread at random.
+        noisy = noise.inject_label_noise(labels, 0.4, kind="symmetric", num_classes=10, seed=0)
+        realised = noise.empirical_transition_matrix(labels, noisy.labels, 10)
+        np.testing.assert_allclose(realised.sum(axis=1), 1.0)
+        assert np.diag(realised).mean() == pytest.approx(0.6, abs=1e-12)
+        target = noise.transition_matrix(0.4, "symmetric", num_classes=10)
+        assert np.abs(realised - target).max() < 0.06
+
+    def test_empirical_matrix_by_hand_and_missing_classes(self):
+        matrix = noise.empirical_transition_matrix([0, 0, 0, 0, 1], [0, 1, 1, 2, 1], 3)
+        np.testing.assert_allclose(matrix, [[0.25, 0.5, 0.25], [0, 1, 0], [0, 0, 1]])
+
+    def test_bad_arguments(self):
+        with pytest.raises(ValueError, match="argument `num_classes`"):
+            noise.transition_matrix(0.4)
+        with pytest.raises(ValueError, match="argument `rate`"):
+            noise.transition_matrix(1.5, num_classes=3)
+        with pytest.raises(ValueError, match="argument `kind`"):
+            noise.transition_matrix(0.4, "pairs", num_classes=3)
+        with pytest.raises(ValueError, match="argument `noisy`"):
+            noise.empirical_transition_matrix([0, 1], [0], 2)

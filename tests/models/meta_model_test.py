@@ -1,3 +1,5 @@
+import functools
+
 import keras
 import numpy as np
 import pytest
@@ -6,13 +8,12 @@ import tensorflow as tf
 import tf_metaloss as tml
 
 
-def _data(seed=0, n=64, n_meta=32, features=6, classes=3, dtype="float32"):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, features)).astype(dtype)
-    y = rng.integers(0, classes, n)
-    x_meta = rng.normal(size=(n_meta, features)).astype(dtype)
-    y_meta = rng.integers(0, classes, n_meta)
-    return x, y, x_meta, y_meta
+@pytest.fixture(scope="session")
+def make_data(classification_data):
+    """Random (x, y, x_meta, y_meta): 6 features, 3 classes (the shared factory)."""
+    return functools.partial(
+        classification_data, n=64, n_meta=32, features=6, classes=3, label_dtype="int64"
+    )
 
 
 def _mlp(features=6, classes=3, hidden=8, seed=0):
@@ -77,8 +78,8 @@ def _finite_difference(model, batch, meta_batch, eps=1e-6):
 
 @pytest.mark.parametrize("unroll_steps", [1, 2])
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_meta_gradient_matches_finite_differences(float64, family, unroll_steps):
-    x, y, x_meta, y_meta = _data(dtype="float64", n=16, n_meta=8)
+def test_meta_gradient_matches_finite_differences(make_data, float64, family, unroll_steps):
+    x, y, x_meta, y_meta = make_data(dtype="float64", n=16, n_meta=8)
     model = _meta_model(FAMILIES[family](), unroll_steps=unroll_steps)
     if family != "meta_loss":
         _perturb(model.loss, np.random.default_rng(1))
@@ -89,8 +90,8 @@ def test_meta_gradient_matches_finite_differences(float64, family, unroll_steps)
     assert error < 1e-5, (analytic, numeric)
 
 
-def test_meta_gradient_with_keras_meta_loss_name_uses_from_logits(float64):
-    x, y, x_meta, y_meta = _data(dtype="float64", n=16, n_meta=8)
+def test_meta_gradient_with_keras_meta_loss_name_uses_from_logits(make_data, float64):
+    x, y, x_meta, y_meta = make_data(dtype="float64", n=16, n_meta=8)
     model = _meta_model(FAMILIES["blend"](), meta_objective="sparse_categorical_crossentropy")
     assert model.meta_objective.get_config()["from_logits"] is True
     _, analytic = _meta_objective_and_grad(model, (x, y), (x_meta, y_meta))
@@ -98,8 +99,8 @@ def test_meta_gradient_with_keras_meta_loss_name_uses_from_logits(float64):
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-9)
 
 
-def test_first_order_differs_from_second_order_only_when_unrolled(float64):
-    x, y, x_meta, y_meta = _data(dtype="float64", n=16, n_meta=8)
+def test_first_order_differs_from_second_order_only_when_unrolled(make_data, float64):
+    x, y, x_meta, y_meta = make_data(dtype="float64", n=16, n_meta=8)
     grads = {}
     for steps in (1, 2):
         for method in ("second_order", "first_order"):
@@ -118,8 +119,8 @@ def _copy_weights(source, target):
         t.assign(s)
 
 
-def test_frozen_loss_trains_exactly_like_plain_keras_model():
-    x, y, _, _ = _data(n=96)
+def test_frozen_loss_trains_exactly_like_plain_keras_model(make_data):
+    x, y, _, _ = make_data(n=96)
     meta = _meta_model(
         tml.MetaLoss(from_logits=True),
         meta_every=0,
@@ -140,8 +141,8 @@ def test_frozen_loss_trains_exactly_like_plain_keras_model():
     np.testing.assert_array_equal(meta.loss.trainable_variables[0].numpy(), phi_before)
 
 
-def test_fit_changes_phi_and_logs_meta_quantities():
-    x, y, x_meta, y_meta = _data()
+def test_fit_changes_phi_and_logs_meta_quantities(make_data):
+    x, y, x_meta, y_meta = make_data()
     model = _meta_model(
         tml.MetaLoss(from_logits=True),
         meta_optimizer=keras.optimizers.Adam(0.05),
@@ -180,8 +181,8 @@ def test_fit_changes_phi_and_logs_meta_quantities():
     assert int(model.meta_optimizer.iterations.numpy()) == 8
 
 
-def test_meta_every_k_updates_phi_every_kth_step():
-    x, y, x_meta, y_meta = _data()
+def test_meta_every_k_updates_phi_every_kth_step(make_data):
+    x, y, x_meta, y_meta = make_data()
     model = _meta_model(tml.MetaLoss(from_logits=True), meta_every=3)
     model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=8, epochs=1, verbose=0)
     # 8 steps: meta steps at iterations 0, 3 and 6.
@@ -189,16 +190,16 @@ def test_meta_every_k_updates_phi_every_kth_step():
     assert int(model.optimizer.iterations.numpy()) == 8
 
 
-def test_meta_split_holds_out_the_last_samples():
-    x, y, _, _ = _data(n=100)
+def test_meta_split_holds_out_the_last_samples(make_data):
+    x, y, _, _ = make_data(n=100)
     model = _meta_model(tml.MetaLoss(from_logits=True))
     history = model.fit(x, y, meta_split=0.2, batch_size=10, epochs=1, verbose=0)
     assert int(model.optimizer.iterations.numpy()) == 8
     assert "meta_objective" in history.history
 
 
-def test_dataset_meta_data_and_wrapped_model():
-    x, y, x_meta, y_meta = _data()
+def test_dataset_meta_data_and_wrapped_model(make_data):
+    x, y, x_meta, y_meta = make_data()
     base = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
     model = tml.MetaModel(base)
     model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
@@ -226,8 +227,8 @@ def test_regression_with_default_meta_objective():
     assert history.history["meta_objective"][-1] < history.history["meta_objective"][0]
 
 
-def test_batch_norm_and_dropout_model_trains_with_meta_steps():
-    x, y, x_meta, y_meta = _data()
+def test_batch_norm_and_dropout_model_trains_with_meta_steps(make_data):
+    x, y, x_meta, y_meta = make_data()
     keras.utils.set_random_seed(0)
     base = keras.Sequential(
         [
@@ -253,8 +254,8 @@ def _fit_twice(model, x, y, meta, split):
     return model
 
 
-def test_save_load_restores_phi_and_meta_optimizer_and_resumes_identically(tmp_path):
-    x, y, x_meta, y_meta = _data()
+def test_save_load_restores_phi_and_meta_optimizer_and_resumes_identically(make_data, tmp_path):
+    x, y, x_meta, y_meta = make_data()
 
     def make():
         return _meta_model(
@@ -305,8 +306,8 @@ def test_save_load_restores_phi_and_meta_optimizer_and_resumes_identically(tmp_p
     )
 
 
-def test_weights_file_round_trip_includes_phi(tmp_path):
-    x, y, x_meta, y_meta = _data()
+def test_weights_file_round_trip_includes_phi(make_data, tmp_path):
+    x, y, x_meta, y_meta = make_data()
     model = _meta_model(
         tml.NeuralLoss(from_logits=True, hidden_units=(4,)),
         meta_optimizer=keras.optimizers.Adam(0.05),
@@ -324,8 +325,8 @@ def test_weights_file_round_trip_includes_phi(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-def _train_on(strategy, jit_compile=False, dtype="float32"):
-    x, y, x_meta, y_meta = _data(dtype=dtype)
+def _train_on(make_data, strategy, jit_compile=False, dtype="float32"):
+    x, y, x_meta, y_meta = make_data(dtype=dtype)
     with strategy.scope():
         model = _meta_model(
             tml.MetaLoss(from_logits=True, regularization=0.01),
@@ -343,11 +344,11 @@ def _train_on(strategy, jit_compile=False, dtype="float32"):
     return model, history.history
 
 
-def test_mirrored_strategy_matches_single_device(float64, mirrored_strategy):
+def test_mirrored_strategy_matches_single_device(make_data, float64, mirrored_strategy):
     devices = tf.config.list_logical_devices("CPU")
     assert len(devices) >= 2, "conftest.py must split the CPU into two devices"
-    single, single_logs = _train_on(tf.distribute.get_strategy(), dtype="float64")
-    mirrored, mirrored_logs = _train_on(mirrored_strategy(), dtype="float64")
+    single, single_logs = _train_on(make_data, tf.distribute.get_strategy(), dtype="float64")
+    mirrored, mirrored_logs = _train_on(make_data, mirrored_strategy(), dtype="float64")
     phi_single = single.loss.trainable_variables[0].numpy()
     assert np.abs(phi_single - [1, 0, 0, 0, 0]).max() > 1e-3
     np.testing.assert_allclose(mirrored.loss.trainable_variables[0].numpy(), phi_single, atol=1e-9)
@@ -357,9 +358,9 @@ def test_mirrored_strategy_matches_single_device(float64, mirrored_strategy):
         np.testing.assert_allclose(mirrored_logs[key], single_logs[key], rtol=1e-7)
 
 
-def test_xla_matches_graph_mode():
-    graph, graph_logs = _train_on(tf.distribute.get_strategy(), jit_compile=False)
-    xla, xla_logs = _train_on(tf.distribute.get_strategy(), jit_compile=True)
+def test_xla_matches_graph_mode(make_data):
+    graph, graph_logs = _train_on(make_data, tf.distribute.get_strategy(), jit_compile=False)
+    xla, xla_logs = _train_on(make_data, tf.distribute.get_strategy(), jit_compile=True)
     assert xla.jit_compile is True
     np.testing.assert_allclose(
         xla.loss.trainable_variables[0].numpy(),
@@ -371,8 +372,8 @@ def test_xla_matches_graph_mode():
     np.testing.assert_allclose(xla_logs["meta_objective"], graph_logs["meta_objective"], rtol=1e-5)
 
 
-def test_non_finite_loss_skips_update_and_keeps_weights_and_phi():
-    x, y, x_meta, y_meta = _data(n=32)
+def test_non_finite_loss_skips_update_and_keeps_weights_and_phi(make_data):
+    x, y, x_meta, y_meta = make_data(n=32)
     x[:16] = np.nan  # The first batch gives a NaN loss.
     model = _meta_model(
         tml.MetaLoss(from_logits=True),
@@ -396,8 +397,8 @@ def test_non_finite_loss_skips_update_and_keeps_weights_and_phi():
     assert all(np.isfinite(v.numpy()).all() for v in model.trainable_variables)
 
 
-def test_non_finite_meta_gradient_skips_only_phi():
-    x, y, x_meta, y_meta = _data(n=16)
+def test_non_finite_meta_gradient_skips_only_phi(make_data):
+    x, y, x_meta, y_meta = make_data(n=16)
     x_meta[:] = np.nan
     model = _meta_model(tml.MetaLoss(from_logits=True))
     weights = [v.numpy() for v in model.trainable_variables]
@@ -454,8 +455,8 @@ def test_compile_argument_errors(kwargs, message):
         _model().compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), **kwargs)
 
 
-def test_fit_without_meta_data_raises():
-    x, y, _, _ = _data()
+def test_fit_without_meta_data_raises(make_data):
+    x, y, _, _ = make_data()
     model = _model()
     model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
     with pytest.raises(ValueError, match="meta_data=.*meta_split"):
@@ -463,8 +464,8 @@ def test_fit_without_meta_data_raises():
 
 
 @pytest.mark.parametrize("meta_split", [0.0, 1.0, -0.1, 1.5, "half"])
-def test_meta_split_outside_open_interval_raises(meta_split):
-    x, y, _, _ = _data()
+def test_meta_split_outside_open_interval_raises(make_data, meta_split):
+    x, y, _, _ = make_data()
     model = _model()
     model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
     with pytest.raises(
@@ -473,16 +474,16 @@ def test_meta_split_outside_open_interval_raises(meta_split):
         model.fit(x, y, meta_split=meta_split, verbose=0)
 
 
-def test_meta_data_and_meta_split_together_raise():
-    x, y, x_meta, y_meta = _data()
+def test_meta_data_and_meta_split_together_raise(make_data):
+    x, y, x_meta, y_meta = make_data()
     model = _model()
     model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
     with pytest.raises(ValueError, match="mutually exclusive"):
         model.fit(x, y, meta_data=(x_meta, y_meta), meta_split=0.1, verbose=0)
 
 
-def test_meta_data_that_does_not_fit_the_model_raises():
-    x, y, x_meta, y_meta = _data()
+def test_meta_data_that_does_not_fit_the_model_raises(make_data):
+    x, y, x_meta, y_meta = make_data()
     model = _model()
     model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
     with pytest.raises(ValueError, match=r"shape \(batch,\) \+ \(6,\).*\(32, 5\)"):
@@ -524,8 +525,8 @@ def test_get_config_round_trip():
 # -- Keras contracts ------------------------------------------------------------
 
 
-def test_frozen_loss_logs_no_meta_quantities_and_recompile_keeps_metrics_unique():
-    x, y, _, _ = _data()
+def test_frozen_loss_logs_no_meta_quantities_and_recompile_keeps_metrics_unique(make_data):
+    x, y, _, _ = make_data()
     model = _model()
     model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
     model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_every=0)
@@ -547,16 +548,16 @@ class SubclassedNet(keras.Model):
         return self.out(self.hidden(x))
 
 
-def test_unbuilt_subclassed_model_trains():
-    x, y, x_meta, y_meta = _data()
+def test_unbuilt_subclassed_model_trains(make_data):
+    x, y, x_meta, y_meta = make_data()
     model = tml.MetaModel(SubclassedNet())
     model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
     model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=16, epochs=1, verbose=0)
     assert int(model.meta_optimizer.iterations.numpy()) == 4
 
 
-def test_fit_keeps_keras_positional_arguments():
-    x, y, _, _ = _data()
+def test_fit_keeps_keras_positional_arguments(make_data):
+    x, y, _, _ = make_data()
     model = _model()
     model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_every=0)
     history = model.fit(x, y, 16, 2, 0)  # batch_size, epochs, verbose
@@ -564,8 +565,8 @@ def test_fit_keeps_keras_positional_arguments():
     assert int(model.optimizer.iterations.numpy()) == 8
 
 
-def test_train_on_batch_meta_learns_with_a_meta_batch():
-    x, y, x_meta, y_meta = _data()
+def test_train_on_batch_meta_learns_with_a_meta_batch(make_data):
+    x, y, x_meta, y_meta = make_data()
     model = _model()
     model.compile(
         optimizer="sgd",
@@ -651,8 +652,8 @@ def test_unknown_meta_objective_name_raises():
         ),
     ],
 )
-def test_fit_meta_argument_errors(kwargs, message):
-    x, y, x_meta, y_meta = _data()
+def test_fit_meta_argument_errors(make_data, kwargs, message):
+    x, y, x_meta, y_meta = make_data()
     kwargs.setdefault("meta_data", (x_meta, y_meta))
     model = _model()
     model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
@@ -678,8 +679,8 @@ def test_defaults_bounded_meta_objective_and_adam_for_phi():
 # -- the compiled loop and the public steps ------------------------------------------
 
 
-def test_steps_per_execution_runs_the_same_training_in_one_compiled_loop():
-    x, y, x_meta, y_meta = _data()
+def test_steps_per_execution_runs_the_same_training_in_one_compiled_loop(make_data):
+    x, y, x_meta, y_meta = make_data()
     results = {}
     for spe in (1, 4):
         model = _meta_model(
@@ -705,7 +706,7 @@ def test_steps_per_execution_runs_the_same_training_in_one_compiled_loop():
     )
 
 
-def test_subclass_steps_are_what_fit_runs():
+def test_subclass_steps_are_what_fit_runs(make_data):
     class Counting(tml.MetaModel):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
@@ -719,7 +720,7 @@ def test_subclass_steps_are_what_fit_runs():
             self.counts.assign_add([0, 1])
             return super().meta_train_step(data, meta_batch)
 
-    x, y, x_meta, y_meta = _data()
+    x, y, x_meta, y_meta = make_data()
     model = Counting(*_mlp())
     model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_every=4)
     model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=8, epochs=1, verbose=0)
@@ -752,8 +753,8 @@ def test_deprecated_compile_names_warn_and_still_work():
         )
 
 
-def test_compute_meta_gradient_changes_nothing():
-    x, y, x_meta, y_meta = _data()
+def test_compute_meta_gradient_changes_nothing(make_data):
+    x, y, x_meta, y_meta = make_data()
     model = _meta_model(tml.MetaLoss(from_logits=True))
     before = [v.numpy() for v in model.trainable_variables + model.loss.trainable_variables]
     result = model.compute_meta_gradient((x[:16], y[:16]), (x_meta, y_meta))

@@ -10,6 +10,7 @@ import tensorflow as tf
 from keras import ops
 
 from tf_metaloss import plotting
+from tf_metaloss import validation
 from tf_metaloss.callbacks.monitor import MetaStepMonitor
 from tf_metaloss.callbacks.monitor import check_meta_model
 from tf_metaloss.losses.sample_weighted import SampleWeightedLoss
@@ -73,17 +74,6 @@ def _output_units(model):
         return int(model.outputs[0].shape[-1])
     except (AttributeError, IndexError, TypeError, ValueError):
         return None
-
-
-def _check_positive_int(name, value, allow=()):
-    if value in allow:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        extra = f" or one of {list(allow)}" if allow else ""
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected a positive integer"
-            f"{extra}. Received: {name}={value!r}"
-        )
 
 
 class MetaTensorBoard(keras.callbacks.Callback):
@@ -180,21 +170,18 @@ class MetaTensorBoard(keras.callbacks.Callback):
                 "Invalid value for argument `log_dir`. Expected a directory path. "
                 f"Received: log_dir={log_dir!r}"
             )
-        _check_positive_int("update_freq", update_freq, allow=("epoch",))
-        for name, value in (("histogram_freq", histogram_freq), ("image_freq", image_freq)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(
-                    f"Invalid value for argument `{name}`. Expected a non-negative "
-                    f"integer. Received: {name}={value!r}"
-                )
-        if not isinstance(variance_window, int) or variance_window < 2:
-            raise ValueError(
-                "Invalid value for argument `variance_window`. Expected an integer "
-                f">= 2. Received: variance_window={variance_window!r}"
+        if update_freq != "epoch":
+            validation.check_int(
+                "update_freq",
+                update_freq,
+                minimum=1,
+                expected="a positive integer or one of ['epoch']",
             )
-        if num_classes is not None:
-            _check_positive_int("num_classes", num_classes)
-        _check_positive_int("curve_points", curve_points)
+        validation.check_int("histogram_freq", histogram_freq, minimum=0)
+        validation.check_int("image_freq", image_freq, minimum=0)
+        validation.check_int("variance_window", variance_window, minimum=2)
+        validation.check_positive_int("num_classes", num_classes, allow_none=True)
+        validation.check_positive_int("curve_points", curve_points)
         if image_freq:
             plotting.require_matplotlib(
                 "`MetaTensorBoard`'s loss-curve images", "or pass image_freq=0"

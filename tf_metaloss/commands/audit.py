@@ -8,23 +8,13 @@ tf-metaloss audit runs/exp1/audit.jsonl --json
 ```
 """
 
-import argparse
 import json
 import sys
 
 from tf_metaloss.callbacks import audit_reader as audit_lib
+from tf_metaloss.commands import arguments
 
 NAME = "audit"
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def register(subparsers):
@@ -44,7 +34,7 @@ def register(subparsers):
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument(
         "--top",
-        type=_positive_int,
+        type=arguments.positive_int,
         default=3,
         help="how many of the largest moves to list (default 3)",
     )

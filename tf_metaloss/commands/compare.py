@@ -1,11 +1,15 @@
 """`tf-metaloss compare`: does the learned loss win? Fixed vs meta-learned losses.
 
-Trains the same model under fixed baselines, every meta-learned family, the
-ablations (frozen phi, hand schedule) and, with label noise, an oracle on clean
-labels; for several seeds. Prints one line per run, then the Markdown table,
-and writes `results.json`, `results.md`, `learning_curves.png` and `phi.png`
-to `--output-dir` (the JSON and Markdown also after every run, so a long job
-can be watched).
+Trains the same model under fixed baselines (each on the noisy training data
+plus the clean meta set), the two-stage baselines that use the meta set
+(fine-tuning, Gold Loss Correction, forward correction with an estimated noise
+matrix), every meta-learned family, the ablations (frozen phi, hand schedule)
+and, with label noise, an oracle on clean labels; for several seeds. Prints one
+line per run, then the Markdown tables, and writes `results.json`,
+`results.md`, `learning_curves.png` and `phi.png` to `--output-dir` (the JSON
+and Markdown also after every run, so a long job can be watched). `--preset`
+starts from named settings (every option still overrides them); `--merge`
+combines the `results.json` files of runs split by seed or method.
 
 Example:
 
@@ -13,158 +17,225 @@ Example:
 tf-metaloss compare --dataset digits --noise 0.4 --epochs 30 --seeds 0 1 2
 tf-metaloss compare --dataset path/to/data.npz --model small_cnn --methods ce,gce,learned
 tf-metaloss compare --eval-split holdout ...   # choose settings without the validation split
+tf-metaloss compare --preset cifar10-dev-full --dataset cifar10_dev.npz --noise 0.4 \
+    --noise-kind asymmetric --seeds 0 --methods glc --output-dir runs/asym40_glc_s0
+tf-metaloss compare --merge runs/*/results.json --output-dir runs/asym40
 ```
 """
 
 import argparse
 import shlex
+import textwrap
 
 from tf_metaloss import plotting
-from tf_metaloss.evaluation import compare as compare_lib
+from tf_metaloss.commands import arguments
+from tf_metaloss.evaluation import config as config_lib
+from tf_metaloss.evaluation import methods as methods_lib
+from tf_metaloss.evaluation import models
+from tf_metaloss.evaluation import report
+from tf_metaloss.evaluation import runner
+from tf_metaloss.evaluation import summary
 from tf_metaloss.losses import functional
 
 HELP = "compare fixed and meta-learned losses (tables, JSON, plots)"
 
+# Options that set a `CompareConfig` field: option dest -> field. They have no
+# argparse default (absent unless given), so a preset fills what is not given.
+FIELDS = {
+    "dataset": "dataset",
+    "noise": "noise_rate",
+    "noise_kind": "noise_kind",
+    "train_subset": "train_subset",
+    "eval_split": "eval_split",
+    "holdout_fraction": "holdout_fraction",
+    "meta_fraction": "meta_fraction",
+    "meta_labels": "meta_labels",
+    "methods": "methods",
+    "seeds": "seeds",
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "learning_rate": "learning_rate",
+    "momentum": "momentum",
+    "model": "model",
+    "hidden_units": "hidden_units",
+    "finetune_epochs": "finetune_epochs",
+    "finetune_learning_rate": "finetune_learning_rate",
+    "meta_learning_rate": "meta_learning_rate",
+    "meta_every": "meta_every",
+    "meta_batch_size": "meta_batch_size",
+    "meta_objective": "meta_objective",
+    "meta_clipnorm": "meta_clipnorm",
+    "regularization": "regularization",
+    "unroll_steps": "unroll_steps",
+    "schedule_final": "schedule_final",
+}
+
+
+def _train_subset(text):
+    """`--train-subset`: a positive integer, or `all` (no subset)."""
+    if text.strip().lower() == "all":
+        return None
+    return arguments.positive_int(text)
+
 
 def register(subparsers):
     """Adds the `compare` subcommand to `subparsers`."""
-    defaults = compare_lib.CompareConfig()
+    defaults = config_lib.CompareConfig()
     parser = subparsers.add_parser(
         "compare",
         help=HELP,
         description=__doc__.split("\n\n")[1],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="presets:\n"
+        + "\n".join(
+            textwrap.fill(
+                f"{name}: {preset.description}",
+                width=78,
+                initial_indent="  ",
+                subsequent_indent="      ",
+            )
+            for name, preset in config_lib.PRESETS.items()
+        ),
+        argument_default=argparse.SUPPRESS,
     )
-    data = parser.add_argument_group("data")
-    data.add_argument(
-        "--dataset",
-        default=defaults.dataset,
-        help="'digits', 'cifar10' (TFDS), 'tfds:<name>' or a .npz "
-        "file with x_train, y_train, x_val, y_val",
-    )
-    data.add_argument(
-        "--noise",
-        type=float,
-        default=defaults.noise_rate,
-        help="label noise rate of the training labels, in [0, 1]",
-    )
-    data.add_argument(
-        "--noise-kind", default=defaults.noise_kind, choices=("symmetric", "asymmetric")
-    )
-    data.add_argument(
-        "--train-subset",
-        type=int,
+
+    def add(group, flag, help, **kwargs):
+        shown = getattr(defaults, FIELDS[flag.lstrip("-").replace("-", "_")])
+        if flag == "--methods":
+            shown = "all"
+        elif isinstance(shown, dict):
+            shown = _format_weights(shown)
+        elif isinstance(shown, tuple):
+            shown = " ".join(map(str, shown)) if flag == "--seeds" else ",".join(shown)
+        group.add_argument(flag, help=f"{help} (default: {shown})", **kwargs)
+
+    setup = parser.add_argument_group("presets and merging")
+    setup.add_argument(
+        "--preset",
         default=None,
-        help="use only this many training samples (fixed subset)",
+        choices=tuple(config_lib.PRESETS),
+        help="start from named settings (listed below); every other option overrides them",
     )
-    data.add_argument(
+    setup.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="RESULTS_JSON",
+        help="merge the results.json files of runs of one configuration (e.g. one per seed "
+        "or method) into one summary in --output-dir; nothing is trained",
+    )
+
+    data = parser.add_argument_group("data")
+    add(
+        data,
+        "--dataset",
+        "'digits', 'cifar10' (TFDS), 'tfds:<name>' or a .npz file with x_train, y_train, "
+        "x_val, y_val",
+    )
+    add(data, "--noise", "label noise rate of the training labels, in [0, 1]", type=float)
+    add(data, "--noise-kind", "the noise model", choices=("symmetric", "asymmetric"))
+    add(
+        data,
+        "--train-subset",
+        "use only this many training samples (a fixed subset), or 'all'",
+        type=_train_subset,
+    )
+    add(
+        data,
         "--eval-split",
-        default=defaults.eval_split,
-        choices=compare_lib.EVAL_SPLITS,
-        help="'val' to report; 'holdout' to choose settings on a "
-        "holdout of the training split without touching 'val'",
+        "'val' to report; 'holdout' to choose settings on a holdout of the training split "
+        "without touching 'val'",
+        choices=config_lib.EVAL_SPLITS,
     )
-    data.add_argument("--holdout-fraction", type=float, default=defaults.holdout_fraction)
-    data.add_argument(
-        "--meta-fraction",
-        type=float,
-        default=defaults.meta_fraction,
-        help="share of the training data held out as the meta set",
-    )
-    data.add_argument(
-        "--meta-labels", default=defaults.meta_labels, choices=compare_lib.META_LABELS
-    )
+    add(data, "--holdout-fraction", "share of the training split held out", type=float)
+    add(data, "--meta-fraction", "share of the training data held out as the meta set", type=float)
+    add(data, "--meta-labels", "labels of the meta set", choices=config_lib.META_LABELS)
 
     runs = parser.add_argument_group("runs")
-    runs.add_argument(
+    add(
+        runs,
         "--methods",
-        default="all",
-        help="comma-separated names from "
-        f"{list(compare_lib.METHODS)} or sets "
-        f"{list(compare_lib.METHOD_SETS)}",
+        f"comma-separated names from {list(methods_lib.METHODS)} or sets "
+        f"{list(methods_lib.METHOD_SETS)}",
     )
-    runs.add_argument("--seeds", type=int, nargs="+", default=list(defaults.seeds))
-    runs.add_argument("--epochs", type=int, default=defaults.epochs)
-    runs.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    runs.add_argument(
-        "--learning-rate",
+    add(runs, "--seeds", "one run per method and seed", type=int, nargs="+")
+    add(runs, "--epochs", "training epochs", type=int)
+    add(runs, "--batch-size", "batch size", type=int)
+    add(runs, "--learning-rate", "SGD learning rate of the model (every method)", type=float)
+    add(runs, "--momentum", "SGD momentum", type=float)
+    add(runs, "--model", "the compared network", choices=models.MODELS)
+    add(runs, "--hidden-units", "units of the dense hidden layer", type=int)
+    add(
+        runs,
+        "--finetune-epochs",
+        "epochs of the finetune baseline's second stage, on the meta set only",
+        type=int,
+    )
+    add(
+        runs,
+        "--finetune-learning-rate",
+        "SGD learning rate of that second stage (same momentum)",
         type=float,
-        default=defaults.learning_rate,
-        help="SGD learning rate of the model (every method)",
     )
-    runs.add_argument("--momentum", type=float, default=defaults.momentum)
-    runs.add_argument("--model", default=defaults.model, choices=compare_lib.MODELS)
-    runs.add_argument("--hidden-units", type=int, default=defaults.hidden_units)
 
     meta = parser.add_argument_group("meta-learning")
-    meta.add_argument(
-        "--meta-learning-rate",
-        type=float,
-        default=defaults.meta_learning_rate,
-        help="Adam learning rate of the loss parameters phi",
-    )
-    meta.add_argument("--meta-every", type=int, default=defaults.meta_every)
-    meta.add_argument(
-        "--meta-batch-size", type=int, default=None, help="meta batch size (default: --batch-size)"
-    )
-    meta.add_argument(
+    add(meta, "--meta-learning-rate", "Adam learning rate of the loss parameters phi", type=float)
+    add(meta, "--meta-every", "a meta step every this many steps", type=int)
+    add(meta, "--meta-batch-size", "meta batch size (None: --batch-size)", type=int)
+    add(
+        meta,
         "--meta-objective",
-        default=defaults.meta_objective,
+        "base loss the meta step minimises on the meta set",
         choices=functional.CLASSIFICATION_LOSSES,
-        help="base loss the meta step minimises on the meta set",
     )
-    meta.add_argument("--meta-clipnorm", type=float, default=None)
-    meta.add_argument(
-        "--regularization",
-        type=float,
-        default=defaults.regularization,
-        help="strength of the pull of phi toward its start",
-    )
-    meta.add_argument("--unroll-steps", type=int, default=defaults.unroll_steps)
-    meta.add_argument(
+    add(meta, "--meta-clipnorm", "clip the meta-gradient's global norm", type=float)
+    add(meta, "--regularization", "strength of the pull of phi toward its start", type=float)
+    add(meta, "--unroll-steps", "lookahead steps", type=int)
+    add(
+        meta,
         "--schedule-final",
-        default=_format_weights(defaults.schedule_final),
-        help="final blend weights of the hand schedule, e.g. "
-        "'generalized_crossentropy=1' or 'crossentropy=1,"
-        "mae_classification=1'",
+        "final blend weights of the hand schedule, e.g. 'generalized_crossentropy=1' or "
+        "'crossentropy=1,mae_classification=1'",
     )
 
     output = parser.add_argument_group("output")
-    output.add_argument("--output-dir", default="compare_results")
-    output.add_argument("--no-figures", action="store_true", help="skip the PNG plots")
-    output.add_argument("--quiet", action="store_true", help="print only the final table")
+    output.add_argument(
+        "--output-dir", default="compare_results", help="(default: compare_results)"
+    )
+    output.add_argument("--no-figures", action="store_true", default=False, help="skip the PNGs")
+    output.add_argument(
+        "--quiet", action="store_true", default=False, help="print only the final tables"
+    )
     parser.set_defaults(func=run)
     return parser
 
 
+def _given(args):
+    """`{config field: value}` of the options given on the command line."""
+    given = {}
+    for dest, field in FIELDS.items():
+        if hasattr(args, dest):
+            value = getattr(args, dest)
+            if field == "schedule_final":
+                value = parse_weights(value)
+            elif field == "seeds":
+                value = tuple(value)
+            given[field] = value
+    return given
+
+
 def config_from_args(args):
-    """The `CompareConfig` of parsed arguments (with the canonical command)."""
-    config = compare_lib.CompareConfig(
-        dataset=args.dataset,
-        noise_rate=args.noise,
-        noise_kind=args.noise_kind,
-        methods=args.methods,
-        seeds=tuple(args.seeds),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        momentum=args.momentum,
-        model=args.model,
-        hidden_units=args.hidden_units,
-        train_subset=args.train_subset,
-        eval_split=args.eval_split,
-        holdout_fraction=args.holdout_fraction,
-        meta_fraction=args.meta_fraction,
-        meta_labels=args.meta_labels,
-        meta_learning_rate=args.meta_learning_rate,
-        meta_every=args.meta_every,
-        meta_batch_size=args.meta_batch_size,
-        meta_objective=args.meta_objective,
-        meta_clipnorm=args.meta_clipnorm,
-        regularization=args.regularization,
-        unroll_steps=args.unroll_steps,
-        schedule_final=parse_weights(args.schedule_final),
-    )
+    """The `CompareConfig` of parsed arguments (with the canonical command).
+
+    Settings come from the library defaults, then the `--preset` (if any),
+    then the options given.
+    """
+    given = _given(args)
+    preset = getattr(args, "preset", None)
+    if preset is not None:
+        config = config_lib.CompareConfig.from_preset(preset, **given)
+    else:
+        config = config_lib.CompareConfig(**given)
     config.command = canonical_command(config, args.output_dir)
     return config
 
@@ -199,10 +270,15 @@ def _format_weights(weights):
 
 
 def canonical_command(config, output_dir):
-    """The `tf-metaloss compare` command line that reproduces `config`."""
-    parts = [
-        "tf-metaloss",
-        "compare",
+    """The `tf-metaloss compare` command line that reproduces `config`.
+
+    Every setting is written out, so the command does not depend on the
+    defaults or the preset of the version that runs it.
+    """
+    parts = ["tf-metaloss", "compare"]
+    if config.preset is not None:
+        parts += ["--preset", config.preset]
+    parts += [
         "--dataset",
         config.dataset,
         "--noise",
@@ -228,6 +304,8 @@ def canonical_command(config, output_dir):
     ]
     if config.train_subset is not None:
         parts += ["--train-subset", str(config.train_subset)]
+    elif config.preset and config_lib.PRESETS[config.preset].settings.get("train_subset"):
+        parts += ["--train-subset", "all"]
     parts += ["--eval-split", config.eval_split]
     if config.eval_split == "holdout":
         parts += ["--holdout-fraction", f"{config.holdout_fraction:g}"]
@@ -236,6 +314,19 @@ def canonical_command(config, output_dir):
         f"{config.meta_fraction:g}",
         "--meta-labels",
         config.meta_labels,
+    ]
+    defaults = config_lib.CompareConfig
+    if any(methods_lib.METHODS[m].training == "finetune" for m in config.methods) or (
+        config.finetune_epochs,
+        config.finetune_learning_rate,
+    ) != (defaults.finetune_epochs, defaults.finetune_learning_rate):
+        parts += [
+            "--finetune-epochs",
+            str(config.finetune_epochs),
+            "--finetune-learning-rate",
+            f"{config.finetune_learning_rate:g}",
+        ]
+    parts += [
         "--meta-learning-rate",
         f"{config.meta_learning_rate:g}",
         "--meta-every",
@@ -260,7 +351,9 @@ def canonical_command(config, output_dir):
 
 
 def run(args):
-    """Runs the comparison; returns 0."""
+    """Runs the comparison (or merges result files); returns 0."""
+    if getattr(args, "merge", None):
+        return _merge(args)
     config = config_from_args(args)
     if not args.no_figures:
         # Fail before hours of training, not when the figures are drawn.
@@ -268,17 +361,42 @@ def run(args):
     progress = None if args.quiet else (lambda line: print(line, flush=True))
 
     def save_partial(results):
-        compare_lib.write_results(results, args.output_dir, figures=False)
+        report.write_results(results, args.output_dir, figures=False)
 
     if progress:
         progress(config.command)
-    results = compare_lib.run_comparison(config, progress=progress, on_run_end=save_partial)
-    paths = compare_lib.write_results(results, args.output_dir, figures=not args.no_figures)
+    results = runner.run_comparison(config, progress=progress, on_run_end=save_partial)
+    return _finish(results, args)
+
+
+def _merge(args):
+    extra = sorted(f"--{dest.replace('_', '-')}" for dest in FIELDS if hasattr(args, dest))
+    if getattr(args, "preset", None) is not None:
+        extra.insert(0, "--preset")
+    if extra:
+        raise ValueError(
+            "--merge combines existing result files and takes only --output-dir, "
+            f"--no-figures and --quiet. Received also: {' '.join(extra)}"
+        )
+    if not args.no_figures:
+        plotting.require_matplotlib("Drawing the comparison's figures", "or pass --no-figures")
+    results = summary.merge_results(
+        [report.read_results(path) for path in args.merge], sources=args.merge
+    )
+    if not args.quiet:
+        print(f"merged {len(results['runs'])} runs from {len(args.merge)} files")
+    return _finish(results, args)
+
+
+def _finish(results, args):
+    paths = report.write_results(results, args.output_dir, figures=not args.no_figures)
     print()
-    print(compare_lib.format_table(results))
-    for check in results["checks"]:
-        mark = {True: "met", False: "missed", None: "-"}[check["met"]]
-        print(f"- {check['target']}: {check['value']} ({mark})")
+    print(report.format_table(results))
+    paired = report.format_paired(results)
+    if paired:
+        print()
+        print("Paired differences of val accuracy (points, per seed in parentheses):")
+        print(paired)
     print()
     for kind, path in paths.items():
         print(f"wrote {kind}: {path}")

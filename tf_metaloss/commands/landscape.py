@@ -16,23 +16,9 @@ import sys
 import numpy as np
 
 from tf_metaloss._optional import import_optional
+from tf_metaloss.commands import arguments
 
 NAME = "landscape"
-
-
-def _positive(kind, minimum=None):
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        low = minimum if minimum is not None else 0
-        if value < low or (minimum is None and value <= 0):
-            bound = f">= {minimum}" if minimum is not None else "> 0"
-            raise argparse.ArgumentTypeError(f"expected a value {bound}, got {text!r}")
-        return value
-
-    return parse
 
 
 def register(subparsers):
@@ -69,19 +55,19 @@ def register(subparsers):
     )
     parser.add_argument(
         "--span",
-        type=_positive(float),
+        type=arguments.positive_number,
         default=1.0,
         help="half-width of the grid, in direction units (default 1)",
     )
     parser.add_argument(
         "--points",
-        type=_positive(int, 3),
+        type=arguments.int_at_least(3),
         default=21,
         help="grid points per direction, >= 3 (default 21)",
     )
     parser.add_argument("--seed", type=int, default=0, help="direction seed (default 0)")
     parser.add_argument(
-        "--samples", type=_positive(int, 1), default=None, help="use only the first N samples"
+        "--samples", type=arguments.positive_int, default=None, help="use only the first N samples"
     )
     parser.add_argument(
         "--loss",

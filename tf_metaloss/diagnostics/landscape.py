@@ -21,6 +21,7 @@ import tensorflow as tf
 from keras import ops
 
 from tf_metaloss import plotting
+from tf_metaloss import validation
 from tf_metaloss.losses import functional
 from tf_metaloss.losses.fixed import FixedLoss
 
@@ -167,26 +168,11 @@ def _batches(data, batch_size):
 
 
 def _check_args(directions, span, points, batch_size):
-    if directions not in (1, 2) or isinstance(directions, bool):
-        raise ValueError(
-            "Invalid value for argument `directions`. Expected 1 or 2. "
-            f"Received: directions={directions!r}"
-        )
-    if not isinstance(span, (int, float)) or isinstance(span, bool) or not span > 0:
-        raise ValueError(
-            "Invalid value for argument `span`. Expected a positive number. "
-            f"Received: span={span!r}"
-        )
-    if not isinstance(points, int) or isinstance(points, bool) or points < 3:
-        raise ValueError(
-            "Invalid value for argument `points`. Expected an integer >= 3. "
-            f"Received: points={points!r}"
-        )
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(
-            "Invalid value for argument `batch_size`. Expected a positive "
-            f"integer. Received: batch_size={batch_size!r}"
-        )
+    if isinstance(directions, bool) or directions not in (1, 2):
+        validation.invalid("directions", directions, "1 or 2")
+    validation.check_positive("span", span)
+    validation.check_int("points", points, minimum=3)
+    validation.check_positive_int("batch_size", batch_size)
 
 
 def loss_landscape(

@@ -9,6 +9,10 @@ Functions (NumPy in, Python floats out):
   reaches `fraction` of the final value.
 - `gradient_norm_stability(norms)`: mean, variance and coefficient of variation
   of the per-step gradient norms (the training-stability metric, see there).
+- `roc_auc(scores, positive)`: how well scores separate two groups (e.g. the
+  per-sample weights of clean and corrupted samples).
+- `transition_distance(estimate, truth)`: mean total-variation distance between
+  the rows of two noise transition matrices.
 
 Callbacks (record during `fit`, read afterwards):
 
@@ -209,6 +213,70 @@ def gradient_norm_stability(norms):
         "max": float(np.max(values)),
         "steps": int(values.size),
     }
+
+
+def roc_auc(scores, positive):
+    """Area under the ROC curve: the probability that a random positive sample
+    scores higher than a random negative one (ties count one half).
+
+    Computed from ranks (the Mann-Whitney U statistic), without scikit-learn.
+    1 separates the groups perfectly, 0.5 is chance. Returns NaN when either
+    group is empty.
+
+    Args:
+        scores: per-sample scores, e.g. sample weights.
+        positive: boolean per sample, e.g. `True` where the label is clean.
+
+    Example:
+
+    >>> tml.evaluation.metrics.roc_auc([0.9, 0.8, 0.3, 0.8], [True, True, False, False])
+    0.875
+    """
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    positive = np.asarray(positive).reshape(-1)
+    if positive.dtype != bool or positive.shape != scores.shape:
+        raise ValueError(
+            "Invalid value for argument `positive`. Expected a boolean array with one "
+            f"entry per score ({scores.size}). Received: dtype={positive.dtype}, "
+            f"shape={positive.shape}"
+        )
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    ranks = np.empty(scores.size, np.float64)
+    # Average ranks (1-based) over ties.
+    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
+    starts = np.concatenate([[0], boundaries])
+    ends = np.concatenate([boundaries, [scores.size]])
+    for start, end in zip(starts, ends):
+        ranks[order[start:end]] = 0.5 * (start + 1 + end)
+    u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def transition_distance(estimate, truth):
+    """Mean total-variation distance between the rows of two transition matrices.
+
+    `0.5 * mean_i sum_j |estimate[i, j] - truth[i, j]|`: 0 for equal matrices,
+    1 when every row puts its mass on different labels.
+
+    Example:
+
+    >>> tml.evaluation.metrics.transition_distance([[1.0, 0.0], [0.0, 1.0]],
+    ...                                            [[0.6, 0.4], [0.0, 1.0]])
+    0.2
+    """
+    estimate = np.asarray(estimate, dtype=np.float64)
+    truth = np.asarray(truth, dtype=np.float64)
+    if estimate.ndim != 2 or estimate.shape != truth.shape:
+        raise ValueError(
+            "Invalid value for argument `estimate`. Expected a matrix of the shape of "
+            f"`truth` {truth.shape}. Received: estimate of shape {estimate.shape}"
+        )
+    return float(0.5 * np.abs(estimate - truth).sum(axis=1).mean())
 
 
 # -- callbacks -----------------------------------------------------------------

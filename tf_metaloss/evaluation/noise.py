@@ -14,6 +14,10 @@ Two standard noise models:
   al. (2017): truck -> automobile, bird -> airplane, deer -> horse,
   cat <-> dog.
 
+`transition_matrix` gives the noise transition matrix `T[i, j] = P(noisy
+label j | true label i)` that a noise model targets, and
+`empirical_transition_matrix` the one realised on given labels.
+
 Reference:
     Patrini et al., "Making Deep Neural Networks Robust to Label Noise: a
     Loss Correction Approach", CVPR 2017.
@@ -104,6 +108,74 @@ def inject_label_noise(
         transitions = _validate_transitions(transitions, num_classes)
         _flip_asymmetric(noisy, original, rate, transitions, rng)
     return NoisyLabels(labels=noisy, mask=noisy != original)
+
+
+def transition_matrix(rate, kind=SYMMETRIC, num_classes=None, transitions=None):
+    """The noise transition matrix `T[i, j] = P(noisy label j | true label i)`.
+
+    The matrix the noise model of `inject_label_noise` targets: symmetric,
+    `1 - rate` on the diagonal and `rate / (K - 1)` elsewhere; asymmetric,
+    `1 - rate` and `rate` on the rows of the transition map's source classes
+    and the identity on the others.
+
+    Args:
+        rate, kind, transitions: as in `inject_label_noise`.
+        num_classes: number of classes (required).
+
+    Example:
+
+    >>> tml.evaluation.noise.transition_matrix(0.4, "asymmetric", 3, {0: 1})
+    array([[0.6, 0.4, 0. ],
+           [0. , 1. , 0. ],
+           [0. , 0. , 1. ]])
+    """
+    rate = _validate_rate(rate)
+    if kind not in KINDS:
+        raise ValueError(
+            f"Invalid value for argument `kind`. Expected one of {KINDS}. Received: kind={kind!r}"
+        )
+    if num_classes is None:
+        raise ValueError(
+            "Invalid value for argument `num_classes`. Expected a positive integer. "
+            "Received: num_classes=None"
+        )
+    num_classes = _validate_num_classes(num_classes, np.zeros(0, np.int64))
+    matrix = np.eye(num_classes)
+    if kind == SYMMETRIC:
+        if num_classes > 1:
+            matrix = np.full((num_classes, num_classes), rate / (num_classes - 1))
+            np.fill_diagonal(matrix, 1.0 - rate)
+        return matrix
+    for source, target in _validate_transitions(transitions, num_classes).items():
+        matrix[source, source] = 1.0 - rate
+        matrix[source, target] = rate
+    return matrix
+
+
+def empirical_transition_matrix(clean, noisy, num_classes):
+    """The transition matrix realised on labels: `T[i, j]` = the share of the
+    samples of true class `i` labelled `j`.
+
+    A class without samples gets an identity row.
+
+    Example:
+
+    >>> tml.evaluation.noise.empirical_transition_matrix([0, 0, 1, 1], [0, 1, 1, 1], 2)
+    array([[0.5, 0.5],
+           [0. , 1. ]])
+    """
+    clean = _validate_labels(clean)
+    noisy = _validate_labels(noisy)
+    if clean.shape != noisy.shape:
+        raise ValueError(
+            "Invalid value for argument `noisy`. Expected one label per clean label "
+            f"({clean.size}). Received: {noisy.size} labels"
+        )
+    num_classes = _validate_num_classes(num_classes, np.concatenate([clean, noisy]))
+    counts = np.zeros((num_classes, num_classes))
+    np.add.at(counts, (clean, noisy), 1.0)
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.where(totals > 0, counts / np.maximum(totals, 1.0), np.eye(num_classes))
 
 
 def _flip_symmetric(noisy, original, rate, num_classes, rng):

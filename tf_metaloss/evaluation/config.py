@@ -1,0 +1,273 @@
+"""`CompareConfig`: everything a comparison depends on, checked and recorded; presets.
+
+A preset is a named set of settings (`PRESETS`): the full-length benchmark
+`"cifar10-dev-full"` and the short smoke configurations `"digits-smoke"` and
+`"cifar10-dev-smoke"`. `CompareConfig.from_preset(name, **overrides)` starts
+from one; every setting can still be overridden.
+
+Example:
+
+>>> config = tml.evaluation.config.CompareConfig(dataset="digits", methods="ce,learned")
+>>> config.methods[:3], config.seeds
+(('ce', 'meta_loss', 'blend'), (0, 1, 2))
+>>> full = tml.evaluation.CompareConfig.from_preset(
+...     "cifar10-dev-full", dataset="cifar10_dev.npz", seeds=(0,), methods="glc")
+>>> full.model, full.hidden_units, full.epochs, full.batch_size, full.train_subset, full.seeds
+('cnn', 128, 30, 128, None, (0,))
+"""
+
+import dataclasses
+
+from tf_metaloss import validation
+from tf_metaloss.evaluation import methods as methods_lib
+from tf_metaloss.evaluation import models
+from tf_metaloss.evaluation import noise as noise_lib
+from tf_metaloss.losses import functional
+
+EVAL_SPLITS = ("val", "holdout")
+META_LABELS = ("clean", "noisy")
+
+# The methods of the full-length benchmark: every fixed robust loss, the
+# baselines that also use the clean meta set (CE and GCE trained on noisy +
+# clean data, fine-tuning, GLC), forward correction with an estimated noise
+# matrix, the default learned loss, the sample-weighting family (its weights
+# give the clean-vs-corrupted AUC) and the oracle.
+FULL_BENCHMARK_METHODS = (
+    "ce",
+    "focal",
+    "label_smoothing",
+    "poly1",
+    "gce",
+    "sce",
+    "finetune",
+    "glc",
+    "forward",
+    "meta_loss",
+    "sample_weighted",
+    "oracle",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """Named settings for `CompareConfig.from_preset` and `tf-metaloss compare --preset`.
+
+    Attributes:
+        description: what the configuration is for.
+        settings: `CompareConfig` arguments.
+        dataset_hint: when `settings` has no `dataset`, what the user must
+            pass (a local file the library does not ship).
+    """
+
+    description: str
+    settings: dict
+    dataset_hint: str = None
+
+
+# The settings of docs/RESULTS.md, chosen on holdouts of the training data.
+_RESULTS_META = {
+    "meta_learning_rate": 0.01,
+    "meta_every": 1,
+    "meta_objective": "mae_classification",
+    "schedule_final": {"mae_classification": 1.0},
+}
+
+PRESETS = {
+    "cifar10-dev-full": Preset(
+        "The full-length benchmark: the whole cifar10_dev training split (9,000 "
+        "training + 1,000 meta images), conv32-pool-conv64-pool-dense128, 30 epochs of "
+        "batch 128, SGD 0.05 momentum 0.9, 3 seeds, evaluated on the file's 2,000 "
+        "validation images.",
+        {
+            "model": "cnn",
+            "hidden_units": 128,
+            "batch_size": 128,
+            "epochs": 30,
+            "learning_rate": 0.05,
+            "momentum": 0.9,
+            "meta_fraction": 0.1,
+            "train_subset": None,
+            "eval_split": "val",
+            "seeds": (0, 1, 2),
+            "methods": FULL_BENCHMARK_METHODS,
+            **_RESULTS_META,
+        },
+        dataset_hint="the path of cifar10_dev.npz (10,000 training and 2,000 validation "
+        "CIFAR-10 images), e.g. --dataset /path/cifar10_dev.npz",
+    ),
+    "cifar10-dev-smoke": Preset(
+        "A short smoke run on cifar10_dev: a fixed 5,000-image training subset, "
+        "conv16-pool-conv32-pool-dense64, 20 epochs of batch 128.",
+        {
+            "model": "small_cnn",
+            "hidden_units": 64,
+            "batch_size": 128,
+            "epochs": 20,
+            "learning_rate": 0.05,
+            "momentum": 0.9,
+            "meta_fraction": 0.1,
+            "train_subset": 5000,
+            "eval_split": "val",
+            "seeds": (0, 1, 2),
+            **_RESULTS_META,
+        },
+        dataset_hint="the path of cifar10_dev.npz, e.g. --dataset /path/cifar10_dev.npz",
+    ),
+    "digits-smoke": Preset(
+        "A short smoke run on scikit-learn's digits: an MLP with 128 hidden units, "
+        "60 epochs of batch 64.",
+        {
+            "dataset": "digits",
+            "model": "mlp",
+            "hidden_units": 128,
+            "batch_size": 64,
+            "epochs": 60,
+            "learning_rate": 0.05,
+            "momentum": 0.9,
+            "meta_fraction": 0.1,
+            "eval_split": "val",
+            "seeds": (0, 1, 2),
+            **_RESULTS_META,
+        },
+    ),
+}
+
+
+@dataclasses.dataclass
+class CompareConfig:
+    """Everything a comparison depends on (recorded in `results.json`).
+
+    Attributes:
+        dataset: `"digits"`, `"cifar10"` (TFDS), `"tfds:<name>"` or a `.npz`.
+        noise_rate, noise_kind: label noise of the training labels
+            (`"symmetric"` or `"asymmetric"`), see `inject_label_noise`.
+        methods: method names (see `methods.METHODS`, `methods.resolve_methods`).
+        seeds: one run per method and seed; the seed sets the initial weights,
+            the data order, the label noise and the meta split.
+        epochs, batch_size, learning_rate, momentum: the model's training
+            (SGD with momentum), identical for every method.
+        model: `"mlp"` (one hidden layer of `hidden_units`), `"cnn"` (conv32 -
+            pool - conv64 - pool - dense `hidden_units`), `"small_cnn"`
+            (conv16 - pool - conv32 - pool - dense) or `"auto"` (`"cnn"` for
+            images, else `"mlp"`).
+        train_subset: use only this many training samples (a fixed random
+            subset, the same for every seed), `None` for all.
+        eval_split: `"val"` (report) or `"holdout"` (tune: a
+            `holdout_fraction` of the training split with clean labels).
+        meta_fraction: share of the (remaining) training data held out as the
+            meta set; `meta_labels` `"clean"` or `"noisy"`.
+        meta_learning_rate, meta_every, meta_batch_size, meta_clipnorm,
+            regularization, unroll_steps: the meta-learning settings (Adam on
+            phi; `meta_batch_size=None` uses `batch_size`).
+        meta_objective: the fixed loss the meta step minimises on the meta
+            set, a base loss name (default `"mae_classification"`, the bounded MAE).
+        schedule_final: final raw blend weights of the hand schedule, a dict
+            `base loss name -> weight` (others 0).
+        finetune_epochs, finetune_learning_rate: the second stage of the
+            `finetune` baseline: SGD (same momentum) on the meta set only.
+        train_eval_size: training samples on which train accuracy (clean
+            labels) is measured each epoch.
+        convergence_fraction: convergence speed = epochs to reach this
+            fraction of the final validation accuracy.
+        preset: the name of the preset the settings started from (recorded;
+            see `from_preset`).
+        command: the command line that produced the results (recorded).
+    """
+
+    dataset: str = "digits"
+    noise_rate: float = 0.0
+    noise_kind: str = "symmetric"
+    methods: tuple = methods_lib.DEFAULT_METHODS
+    seeds: tuple = (0, 1, 2)
+    epochs: int = 30
+    batch_size: int = 64
+    learning_rate: float = 0.05
+    momentum: float = 0.9
+    model: str = "auto"
+    hidden_units: int = 128
+    train_subset: int = None
+    eval_split: str = "val"
+    holdout_fraction: float = 0.2
+    meta_fraction: float = 0.1
+    meta_labels: str = "clean"
+    meta_learning_rate: float = 0.01
+    meta_every: int = 1
+    meta_batch_size: int = None
+    meta_objective: str = "mae_classification"
+    meta_clipnorm: float = None
+    regularization: float = 0.0
+    unroll_steps: int = 1
+    schedule_final: dict = dataclasses.field(
+        default_factory=lambda: {"generalized_crossentropy": 1.0}
+    )
+    finetune_epochs: int = 10
+    finetune_learning_rate: float = 0.01
+    train_eval_size: int = 2000
+    convergence_fraction: float = 0.9
+    preset: str = None
+    command: str = None
+
+    @classmethod
+    def from_preset(cls, name, **overrides):
+        """A config from the preset `name` (see `PRESETS`), with `overrides` on top."""
+        validation.check_choice("preset", name, tuple(PRESETS))
+        preset = PRESETS[name]
+        settings = {**preset.settings, **overrides, "preset": name}
+        if settings.get("dataset") is None:
+            validation.invalid(
+                "dataset", None, f"a dataset for the preset {name!r}: {preset.dataset_hint}"
+            )
+        return cls(**settings)
+
+    def __post_init__(self):
+        self.methods = methods_lib.resolve_methods(self.methods)
+        self.seeds = validation.check_int_list("seeds", self.seeds, minimum=0, distinct=True)
+        for name in (
+            "epochs",
+            "batch_size",
+            "hidden_units",
+            "train_eval_size",
+            "unroll_steps",
+            "finetune_epochs",
+        ):
+            validation.check_positive_int(name, getattr(self, name))
+        validation.check_int(
+            "meta_every",
+            self.meta_every,
+            minimum=1,
+            expected="an integer >= 1 (the frozen ablation is its own method)",
+        )
+        for name in ("train_subset", "meta_batch_size"):
+            validation.check_positive_int(name, getattr(self, name), allow_none=True)
+        validation.check_choice("noise_kind", self.noise_kind, noise_lib.KINDS)
+        validation.check_choice("eval_split", self.eval_split, EVAL_SPLITS)
+        validation.check_choice("meta_labels", self.meta_labels, META_LABELS)
+        validation.check_choice("model", self.model, models.MODELS)
+        validation.check_choice(
+            "meta_objective", self.meta_objective, functional.CLASSIFICATION_LOSSES
+        )
+        validation.check_fraction("noise_rate", self.noise_rate, low_closed=True, high_closed=True)
+        validation.check_fraction("holdout_fraction", self.holdout_fraction)
+        validation.check_fraction("meta_fraction", self.meta_fraction)
+        validation.check_fraction(
+            "convergence_fraction", self.convergence_fraction, high_closed=True
+        )
+        if self.preset is not None:
+            validation.check_choice("preset", self.preset, tuple(PRESETS))
+        for name in ("learning_rate", "meta_learning_rate", "finetune_learning_rate"):
+            validation.check_positive(name, getattr(self, name))
+        validation.check_positive("meta_clipnorm", self.meta_clipnorm, allow_none=True)
+        validation.check_non_negative("momentum", self.momentum)
+        validation.check_non_negative("regularization", self.regularization)
+        if not isinstance(self.schedule_final, dict) or not self.schedule_final:
+            validation.invalid(
+                "schedule_final", self.schedule_final, "a non-empty dict {base loss name: weight}"
+            )
+
+    def to_dict(self):
+        """A JSON-able dict of the settings."""
+        return {
+            f.name: (list(v) if isinstance(v, tuple) else v)
+            for f in dataclasses.fields(self)
+            for v in (getattr(self, f.name),)
+        }

@@ -1,0 +1,250 @@
+"""The registry of compared methods: fixed baselines, learned losses, ablations, oracle.
+
+A `Method` names one way of training the compared network; `METHODS` holds
+them all by key, `METHOD_SETS` the groups the command line accepts
+(`"baselines"`, `"learned"`, ...), and `resolve_methods` turns a user's list
+into keys.
+
+Every method says which data its weights train on (`train_data`):
+
+- `"train+meta"`: the noisy training part plus the meta set (its clean labels,
+  unless `meta_labels="noisy"`). Every fixed baseline, the ablations, the
+  two-stage baselines and the oracle: they get the same labelled data as the
+  meta-learned methods, so the comparison is fair.
+- `"train"`: the noisy training part only. The meta-learned methods, which see
+  the meta set through their meta objective instead.
+
+The two-stage baselines (`training` `"finetune"`, `"glc"`, `"forward"`) are
+the strongest methods that also use the clean meta set; see `runner`.
+
+Example:
+
+>>> method = tml.evaluation.methods.METHODS["gce"]
+>>> method.label, method.group, method.train_data
+('GCE (q=0.7)', 'baseline', 'train+meta')
+>>> tml.evaluation.methods.METHODS["meta_loss"].train_data
+'train'
+"""
+
+import dataclasses
+from collections.abc import Callable
+
+from tf_metaloss import losses as tml_losses
+from tf_metaloss import validation
+from tf_metaloss.evaluation import probes as probes_lib
+
+GROUPS = ("baseline", "learned", "ablation", "oracle")
+TRAININGS = ("fixed", "meta", "frozen", "schedule", "finetune", "glc", "forward")
+TWO_STAGE = ("finetune", "glc", "forward")
+TRAIN_DATA = ("train", "train+meta")
+TRAIN_DATA_DESCRIPTIONS = {
+    "train": "the noisy training part (the meta set only through the meta objective)",
+    "train+meta": "the noisy training part plus the meta set",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """One way of training the model.
+
+    Attributes:
+        name: short key used on the command line and in files.
+        label: human-readable name for tables and plots.
+        group: `"baseline"`, `"learned"`, `"ablation"` or `"oracle"`.
+        make_loss: `(config, seed) -> loss` (the model outputs logits); for
+            the two-stage methods, the loss of their first stage.
+        training: `"fixed"` (plain `keras.Model`), `"meta"` (`MetaModel`,
+            phi meta-learned), `"frozen"` (`MetaModel`, `meta_every=0`),
+            `"schedule"` (frozen, phi set by `LinearParameterSchedule`), or a
+            two-stage baseline: `"finetune"` (train, then fine-tune on the
+            meta set), `"glc"` (Gold Loss Correction) or `"forward"` (forward
+            correction with an anchor-point estimate of the noise).
+        clean_labels: train on the clean labels (the oracle).
+        train_data: what the weights train on, `"train"` or `"train+meta"`
+            (default: `"train"` for `training="meta"`, else `"train+meta"`).
+        probes: hooks run after training, each `probe(model, loss, split) ->
+            dict` (see `probes`); numbers go to the run's final metrics,
+            anything else to its `diagnostics`.
+    """
+
+    name: str
+    label: str
+    group: str
+    make_loss: Callable
+    training: str = "fixed"
+    clean_labels: bool = False
+    train_data: str = None
+    probes: tuple = probes_lib.DEFAULT_PROBES
+
+    def __post_init__(self):
+        validation.check_choice("group", self.group, GROUPS)
+        validation.check_choice("training", self.training, TRAININGS)
+        if self.train_data is None:
+            default = "train" if self.training == "meta" else "train+meta"
+            object.__setattr__(self, "train_data", default)
+        validation.check_choice("train_data", self.train_data, TRAIN_DATA)
+        if self.training in TWO_STAGE and self.train_data != "train+meta":
+            validation.invalid(
+                "train_data",
+                self.train_data,
+                f"'train+meta' for the two-stage training {self.training!r}",
+            )
+
+    def describe(self):
+        """A JSON-able description (recorded in the results)."""
+        return {
+            "name": self.name,
+            "label": self.label,
+            "group": self.group,
+            "training": self.training,
+            "train_data": self.train_data,
+            "clean_labels": self.clean_labels,
+        }
+
+
+def _fixed(base_loss, **options):
+    def make(config, seed):
+        return tml_losses.FixedLoss(base_loss, from_logits=True, **options)
+
+    return make
+
+
+def _learnable(cls, seeded=False, **kwargs):
+    def make(config, seed):
+        extra = {"seed": seed} if seeded else {}
+        return cls(from_logits=True, regularization=config.regularization, **kwargs, **extra)
+
+    return make
+
+
+METHODS = {
+    m.name: m
+    for m in (
+        Method("ce", "cross-entropy", "baseline", _fixed("crossentropy")),
+        Method("focal", "focal (gamma=2)", "baseline", _fixed("focal", gamma=2.0)),
+        Method(
+            "label_smoothing",
+            "label smoothing (0.1)",
+            "baseline",
+            _fixed("label_smoothing", smoothing=0.1),
+        ),
+        Method("poly1", "PolyLoss-1 (eps=1)", "baseline", _fixed("poly1", epsilon=1.0)),
+        Method(
+            "gce",
+            "GCE (q=0.7)",
+            "baseline",
+            _fixed("generalized_crossentropy", q=0.7),
+        ),
+        Method(
+            "sce",
+            "SCE (alpha=0.1, beta=1)",
+            "baseline",
+            _fixed("symmetric_crossentropy", alpha=0.1, beta=1.0),
+        ),
+        Method(
+            "finetune",
+            "CE, then fine-tuned on the meta set",
+            "baseline",
+            _fixed("crossentropy"),
+            "finetune",
+        ),
+        Method(
+            "glc",
+            "Gold Loss Correction (GLC)",
+            "baseline",
+            _fixed("crossentropy"),
+            "glc",
+        ),
+        Method(
+            "forward",
+            "forward correction, estimated T",
+            "baseline",
+            _fixed("crossentropy"),
+            "forward",
+        ),
+        Method("meta_loss", "MetaLoss (meta)", "learned", _learnable(tml_losses.MetaLoss), "meta"),
+        Method("blend", "BlendLoss (meta)", "learned", _learnable(tml_losses.BlendLoss), "meta"),
+        Method(
+            "polynomial",
+            "PolynomialLoss deg 3 (meta)",
+            "learned",
+            _learnable(tml_losses.PolynomialLoss, degree=3),
+            "meta",
+        ),
+        Method(
+            "neural",
+            "NeuralLoss (16) (meta)",
+            "learned",
+            _learnable(tml_losses.NeuralLoss, seeded=True, hidden_units=(16,)),
+            "meta",
+        ),
+        Method(
+            "sample_weighted",
+            "SampleWeightedLoss (32) (meta)",
+            "learned",
+            _learnable(tml_losses.SampleWeightedLoss, seeded=True, hidden_units=(32,)),
+            "meta",
+        ),
+        Method(
+            "frozen",
+            "MetaLoss frozen at phi_0",
+            "ablation",
+            _learnable(tml_losses.MetaLoss),
+            "frozen",
+        ),
+        Method(
+            "schedule",
+            "MetaLoss hand schedule",
+            "ablation",
+            _learnable(tml_losses.MetaLoss),
+            "schedule",
+        ),
+        Method(
+            "oracle",
+            "CE on clean labels (oracle)",
+            "oracle",
+            _fixed("crossentropy"),
+            "fixed",
+            clean_labels=True,
+        ),
+    )
+}
+DEFAULT_METHODS = tuple(METHODS)
+METHOD_SETS = {
+    "all": DEFAULT_METHODS,
+    "baselines": tuple(n for n, m in METHODS.items() if m.group == "baseline"),
+    "learned": tuple(n for n, m in METHODS.items() if m.group == "learned"),
+    "ablations": tuple(n for n, m in METHODS.items() if m.group == "ablation"),
+}
+
+
+def resolve_methods(spec):
+    """Method names from a list or a comma-separated string (sets allowed).
+
+    `"all"`, `"baselines"`, `"learned"` and `"ablations"` expand to groups.
+
+    Example:
+
+    >>> tml.evaluation.methods.resolve_methods("ce,gce,learned")[:3]
+    ('ce', 'gce', 'meta_loss')
+    """
+    if isinstance(spec, str):
+        spec = [s.strip() for s in spec.split(",") if s.strip()]
+    names = []
+    for item in spec:
+        expanded = METHOD_SETS.get(item, (item,))
+        for name in expanded:
+            if name not in METHODS:
+                raise ValueError(
+                    "Invalid value for argument `methods`. Expected names from "
+                    f"{list(METHODS)} or sets {list(METHOD_SETS)}. Received: "
+                    f"{item!r}"
+                )
+            if name not in names:
+                names.append(name)
+    if not names:
+        raise ValueError(
+            "Invalid value for argument `methods`. Expected at least one "
+            f"method. Received: methods={spec!r}"
+        )
+    return tuple(names)
