@@ -64,7 +64,13 @@ CONFIGS = {
     "cg_10": ("ConjugateGradient", {"iterations": 10}),
     "fd": ("FiniteDifference", {}),
     "fd_one_sided": ("FiniteDifference", {"central": False}),
+    "fd_eps1e-3": ("FiniteDifference", {"epsilon": 1e-3}),
+    "fd_one_sided_eps1e-3": ("FiniteDifference", {"epsilon": 1e-3, "central": False}),
+    "fd_eps1e-1": ("FiniteDifference", {"epsilon": 0.1}),
+    "fd_one_sided_eps1e-4": ("FiniteDifference", {"epsilon": 1e-4, "central": False}),
 }
+# The default run times these; the other FiniteDifference settings differ in accuracy only.
+TIME_CONFIGS = [c for c in CONFIGS if "eps" not in c]
 MEMORY_CONFIGS = [
     "plain",
     "unrolled_1",
@@ -248,6 +254,7 @@ def measure_time(name, configs, batch_size, steps, repeats, with_torch, threads)
     data, meta_batch = make_batches(name, batch_size)
     fns = {}
     for config in configs:
+        print(f"tracing {name} {config}", file=sys.stderr, flush=True)
         fns[config] = tf_step(name, config, data, meta_batch)[1]
         timed(fns[config], 2)  # Warm-up: tracing.
     if with_torch:
@@ -329,7 +336,7 @@ def measure_hvp(name, batch_size, steps, repeats):
         y_pred, _ = model.stateless_call(w, [], x, training=True)
         return model.loss(y, y_pred)
 
-    @tf.function
+    @tf.function(autograph=False)
     def reverse():
         with tf.GradientTape() as outer:
             outer.watch(weights)
@@ -339,7 +346,7 @@ def measure_hvp(name, batch_size, steps, repeats):
             grads = inner.gradient(loss, weights)
         return outer.gradient(grads, weights, output_gradients=vector)
 
-    @tf.function
+    @tf.function(autograph=False)
     def forward():
         with tf.autodiff.ForwardAccumulator(weights, vector) as accumulator:
             with tf.GradientTape() as tape:
@@ -417,7 +424,7 @@ def _fmt(value, spec):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--configs", nargs="+", default=TIME_CONFIGS, choices=list(CONFIGS))
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5, help="steps per timing sample")
     parser.add_argument("--repeats", type=int, default=7, help="interleaved rounds")

@@ -8,6 +8,7 @@ from tf_metaloss.meta.estimators.base import axpy
 from tf_metaloss.meta.estimators.base import dot
 from tf_metaloss.meta.estimators.base import in_dtype
 from tf_metaloss.meta.estimators.implicit import implicit_meta_gradient
+from tf_metaloss.meta.estimators.implicit import iterate
 from tf_metaloss.validation import check_int
 from tf_metaloss.validation import check_non_negative
 
@@ -65,19 +66,19 @@ class ConjugateGradient(Estimator):
 
     def _solve(self, v, product, learning_rate):
         damping = in_dtype(self.damping, v[0].dtype)
-        solution = [ops.zeros_like(x) for x in v]
-        residual, direction = v, v
-        residual_norm = dot(residual, residual)
-        for _ in range(self.iterations):
+
+        def body(state):
+            solution, residual, direction, residual_norm = state
             image = axpy(damping, direction, product(direction))
-            curvature = dot(direction, image)
-            step = _safe_divide(residual_norm, curvature)
+            step = _safe_divide(residual_norm, dot(direction, image))
             solution = axpy(step, direction, solution)
             residual = axpy(-step, image, residual)
             new_norm = dot(residual, residual)
             direction = axpy(_safe_divide(new_norm, residual_norm), direction, residual)
-            residual_norm = new_norm
-        return solution
+            return solution, residual, direction, new_norm
+
+        start = ([ops.zeros_like(x) for x in v], v, v, dot(v, v))
+        return iterate(self.iterations, body, start)[0]
 
     def get_config(self):
         return {

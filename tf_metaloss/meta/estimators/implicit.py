@@ -49,11 +49,10 @@ from keras import ops
 from tf_metaloss import backend
 from tf_metaloss.meta import lookahead
 from tf_metaloss.meta.estimators.base import MetaGradient
-from tf_metaloss.meta.estimators.base import dot
 from tf_metaloss.meta.estimators.base import stop_gradient
 
 
-def implicit_meta_gradient(problem, inner_steps, solve, uses_products=True):
+def implicit_meta_gradient(problem, inner_steps, solve):
     """The implicit meta-gradient with `p = solve(v, product, learning_rate)`.
 
     Args:
@@ -62,8 +61,6 @@ def implicit_meta_gradient(problem, inner_steps, solve, uses_products=True):
         solve: `(v, product, learning_rate) -> p`, where `v` is the global
             meta gradient at the lookahead point, `product(u) = J^T u` (global,
             at `w_s`) and `p` approximates `J^{-T} v` (a list like `v`).
-        uses_products: False when `solve` never calls `product` (then no
-            pullback is recorded).
 
     Returns:
         A `MetaGradient` whose training loss and gradient are those at the
@@ -82,45 +79,58 @@ def implicit_meta_gradient(problem, inner_steps, solve, uses_products=True):
             first = (loss, grads, local_grads, aux)
         point = stop_gradient(lookahead.sgd_update(point, grads, learning_rate))
 
-    def meta_objective_of(phi):
-        def local_gradient(weights):
-            (loss, aux), local_grads = backend.value_and_grad(
-                lambda w: problem.training_objective(w, phi), has_aux=True
-            )(weights)
-            return local_grads, (loss, aux)
+    # One recording of the training gradient g(w_s, phi) serves every product:
+    # its pullback gives J^T u (weights part) and B^T u (phi part). The
+    # detached inputs of a loss move with the weights and phi here
+    # (`wrt_weights=False`), as in an unroll's outer differentiation.
+    count = len(point)
 
-        if uses_products:
-            # The Jacobian's products take the detached inputs of a loss as
-            # functions of the weights (`wrt_weights=False`), like an unroll.
-            (local_grads, (loss, aux)), pullback = backend.vjp(
-                local_gradient, point, has_aux=True, wrt_weights=False
-            )
+    def training_gradient(values):
+        weights, phi = values[:count], values[count:]
+        (loss, aux), local_grads = backend.value_and_grad(
+            lambda w: problem.training_objective(w, phi), has_aux=True
+        )(weights)
+        return local_grads, (loss, aux)
 
-            def product(u):
-                return backend.all_reduce_sum(pullback(u))
-
-        else:
-            local_grads, (loss, aux) = local_gradient(point)
-            product = None
-        grads = backend.all_reduce_sum(local_grads)
-        ahead = lookahead.sgd_update(point, stop_gradient(grads), learning_rate)
-
-        def meta_total(weights):
-            value, total = problem.meta_objective(weights, phi)
-            return total, value
-
-        (total, meta_value), meta_local_grads = backend.value_and_grad(meta_total, has_aux=True)(
-            ahead
-        )
-        v = backend.all_reduce_sum(meta_local_grads)
-        p = stop_gradient(solve(v, product, learning_rate))
-        mixed = dot(p, local_grads)
-        return total - ops.cast(mixed, total.dtype), (meta_value, loss, grads, local_grads, aux)
-
-    (_, outputs), phi_grads = backend.value_and_grad(
-        meta_objective_of, has_aux=True, wrt_weights=False
-    )(problem.phi)
-    meta_value, loss, grads, local_grads, aux = outputs
+    (local_grads, (loss, aux)), pullback = backend.vjp(
+        training_gradient, point + list(problem.phi), has_aux=True, wrt_weights=False
+    )
+    grads = backend.all_reduce_sum(local_grads)
     if first is None:
         first = (loss, grads, local_grads, aux)
+    ahead = lookahead.sgd_update(point, grads, learning_rate)
+
+    def meta_total(values):
+        value, total = problem.meta_objective(values[:count], values[count:])
+        return total, value
+
+    (_, meta_value), meta_local_grads = backend.value_and_grad(meta_total, has_aux=True)(
+        ahead + list(problem.phi)
+    )
+    v = backend.all_reduce_sum(meta_local_grads[:count])
+    penalty_grads = meta_local_grads[count:]  # this replica's share of dR/dphi
+
+    def product(u):
+        return backend.all_reduce_sum(pullback(u)[:count])
+
+    p = solve(v, product, learning_rate)
+    mixed = pullback(p)[count:]  # this replica's B^T p
+    phi_grads = [r - ops.cast(m, r.dtype) for r, m in zip(penalty_grads, mixed)]
     return MetaGradient(phi_grads, meta_value, *first)
+
+
+def iterate(count, body, state):
+    """`state = body(state)` `count` times, in a loop the graph holds once.
+
+    One copy of the body's constants and intermediates whatever `count`, so
+    memory does not grow with the number of terms. Under a distribution
+    strategy with several replicas the body's all-reduce cannot run inside a
+    graph loop, and the iterations are laid out one after the other instead.
+    """
+    if count == 0:
+        return state
+    if backend.num_replicas() > 1:
+        for _ in range(count):
+            state = body(state)
+        return state
+    return ops.fori_loop(0, count, lambda _, state: body(state), state)

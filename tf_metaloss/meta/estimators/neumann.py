@@ -6,6 +6,7 @@ from tf_metaloss.meta.estimators.base import Estimator
 from tf_metaloss.meta.estimators.base import axpy
 from tf_metaloss.meta.estimators.base import in_dtype
 from tf_metaloss.meta.estimators.implicit import implicit_meta_gradient
+from tf_metaloss.meta.estimators.implicit import iterate
 from tf_metaloss.validation import check_int
 from tf_metaloss.validation import check_positive
 
@@ -74,16 +75,17 @@ class Neumann(Estimator):
         self.inner_steps = check_int("inner_steps", inner_steps, minimum=0)
 
     def estimate(self, problem):
-        return implicit_meta_gradient(
-            problem, self.inner_steps, self._solve, uses_products=self.terms > 0
-        )
+        return implicit_meta_gradient(problem, self.inner_steps, self._solve)
 
     def _solve(self, v, product, learning_rate):
         alpha = in_dtype(learning_rate if self.alpha is None else self.alpha, v[0].dtype)
-        term, total = v, v
-        for _ in range(self.terms):
+
+        def body(state):
+            term, total = state
             term = axpy(-alpha, product(term), term)
-            total = [t + u for t, u in zip(total, term)]
+            return term, [t + u for t, u in zip(total, term)]
+
+        _, total = iterate(self.terms, body, (v, v))
         return [alpha * t for t in total]
 
     def get_config(self):
