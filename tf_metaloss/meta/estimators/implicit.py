@@ -19,9 +19,11 @@ The estimators evaluate it at a point reached cheaply instead of at `w*`:
    step beyond `w_s`, as in the one-step unroll.
 3. `p ~ J(w_s)^{-T} v` by a solver (Neumann series or conjugate gradient)
    from Jacobian-transpose-vector products `J^T u = grad_w (u . g(w_s))`, each
-   one backward pass through the recorded gradient (no new forward pass).
-4. `meta-gradient = dR/dphi - d/dphi [p . g(w_s, phi)]` with `p` constant:
-   one second-order backward pass, as in the one-step unroll.
+   one backward pass through the gradient recorded once at `w_s`
+   (`backend.vjp`; no new forward pass), iterated in a graph loop.
+4. `meta-gradient = dR/dphi - d/dphi [p . g(w_s, phi)] = dR/dphi - B^T p`:
+   the same pullback with `p` (one more second-order backward pass, whose
+   product with the mixed derivative the one-step unroll also computes).
 
 Relation to the unroll. The K-step unroll from `w_s` has
 
@@ -35,7 +37,10 @@ At a fixed point (`g(w_s) = 0`, so every `w_k = w_s`) this is
 one-step unroll (`Unrolled(steps=1)`, for which first and second order
 coincide) at any point. Memory does not depend on the number of terms or
 iterations: one recorded forward and backward pass at `w_s` plus a few
-weight-sized vectors, where the K-step unroll records K of them.
+weight-sized vectors, where the K-step unroll records K of them. (Under a
+distribution strategy with several replicas the iterations are laid out one
+after the other, because an all-reduce cannot run inside a graph loop there,
+and memory grows slowly with the terms.)
 
 For losses that pass an input through `stop_weight_gradient` (a
 `SampleWeightedLoss`), `g` is not the gradient of a function, `J` is not
