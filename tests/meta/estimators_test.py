@@ -81,7 +81,7 @@ def test_get_resolves_names_configs_and_instances():
     [
         ("neumann", estimators.Neumann(terms=5, alpha=None, inner_steps=0)),
         ("conjugate_gradient", estimators.ConjugateGradient(iterations=5, damping=1.0)),
-        ("finite_difference", estimators.FiniteDifference(epsilon=0.01, central=True)),
+        ("finite_difference", estimators.FiniteDifference(epsilon=1e-3, central=True)),
     ],
 )
 def test_get_resolves_the_new_names_to_defaults(name, expected):

@@ -103,7 +103,7 @@ def get(identifier):
     Neumann(terms=5, alpha=None, inner_steps=0)
     >>> config = tml.meta.estimators.serialize(tml.meta.estimators.FiniteDifference())
     >>> tml.meta.estimators.get(config)
-    FiniteDifference(epsilon=0.01, central=True)
+    FiniteDifference(epsilon=0.001, central=True)
     """
     if isinstance(identifier, Estimator):
         return identifier
