@@ -289,7 +289,7 @@ def measure_time(name, configs, batch_size, steps, repeats, with_torch, threads)
     return rows
 
 
-def measure_cosine(name, configs, batch_size, batches=5):
+def measure_cosine(name, configs, batch_size, batches=10):
     """Cosine similarity of each estimator's meta-gradient to the exact one-step."""
     import numpy as np
     import tensorflow as tf
@@ -436,6 +436,7 @@ def main(argv=None):
         "--memory-configs", nargs="+", default=MEMORY_CONFIGS, help="configurations for memory"
     )
     parser.add_argument("--no-cosine", action="store_true", help="skip the cosine similarities")
+    parser.add_argument("--cosine-batches", type=int, default=10, help="batches for the cosines")
     parser.add_argument("--hvp", action="store_true", help="also time the two kinds of HVP")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
@@ -473,10 +474,10 @@ def main(argv=None):
                 )
         if not args.no_cosine:
             configs = [c for c in args.configs if c not in ("plain",)]
-            cosine = measure_cosine(name, configs, args.batch_size)
+            cosine = measure_cosine(name, configs, args.batch_size, args.cosine_batches)
             results["cosine"][name] = cosine
             print()
-            print(f"{name}: cosine similarity to Unrolled(steps=1), 5 batches")
+            print(f"{name}: cosine similarity to Unrolled(steps=1), {args.cosine_batches} batches")
             print("| configuration | min | median |")
             print("|---|---|---|")
             for config, c in cosine.items():
