@@ -76,6 +76,66 @@ def test_get_resolves_names_configs_and_instances():
     assert repr(instance) == "Unrolled(steps=3, first_order=False)"
 
 
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("neumann", estimators.Neumann(terms=5, alpha=None, inner_steps=0)),
+        ("conjugate_gradient", estimators.ConjugateGradient(iterations=5, damping=1.0)),
+        ("finite_difference", estimators.FiniteDifference(epsilon=1e-3, central=True)),
+    ],
+)
+def test_get_resolves_the_new_names_to_defaults(name, expected):
+    assert estimators.get(name) == expected
+
+
+@pytest.mark.parametrize(
+    "instance",
+    [
+        estimators.Neumann(terms=3, alpha=0.05, inner_steps=2),
+        estimators.ConjugateGradient(iterations=4, damping=0.25, inner_steps=1),
+        estimators.FiniteDifference(epsilon=0.001, central=False),
+    ],
+    ids=repr,
+)
+def test_every_estimator_round_trips_its_config(instance):
+    config = estimators.serialize(instance)
+    assert config["registered_name"] == f"tf_metaloss>{type(instance).__name__}"
+    assert estimators.get(config) == instance
+    assert estimators.deserialize(config) == instance
+    assert type(instance).from_config(instance.get_config()) == instance
+    assert hash(estimators.get(config)) == hash(instance)
+    assert getattr(tml.meta.estimators, type(instance).__name__) is type(instance)
+
+
+@pytest.mark.parametrize(
+    "make, kwargs, message",
+    [
+        (estimators.Neumann, {"terms": -1}, "Invalid value for argument `terms`"),
+        (estimators.Neumann, {"terms": 1.5}, "argument `terms`"),
+        (estimators.Neumann, {"alpha": 0.0}, "argument `alpha`.*positive number or None"),
+        (estimators.Neumann, {"inner_steps": -1}, "argument `inner_steps`"),
+        (estimators.ConjugateGradient, {"iterations": 0}, "argument `iterations`"),
+        (estimators.ConjugateGradient, {"damping": -0.1}, "argument `damping`"),
+        (estimators.ConjugateGradient, {"inner_steps": True}, "argument `inner_steps`"),
+        (estimators.FiniteDifference, {"epsilon": 0}, "argument `epsilon`.*Received: epsilon=0"),
+        (estimators.FiniteDifference, {"central": 1}, "argument `central`"),
+    ],
+)
+def test_new_estimator_argument_errors(make, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make(**kwargs)
+
+
+def test_configs_saved_before_the_estimators_became_a_package_still_load():
+    config = {
+        "module": "tf_metaloss.meta.estimators",
+        "class_name": "Unrolled",
+        "config": {"steps": 2, "first_order": True},
+        "registered_name": "tf_metaloss>Unrolled",
+    }
+    assert estimators.get(config) == estimators.Unrolled(steps=2, first_order=True)
+
+
 @pytest.mark.parametrize("value", ["third_order", 3, None])
 def test_get_rejects_unknown_identifiers(value):
     with pytest.raises(ValueError, match="Invalid value for argument `meta_method`"):
@@ -107,6 +167,46 @@ def test_compile_takes_an_estimator_and_saves_it(tmp_path):
     model.save(path)
     restored = keras.models.load_model(path)
     assert restored.meta_estimator == estimators.Unrolled(steps=2, first_order=True)
+
+
+@pytest.mark.parametrize(
+    "method, expected",
+    [
+        ("neumann", estimators.Neumann()),
+        (estimators.ConjugateGradient(iterations=2), estimators.ConjugateGradient(iterations=2)),
+        (
+            estimators.serialize(estimators.FiniteDifference(central=False)),
+            estimators.FiniteDifference(central=False),
+        ),
+    ],
+    ids=["name", "instance", "config"],
+)
+def test_compile_resolves_new_estimators_trains_and_saves_them(tmp_path, method, expected):
+    inputs = keras.Input((4,))
+    model = tml.MetaModel(inputs, keras.layers.Dense(3)(inputs))
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_method=method)
+    assert model.meta_estimator == expected
+    assert model.unroll_steps is None
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+    y = np.arange(16) % 3
+    start = model.loss.trainable_variables[0].numpy()
+    model.fit(x, y, meta_split=0.25, batch_size=4, epochs=1, verbose=0)
+    assert not np.array_equal(model.loss.trainable_variables[0].numpy(), start)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    assert keras.models.load_model(path).meta_estimator == expected
+
+
+def test_unroll_steps_with_a_new_estimator_name_is_rejected():
+    inputs = keras.Input((4,))
+    model = tml.MetaModel(inputs, keras.layers.Dense(3)(inputs))
+    with pytest.raises(ValueError, match="`unroll_steps` and `meta_method` conflict"):
+        model.compile(
+            optimizer="sgd",
+            loss=tml.MetaLoss(from_logits=True),
+            meta_method="neumann",
+            unroll_steps=2,
+        )
 
 
 def test_unroll_steps_with_an_estimator_instance_is_rejected():

@@ -3,7 +3,7 @@
 The loss families (`tf_metaloss.losses`) and the meta-gradient estimators
 (`tf_metaloss.meta.estimators`) are written in `keras.ops` and call the few
 functions below for what `keras.ops` cannot express: differentiation that the
-meta step nests (`value_and_grad`, `stop_weight_gradient`) and the replica
+meta step nests (`value_and_grad`, `vjp`, `stop_weight_gradient`) and the replica
 arithmetic of distributed training (`num_replicas`, `all_reduce_sum`,
 `replica_share`, `global_value`). `MetaTrainer` is the backend's training
 loop, mixed into `tf_metaloss.MetaModel` the way Keras mixes its
@@ -29,6 +29,7 @@ if _backend not in SUPPORTED_BACKENDS:
 
 from tf_metaloss.backend.tensorflow.differentiation import stop_weight_gradient  # noqa: E402
 from tf_metaloss.backend.tensorflow.differentiation import value_and_grad  # noqa: E402
+from tf_metaloss.backend.tensorflow.differentiation import vjp  # noqa: E402
 from tf_metaloss.backend.tensorflow.distribution import all_reduce_sum  # noqa: E402
 from tf_metaloss.backend.tensorflow.distribution import global_value  # noqa: E402
 from tf_metaloss.backend.tensorflow.distribution import num_replicas  # noqa: E402
@@ -44,4 +45,5 @@ __all__ = [
     "replica_share",
     "stop_weight_gradient",
     "value_and_grad",
+    "vjp",
 ]

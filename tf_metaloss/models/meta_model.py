@@ -159,8 +159,11 @@ class MetaModel(backend.MetaTrainer, keras.Model):
                 differentiable lookahead steps (on the same batch).
             meta_method: how the meta-gradient is computed: `"second_order"`
                 (exact, `Unrolled(unroll_steps)`), `"first_order"`
-                (`Unrolled(unroll_steps, first_order=True)`), or an estimator
-                from `tf_metaloss.meta.estimators` (or its config).
+                (`Unrolled(unroll_steps, first_order=True)`), `"neumann"`,
+                `"conjugate_gradient"`, `"finite_difference"` (those
+                estimators with their defaults), or an estimator from
+                `tf_metaloss.meta.estimators` (or its config), e.g.
+                `Neumann(terms=5)` or `FiniteDifference()`.
             meta_global_clipnorm: clip the meta-gradient to this global norm
                 (over all of phi, like Keras's `global_clipnorm`; `None`: no
                 clipping). Applied after the all-reduce across replicas.
@@ -308,14 +311,14 @@ class MetaModel(backend.MetaTrainer, keras.Model):
 
     @staticmethod
     def _resolve_estimator(meta_method, unroll_steps):
-        if isinstance(meta_method, str) and meta_method in estimators.ALIASES:
+        if isinstance(meta_method, str) and meta_method in estimators.UNROLLED_ALIASES:
             return estimators.Unrolled(steps=unroll_steps, first_order=meta_method == "first_order")
         estimator = estimators.get(meta_method)
         if unroll_steps != 1:
             raise ValueError(
                 "Arguments `unroll_steps` and `meta_method` conflict: "
                 f"unroll_steps={unroll_steps} applies to the named methods "
-                f"{sorted(estimators.ALIASES)} only. Received: "
+                f"{list(estimators.UNROLLED_ALIASES)} only. Received: "
                 f"meta_method={meta_method!r}. Give the estimator its own "
                 "settings, e.g. `Unrolled(steps=2)`."
             )

@@ -5,6 +5,11 @@ gradient with respect to the first argument. Calls nest: the gradient of an
 inner call is computed while every outer call's tape is recording, so an
 outer call differentiates through it (second-order meta-gradients).
 
+`vjp(fn, primals)` evaluates `fn` once and returns a pullback that maps
+cotangents of its output to cotangents of `primals`, as often as needed
+without running `fn` again (like `jax.vjp`): Hessian-vector products at one
+point for an iterative solver.
+
 `stop_weight_gradient(x)` marks a value that the gradient with respect to the
 model's weights treats as a constant, while gradients with respect to the
 loss parameters still flow through it. A loss family uses it for inputs it
@@ -69,6 +74,58 @@ def value_and_grad(fn, has_aux=False, wrt_weights=True):
         return (out, grads) if has_aux else (value, grads)
 
     return wrapped
+
+
+def vjp(fn, primals, has_aux=False, wrt_weights=True):
+    """Evaluates `fn(primals)` and returns `(out, pullback)`.
+
+    `pullback(cotangents)` returns the vector-Jacobian product of `fn`'s
+    output (a list of tensors, or `(list, aux)` when `has_aux`) with
+    `cotangents` (a list like the output), as a list like `primals`, zeros
+    where the output does not depend on an element. It reuses the recorded
+    evaluation, so calling it k times costs k backward passes and no forward
+    pass. Like `value_and_grad`, calls nest inside outer differentiations.
+
+    Args:
+        fn: a function of a list of tensors returning a list of tensors, or
+            `(list, aux)` when `has_aux`.
+        primals: the point (a list of tensors).
+        has_aux: whether `fn` returns auxiliary outputs.
+        wrt_weights: whether `primals` are the model's weights (see
+            `value_and_grad`; pass False for the Jacobian of a weight gradient,
+            whose `stop_weight_gradient` inputs must then move with the
+            weights).
+
+    Example:
+
+    >>> f = lambda w: [w[0] ** 2, 3.0 * w[0]]
+    >>> out, pullback = tml.backend.vjp(f, [keras.ops.convert_to_tensor([1.0, 2.0])])
+    >>> ones = keras.ops.ones((2,))
+    >>> pullback([ones, ones])[0].numpy().tolist()  # 2 w + 3
+    [5.0, 7.0]
+    """
+    primals = list(primals)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(primals)
+        if wrt_weights:
+            _weight_tapes().append(tape)
+        try:
+            out = fn(primals)
+        finally:
+            if wrt_weights:
+                _weight_tapes().pop()
+    outputs = list(out[0] if has_aux else out)
+
+    def pullback(cotangents):
+        grads = tape.gradient(
+            outputs,
+            primals,
+            output_gradients=list(cotangents),
+            unconnected_gradients=tf.UnconnectedGradients.ZERO,
+        )
+        return [tf.convert_to_tensor(g) for g in grads]
+
+    return out, pullback
 
 
 def stop_weight_gradient(x):
