@@ -90,7 +90,13 @@ class MetaModel(backend.MetaTrainer, keras.Model):
         self.meta_estimator = None
         self._meta_every = 1
         self._meta_iterator = None
+        self._meta_source = None
         self._host_step = None
+        self._data_iterator = None
+        self._data_batches = 0
+        self._resume = None
+        self._restored_step = None
+        self._iterator_spans_epochs = False
         self.meta_objective_tracker = records.MeanOfMetaUpdates(name="meta_objective")
         self.meta_grad_norm_tracker = records.MeanOfMetaUpdates(name="meta_grad_norm")
         self.skipped_updates_tracker = keras.metrics.Sum(name="skipped_updates")
@@ -451,14 +457,24 @@ class MetaModel(backend.MetaTrainer, keras.Model):
                     f"(with meta_every={self.meta_every}; use meta_every=0 to "
                     "train with a frozen loss)."
                 )
-            self._meta_iterator = self._make_meta_iterator(
-                meta_data, meta_batch_size or arguments.get("batch_size") or 32
+            # The iterator is built at the first step, after the callbacks'
+            # `on_train_begin` (where a backup may restore the meta position).
+            self._meta_source = (
+                self._check_meta_data(meta_data),
+                meta_batch_size or arguments.get("batch_size") or 32,
             )
+        arguments["callbacks"] = _restoring_callbacks_first(arguments.get("callbacks"))
         self._host_step = None
+        self._data_iterator, self._data_batches, self._resume = None, 0, None
+        self._restored_step = None  # Set by a backup callback that restored a step.
+        # With `steps_per_epoch` Keras keeps one data iterator across epochs.
+        self._iterator_spans_epochs = arguments.get("steps_per_epoch") is not None
         try:
             return super().fit(**arguments)
         finally:
             self._meta_iterator = None
+            self._meta_source = None
+            self._data_iterator, self._resume = None, None
 
     def train_on_batch(
         self,
@@ -507,7 +523,7 @@ class MetaModel(backend.MetaTrainer, keras.Model):
         finally:
             self._meta_iterator = None
 
-    def _make_meta_iterator(self, meta_data, batch_size):
+    def _check_meta_data(self, meta_data):
         meta_data = meta_data_lib.unpack_meta_data(meta_data)
         if meta_data_lib.is_dataset(meta_data):
             meta_data_lib.check_meta_dataset(self, meta_data)
@@ -515,12 +531,31 @@ class MetaModel(backend.MetaTrainer, keras.Model):
             meta_data_lib.check_meta_arrays(
                 self, meta_data[0], meta_data[1], not self.loss.regression
             )
-        step = int(self.optimizer.iterations.numpy())
-        meta_steps_done = -(-step // self.meta_every)
+        return meta_data
+
+    def _make_meta_iterator(self, meta_data, batch_size):
+        # Every meta step (applied or skipped) used one meta batch and counted
+        # one meta-optimizer iteration: a restored or reloaded model goes on
+        # with the meta batch an uninterrupted run would use next.
+        meta_steps_done = int(self.meta_optimizer.iterations.numpy())
         dataset = meta_data_lib.meta_dataset(
             meta_data, batch_size, seed=self.meta_seed, skip_batches=meta_steps_done
         )
         return iter(self.distribute_strategy.experimental_distribute_dataset(dataset))
+
+
+def _restoring_callbacks_first(callbacks):
+    """Puts backup callbacks first, so the others start from the restored state."""
+    if callbacks is None or isinstance(callbacks, keras.callbacks.CallbackList):
+        return callbacks
+    callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+
+    def restores(callback):
+        return getattr(callback, "restores_training_state", False) or isinstance(
+            callback, keras.callbacks.BackupAndRestore
+        )
+
+    return [c for c in callbacks if restores(c)] + [c for c in callbacks if not restores(c)]
 
 
 def _keras_loss_class_of(function):
