@@ -217,17 +217,7 @@ class MetaModel(backend.MetaTrainer, keras.Model):
             "lookahead_learning_rate", lookahead_learning_rate, allow_none=True
         )
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
-        compute_dtype = self.base_model.dtype_policy.compute_dtype
-        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer) or (
-            compute_dtype not in ("float32", "float64")
-        ):
-            raise ValueError(
-                "`MetaModel` supports float32 and float64 models only: second-"
-                "order meta-gradients in reduced precision are not supported "
-                f"yet. Received: a model computing in {compute_dtype} (optimizer "
-                f"{type(self.optimizer).__name__}). Build the model under the "
-                "'float32' dtype policy."
-            )
+        self._check_precision(loss)
         if meta_optimizer is None:
             meta_optimizer = keras.optimizers.Adam(learning_rate=0.01)
         self.meta_optimizer = keras.optimizers.get(meta_optimizer)
@@ -253,6 +243,28 @@ class MetaModel(backend.MetaTrainer, keras.Model):
             "lookahead_learning_rate": lookahead_learning_rate,
             "meta_seed": meta_seed,
         }
+
+    def _check_precision(self, loss):
+        """float32, float64 or mixed bfloat16 models; phi and its gradient in float32+."""
+        compute_dtype = self.base_model.dtype_policy.compute_dtype
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer) or (
+            compute_dtype not in ("float32", "float64", "bfloat16")
+        ):
+            raise ValueError(
+                "`MetaModel` supports models computing in float32, float64 or "
+                "bfloat16 (the 'mixed_bfloat16' dtype policy). float16 needs loss "
+                "scaling, which the second-order meta step does not support. "
+                f"Received: a model computing in {compute_dtype} (optimizer "
+                f"{type(self.optimizer).__name__}). Build the model under the "
+                "'mixed_bfloat16' (or 'float32') dtype policy."
+            )
+        if loss.dtype not in ("float32", "float64"):
+            raise ValueError(
+                "Invalid value for argument `loss`. Expected a learnable loss computing "
+                "in float32 or float64 (phi and the meta-gradient stay in full "
+                f"precision under mixed precision). Received: a loss with dtype={loss.dtype}. "
+                "Create the loss without `dtype`, or with dtype='float32'."
+            )
 
     def get_compile_config(self):
         config = super().get_compile_config()
