@@ -134,16 +134,23 @@ def check_meta_dataset(model, dataset):
 
 
 def meta_dataset(meta_data, batch_size, seed=None, skip_batches=0):
-    """An endless dataset of meta batches `(x_meta, y_meta)`.
+    """An endless dataset of meta batches `(x_meta, y_meta)`, all of one static shape.
 
     Arrays are shuffled (seeded, reshuffled each pass) and batched with
-    `drop_remainder=True`, so every meta batch has the same shape. A
-    `tf.data.Dataset` is taken as already batched and repeated. The first
-    `skip_batches` batches are skipped, so a resumed run sees the same meta
-    batches as an uninterrupted one.
+    `drop_remainder=True`. A `tf.data.Dataset` is taken as already batched and
+    repeated; if its batch dimension is not static (batched without
+    `drop_remainder`), the repeated stream is rebatched to the size of its
+    first batch with `drop_remainder=True`, so a short last batch joins the
+    next pass instead of changing the shape (compiled steps, and TPUs, need
+    static shapes). The first `skip_batches` batches are skipped, so a resumed
+    run sees the same meta batches as an uninterrupted one.
     """
     if isinstance(meta_data, tf.data.Dataset):
         dataset = meta_data.repeat()
+        if not _static_batch(meta_data):
+            first = next(iter(meta_data.take(1)))
+            size = int(tree.flatten(first)[0].shape[0])
+            dataset = dataset.rebatch(size, drop_remainder=True)
     else:
         x_meta, y_meta = meta_data
         n = int(tree.flatten(x_meta)[0].shape[0])
@@ -157,6 +164,13 @@ def meta_dataset(meta_data, batch_size, seed=None, skip_batches=0):
     if skip_batches:
         dataset = dataset.skip(skip_batches)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _static_batch(dataset):
+    return all(
+        spec.shape.rank is not None and spec.shape.rank > 0 and spec.shape[0] is not None
+        for spec in tree.flatten(dataset.element_spec)
+    )
 
 
 def is_dataset(value):
