@@ -92,6 +92,9 @@ class LossAuditLog(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         check_meta_model(self.model, "LossAuditLog")
+        if self._file is not None:  # A `fit` that raised did not close it.
+            self._file.close()
+            self._file = None
         if not backend.is_chief(self.model.distribute_strategy):
             return  # Only the chief writes (the other workers' values are the same).
         directory = os.path.dirname(os.path.abspath(self.path))
