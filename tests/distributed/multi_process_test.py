@@ -261,3 +261,27 @@ def test_two_workers_kill_9_and_resume_is_exact_with_only_the_chief_writing(
     assert _meta_updates(tmp_path / "audit.jsonl") == _meta_updates(reference_dir / "audit.jsonl")
     # One writer: one event file per run of the job, in the chief's directory.
     assert len(os.listdir(tmp_path / "tb" / "metaloss")) == 2
+
+
+def test_a_dead_worker_makes_its_peer_fail_instead_of_hang(tmp_path):
+    pause = ["--pause-at-step", "5", "--pause-file", "paused{}", "--pause-worker", "1"]
+    with Job(tmp_path, "dead_peer", pause, workers=2) as job:
+        survivor, victim = job.procs
+        deadline = time.monotonic() + TIMEOUT
+        while not (tmp_path / "paused1").exists():
+            assert victim.poll() is None and survivor.poll() is None, job.report("exited early")
+            assert time.monotonic() < deadline, job.report("worker 1 did not reach step 5")
+            time.sleep(0.2)
+        os.kill(victim.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        # Worker 0 waits in the next step's all-reduce; it must fail, not hang
+        # (the connection drops; a peer that hangs hits the 60 s collective timeout).
+        try:
+            code = survivor.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            pytest.fail(job.report("worker 0 hung after its peer died"))
+        waited = time.monotonic() - killed
+    print(f"worker 0 exited with {code} {waited:.1f} s after worker 1 was killed")
+    assert code != 0
+    log = job.logs[0].read_text(errors="replace")
+    assert "Collective ops is aborted" in log or "DeadlineExceeded" in log, log[-3000:]

@@ -16,7 +16,7 @@ the meta-batch position, the history, evaluation and predictions.
 `--audit FILE` a `LossAuditLog`, `--tensorboard DIR` a `MetaTensorBoard`;
 `--pause-at-step N --pause-file F` makes the process write `F` before step
 `N` and wait there, to be killed with `kill -9` (`{}` in `F` is replaced by
-the worker's index). Started again with the same
+the worker's index; `--pause-worker I` pauses worker `I` only). Started again with the same
 arguments (without the pause), it resumes from the backup.
 """
 
@@ -39,12 +39,14 @@ def parse_args(argv=None):
         "--strategy", choices=("default", "mirrored", "multi_worker"), default="default"
     )
     parser.add_argument("--collective-timeout", type=float, default=60.0)
+    parser.add_argument("--steps-per-execution", type=int, default=1)
     parser.add_argument("--backup", help="MetaBackupAndRestore directory")
     parser.add_argument("--save-freq", type=int, default=3)
     parser.add_argument("--audit", help="LossAuditLog file")
     parser.add_argument("--tensorboard", help="MetaTensorBoard directory")
     parser.add_argument("--pause-at-step", type=int)
     parser.add_argument("--pause-file")
+    parser.add_argument("--pause-worker", type=int, help="pause only this worker (default: all)")
     return parser.parse_args(argv)
 
 
@@ -61,7 +63,7 @@ def data():
     return (x, y), (x_meta, y_meta), (x_val, y_val)
 
 
-def build(strategy):
+def build(strategy, steps_per_execution=1):
     import keras
 
     import tf_metaloss as tml
@@ -80,6 +82,7 @@ def build(strategy):
             meta_seed=0,
             meta_global_clipnorm=1.0,
             metrics=["accuracy"],
+            steps_per_execution=steps_per_execution,
         )
     return model
 
@@ -92,7 +95,7 @@ def train(strategy, args):
     import tf_metaloss as tml
 
     (x, y), meta, validation = data()
-    model = build(strategy)
+    model = build(strategy, args.steps_per_execution)
     callbacks = []
     if args.backup:
         callbacks.append(tml.callbacks.MetaBackupAndRestore(args.backup, save_freq=args.save_freq))
@@ -100,9 +103,9 @@ def train(strategy, args):
         callbacks.append(tml.callbacks.LossAuditLog(args.audit))
     if args.tensorboard:
         callbacks.append(tml.callbacks.MetaTensorBoard(args.tensorboard, image_freq=0))
-    if args.pause_at_step is not None:
-        task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-        callbacks.append(PauseAt(args.pause_at_step, args.pause_file.format(task.get("index", 0))))
+    index = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", 0)
+    if args.pause_at_step is not None and args.pause_worker in (None, index):
+        callbacks.append(PauseAt(args.pause_at_step, args.pause_file.format(index)))
     history = model.fit(
         tml.meta.data.resumable_dataset(x, y, batch_size=BATCH_SIZE, seed=1),
         steps_per_epoch=STEPS_PER_EPOCH,
