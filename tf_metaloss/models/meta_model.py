@@ -444,6 +444,12 @@ class MetaModel(backend.MetaTrainer, keras.Model):
             meta_batch_size: size of a meta batch (array meta data);
                 defaults to `batch_size`, or 32.
             Other arguments (positional too) are those of `keras.Model.fit`.
+
+        The meta batches start at the first step, after the callbacks'
+        `on_train_begin`, with the meta batch after the last one the meta
+        optimizer used. Callbacks that restore a backup
+        (`tml.callbacks.MetaBackupAndRestore`, `keras.callbacks.BackupAndRestore`)
+        run before the others, so everything starts from the restored state.
         """
         self._assert_compile_called("fit")
         arguments = inspect.signature(keras.Model.fit).bind(self, x, y, *args, **kwargs).arguments
