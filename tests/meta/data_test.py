@@ -35,6 +35,52 @@ def test_meta_dataset_cycles_with_fixed_batches_and_skips():
         np.testing.assert_array_equal(a[1].numpy(), b[1].numpy())
 
 
+def test_meta_dataset_gives_a_dataset_with_a_short_last_batch_a_static_shape():
+    x, y = np.zeros((10, 2), "float32"), np.arange(10)
+    batched = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)  # 4, 4, 2
+    dataset = data.meta_dataset(batched, None)
+    assert dataset.element_spec[0].shape == (4, 2)
+    assert dataset.element_spec[1].shape == (4,)
+    labels = [b[1].numpy().tolist() for b in dataset.take(3)]
+    assert labels == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 0, 1]]
+    # Already static: the batches are kept as they are.
+    static = tf.data.Dataset.from_tensor_slices((x, y)).batch(5, drop_remainder=True)
+    labels = [
+        b[1].numpy().tolist() for b in data.meta_dataset(static, None, skip_batches=1).take(2)
+    ]
+    assert labels == [[5, 6, 7, 8, 9], [0, 1, 2, 3, 4]]
+
+
+def test_resumable_dataset_repeats_the_same_batches_with_a_static_shape():
+    x, y = np.arange(10, dtype="float32")[:, None], np.arange(10)
+    first = data.resumable_dataset(x, y, batch_size=4, seed=3)
+    again = data.resumable_dataset(x, y, batch_size=4, seed=3)
+    other = data.resumable_dataset(x, y, batch_size=4, seed=4)
+    assert first.element_spec[0].shape == (4, 1)
+
+    def labels(dataset):
+        return [b[1].numpy().tolist() for b in dataset.take(10)]
+
+    assert labels(first) == labels(again) != labels(other)
+    seen = labels(first)
+    assert sorted(sum(seen[:2], [])) == sorted(set(sum(seen[:2], [])))  # no repeats in a pass
+    weighted = data.resumable_dataset(x, y, 4, seed=3, sample_weight=np.ones(10, "float32"))
+    assert len(weighted.element_spec) == 3
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batch_size": 0}, "argument `batch_size`. Expected a positive integer"),
+        ({"batch_size": 11}, "argument `batch_size`. Expected at most the number of samples"),
+        ({"batch_size": 4, "seed": None}, "argument `seed`. Expected an integer"),
+    ],
+)
+def test_resumable_dataset_argument_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        data.resumable_dataset(np.zeros((10, 2)), np.zeros(10), **kwargs)
+
+
 def test_unpack_meta_data_error_names_the_argument():
     with pytest.raises(ValueError, match="argument `meta_data`"):
         data.unpack_meta_data((1, 2, 3))

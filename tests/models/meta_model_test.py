@@ -583,16 +583,6 @@ def test_train_on_batch_meta_learns_with_a_meta_batch(make_data):
     assert np.abs(model.loss.trainable_variables[0].numpy() - phi).max() > 0
 
 
-def test_reduced_precision_policy_is_rejected():
-    keras.config.set_dtype_policy("mixed_bfloat16")
-    try:
-        model = tml.MetaModel(*_mlp())
-    finally:
-        keras.config.set_dtype_policy("float32")
-    with pytest.raises(ValueError, match="float32 and float64 models only.*bfloat16"):
-        model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
-
-
 def test_unknown_loss_name_is_reported_as_given():
     with pytest.raises(ValueError, match="Received: loss='nope'"):
         _model().compile(optimizer="sgd", loss="nope")

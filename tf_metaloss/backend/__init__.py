@@ -5,7 +5,8 @@ The loss families (`tf_metaloss.losses`) and the meta-gradient estimators
 functions below for what `keras.ops` cannot express: differentiation that the
 meta step nests (`value_and_grad`, `vjp`, `stop_weight_gradient`) and the replica
 arithmetic of distributed training (`num_replicas`, `all_reduce_sum`,
-`replica_share`, `global_value`). `MetaTrainer` is the backend's training
+`replica_share`, `global_value`), and which process of a multi-worker job
+writes files (`is_chief`, `worker_index`). `MetaTrainer` is the backend's training
 loop, mixed into `tf_metaloss.MetaModel` the way Keras mixes its
 per-backend trainer into `keras.Model`.
 
@@ -32,8 +33,10 @@ from tf_metaloss.backend.tensorflow.differentiation import value_and_grad  # noq
 from tf_metaloss.backend.tensorflow.differentiation import vjp  # noqa: E402
 from tf_metaloss.backend.tensorflow.distribution import all_reduce_sum  # noqa: E402
 from tf_metaloss.backend.tensorflow.distribution import global_value  # noqa: E402
+from tf_metaloss.backend.tensorflow.distribution import is_chief  # noqa: E402
 from tf_metaloss.backend.tensorflow.distribution import num_replicas  # noqa: E402
 from tf_metaloss.backend.tensorflow.distribution import replica_share  # noqa: E402
+from tf_metaloss.backend.tensorflow.distribution import worker_index  # noqa: E402
 from tf_metaloss.backend.tensorflow.trainer import MetaTrainer  # noqa: E402
 
 __all__ = [
@@ -41,9 +44,11 @@ __all__ = [
     "SUPPORTED_BACKENDS",
     "all_reduce_sum",
     "global_value",
+    "is_chief",
     "num_replicas",
     "replica_share",
     "stop_weight_gradient",
     "value_and_grad",
     "vjp",
+    "worker_index",
 ]

@@ -3,6 +3,10 @@
 - `MetaTensorBoard`: TensorBoard scalars, histograms and loss-curve images.
 - `LossAuditLog`: one JSON line per meta-update (`tf-metaloss audit FILE`).
 - `LossParameterEarlyStopping`: freezes phi when the meta objective stalls.
+- `MetaBackupAndRestore`: backs up the whole training state every few steps
+  and resumes an interrupted `fit` exactly, mid-epoch.
+
+Under `MultiWorkerMirroredStrategy` only the chief writes files.
 
 Example:
 
@@ -24,6 +28,7 @@ from tf_metaloss.callbacks.audit import LossAuditLog
 from tf_metaloss.callbacks.audit_reader import AuditLogError
 from tf_metaloss.callbacks.audit_reader import read_audit_log
 from tf_metaloss.callbacks.audit_reader import summarize_audit_log
+from tf_metaloss.callbacks.backup import MetaBackupAndRestore
 from tf_metaloss.callbacks.early_stopping import LossParameterEarlyStopping
 from tf_metaloss.callbacks.monitor import MetaStepMonitor
 from tf_metaloss.callbacks.monitor import MetaStepRecord
@@ -34,6 +39,7 @@ __all__ = [
     "AuditLogError",
     "LossAuditLog",
     "LossParameterEarlyStopping",
+    "MetaBackupAndRestore",
     "MetaStepMonitor",
     "MetaStepRecord",
     "MetaTensorBoard",

@@ -12,6 +12,7 @@ import time
 import keras
 import numpy as np
 
+from tf_metaloss import backend
 from tf_metaloss.callbacks.monitor import MetaStepMonitor
 from tf_metaloss.callbacks.monitor import bound_contacts
 from tf_metaloss.callbacks.monitor import check_meta_model
@@ -37,9 +38,17 @@ class LossAuditLog(keras.callbacks.Callback):
     onto a clip bound by this update), `at_bound` (elements on a bound after
     it) and `time`. A `"train_begin"` line (loss class, parameter shapes,
     labels, bounds, `meta_every`, starting phi) opens each `fit`, a
-    `"train_end"` line closes it. The file is opened for appending (resuming
-    training never truncates it), and every line is flushed and fsync'd when
-    written, so the trail survives a crash up to the last update.
+    `"train_end"` line closes it. The file is opened for appending (a later
+    `fit` adds to it), and every line is flushed and fsync'd when written, so
+    the trail survives a crash up to the last update.
+
+    When `tml.callbacks.MetaBackupAndRestore` restored a backup of step `s`
+    in this `fit`, the updates of steps `>= s` that the interrupted run wrote
+    after its last `"train_begin"` (those the resumed run replays) are removed
+    first (the file is rewritten atomically), and the new `"train_begin"`
+    carries `"resumed": true`: the file then holds the `"meta_update"` records
+    of an uninterrupted run, each once. Under `MultiWorkerMirroredStrategy`
+    only the chief writes the file; the other workers write nothing.
 
     Summarise a log with `tf-metaloss audit FILE` or
     `tf_metaloss.callbacks.summarize_audit_log(read_audit_log(FILE))`.
@@ -83,8 +92,16 @@ class LossAuditLog(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         check_meta_model(self.model, "LossAuditLog")
+        if self._file is not None:  # A `fit` that raised did not close it.
+            self._file.close()
+            self._file = None
+        if not backend.is_chief(self.model.distribute_strategy):
+            return  # Only the chief writes (the other workers' values are the same).
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
+        restored_step = getattr(self.model, "_restored_step", None)
+        if restored_step is not None and os.path.exists(self.path):
+            _drop_replayed_updates(self.path, restored_step)
         self._file = open(self.path, "a", encoding="utf-8")
         loss = self.model.loss
         self._bounds = parameter_bounds(loss)
@@ -107,6 +124,7 @@ class LossAuditLog(keras.callbacks.Callback):
                 "meta_every": int(self.model.meta_every),
                 "clipnorm": self.model.meta_global_clipnorm,
                 "phi": _jsonable(phi),
+                **({"resumed": True} if restored_step is not None else {}),
             }
         )
 
@@ -116,7 +134,8 @@ class LossAuditLog(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         self._batch = int(batch)
-        self._monitor.begin(self.model)
+        if self._file is not None:
+            self._monitor.begin(self.model)
 
     def on_train_batch_end(self, batch, logs=None):
         record = self._monitor.end(self.model, logs)
@@ -159,3 +178,42 @@ class LossAuditLog(keras.callbacks.Callback):
         )
         self._file.close()
         self._file = None
+
+
+def _drop_replayed_updates(path, step):
+    """Rewrites `path` without the records a resume from `step` replays.
+
+    Those are the `"meta_update"` records with `step >= step` (and any
+    `"train_end"`) after the last `"train_begin"` at a step `<= step`, and a
+    last line cut short by the crash. Earlier runs in the same file are kept.
+    """
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            records.append(None)  # A line cut short by the crash.
+    start = 0
+    for i, record in enumerate(records):
+        if record and record.get("event") == "train_begin" and record.get("step", 0) <= step:
+            start = i
+    kept = []
+    for i, (line, record) in enumerate(zip(lines, records)):
+        if record is None:
+            continue
+        replayed = i > start and (
+            record.get("event") == "train_end"
+            or (record.get("event") == "meta_update" and record.get("step", -1) >= step)
+        )
+        if not replayed:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    if len(kept) == len(lines):
+        return
+    temporary = path + ".tmp"
+    with open(temporary, "w", encoding="utf-8") as f:
+        f.writelines(kept)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)

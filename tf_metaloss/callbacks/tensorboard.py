@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from tf_metaloss import backend
 from tf_metaloss import plotting
 from tf_metaloss import validation
 from tf_metaloss.callbacks.monitor import MetaStepMonitor
@@ -116,6 +117,9 @@ class MetaTensorBoard(keras.callbacks.Callback):
     (classification) or the residual (regression), drawn over the same curve
     at the start of the first `fit` (see `learned_loss_curve`).
 
+    Under `MultiWorkerMirroredStrategy` only the chief writes summaries; the
+    other workers write nothing.
+
     Args:
         log_dir: the TensorBoard log directory.
         probe_data: optional `(x, y)` batch for the per-sample histograms.
@@ -205,6 +209,7 @@ class MetaTensorBoard(keras.callbacks.Callback):
         self._updates_seen = 0
         self._skipped = 0
         self._warned_units = False
+        self._chief = True
 
     # -- argument checks -------------------------------------------------------
     @staticmethod
@@ -247,6 +252,9 @@ class MetaTensorBoard(keras.callbacks.Callback):
     # -- fit hooks -----------------------------------------------------------------
     def on_train_begin(self, logs=None):
         check_meta_model(self.model, "MetaTensorBoard")
+        self._chief = backend.is_chief(self.model.distribute_strategy)
+        if not self._chief:
+            return
         self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, self.run_name))
         if self._start_phi is None:
             self._start_phi = [np.array(v.numpy()) for v in self.model.loss.trainable_variables]
@@ -256,9 +264,12 @@ class MetaTensorBoard(keras.callbacks.Callback):
         self._monitor.new_epoch()
 
     def on_train_batch_begin(self, batch, logs=None):
-        self._monitor.begin(self.model)
+        if self._chief:
+            self._monitor.begin(self.model)
 
     def on_train_batch_end(self, batch, logs=None):
+        if not self._chief:
+            return
         record = self._monitor.end(self.model, logs)
         if record is None:
             return
@@ -274,6 +285,8 @@ class MetaTensorBoard(keras.callbacks.Callback):
             self._write_scalars(record.step, record.meta_objective, record.meta_grad_norm, variance)
 
     def on_epoch_end(self, epoch, logs=None):
+        if not self._chief:
+            return
         step = int(self.model.optimizer.iterations.numpy())
         if self.update_freq == "epoch" and self._epoch_records:
             losses = [r.meta_objective for r in self._epoch_records if r.meta_objective is not None]

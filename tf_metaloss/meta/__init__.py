@@ -1,5 +1,6 @@
 """The meta step's building blocks: estimators, the lookahead, meta data."""
 
+from tf_metaloss.meta import data
 from tf_metaloss.meta import estimators
 
-__all__ = ["estimators"]
+__all__ = ["data", "estimators"]

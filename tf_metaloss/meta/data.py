@@ -1,4 +1,8 @@
-"""Meta data: holding out a meta split, checking it, and cycling meta batches."""
+"""Meta data: holding out a meta split, checking it, and cycling meta batches.
+
+Also `resumable_dataset`, training batches that every process (a resumed
+run, another worker) draws in the same order.
+"""
 
 import math
 
@@ -130,16 +134,23 @@ def check_meta_dataset(model, dataset):
 
 
 def meta_dataset(meta_data, batch_size, seed=None, skip_batches=0):
-    """An endless dataset of meta batches `(x_meta, y_meta)`.
+    """An endless dataset of meta batches `(x_meta, y_meta)`, all of one static shape.
 
     Arrays are shuffled (seeded, reshuffled each pass) and batched with
-    `drop_remainder=True`, so every meta batch has the same shape. A
-    `tf.data.Dataset` is taken as already batched and repeated. The first
-    `skip_batches` batches are skipped, so a resumed run sees the same meta
-    batches as an uninterrupted one.
+    `drop_remainder=True`. A `tf.data.Dataset` is taken as already batched and
+    repeated; if its batch dimension is not static (batched without
+    `drop_remainder`), the repeated stream is rebatched to the size of its
+    first batch with `drop_remainder=True`, so a short last batch joins the
+    next pass instead of changing the shape (compiled steps, and TPUs, need
+    static shapes). The first `skip_batches` batches are skipped, so a resumed
+    run sees the same meta batches as an uninterrupted one.
     """
     if isinstance(meta_data, tf.data.Dataset):
         dataset = meta_data.repeat()
+        if not _static_batch(meta_data):
+            first = next(iter(meta_data.take(1)))
+            size = int(tree.flatten(first)[0].shape[0])
+            dataset = dataset.rebatch(size, drop_remainder=True)
     else:
         x_meta, y_meta = meta_data
         n = int(tree.flatten(x_meta)[0].shape[0])
@@ -153,6 +164,13 @@ def meta_dataset(meta_data, batch_size, seed=None, skip_batches=0):
     if skip_batches:
         dataset = dataset.skip(skip_batches)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _static_batch(dataset):
+    return all(
+        spec.shape.rank is not None and spec.shape.rank > 0 and spec.shape[0] is not None
+        for spec in tree.flatten(dataset.element_spec)
+    )
 
 
 def is_dataset(value):
@@ -177,3 +195,61 @@ def unpack_meta_data(meta_data):
             + (f" of length {len(meta_data)}" if hasattr(meta_data, "__len__") else "")
         )
     return tuple(meta_data)
+
+
+def resumable_dataset(x, y, batch_size, seed=0, sample_weight=None):
+    """An endless, seeded dataset of training batches, for exact resumes.
+
+    `(x, y)` (and `sample_weight`) are shuffled with `seed`, reshuffled each
+    pass, repeated without end and batched
+    with `drop_remainder=True` (every batch has the same, static shape). Pass
+    it to `fit` with `steps_per_epoch` (e.g. `len(x) // batch_size`): Keras
+    then keeps one iterator across epochs, and
+    `tml.callbacks.MetaBackupAndRestore` can replay its position after a
+    crash: every dataset built with the same arguments yields the same
+    batches, in any process. Under `MultiWorkerMirroredStrategy` every worker
+    runs the same shuffle and takes its share of each global batch.
+
+    Args:
+        x, y: arrays (or tuples/dicts of arrays) with the same first dimension.
+        batch_size: the global batch size.
+        seed: the shuffle seed.
+        sample_weight: optional per-sample weights.
+
+    Returns:
+        A `tf.data.Dataset` of `(x, y)` (or `(x, y, sample_weight)`) batches.
+
+    Example:
+
+    >>> x, y = np.arange(10, dtype="float32")[:, None], np.arange(10)
+    >>> def labels(dataset):
+    ...     return [batch[1].numpy().tolist() for batch in dataset.take(5)]
+    >>> dataset = tml.meta.data.resumable_dataset(x, y, batch_size=4, seed=0)
+    >>> labels(dataset) == labels(tml.meta.data.resumable_dataset(x, y, batch_size=4, seed=0))
+    True
+    >>> dataset.element_spec[0].shape  # static batch dimension
+    TensorShape([4, 1])
+    """
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(
+            "Invalid value for argument `batch_size`. Expected a positive integer. "
+            f"Received: batch_size={batch_size!r}"
+        )
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(
+            f"Invalid value for argument `seed`. Expected an integer. Received: seed={seed!r}"
+        )
+    data = (x, y) if sample_weight is None else (x, y, sample_weight)
+    n = int(tree.flatten(x)[0].shape[0])
+    if n < batch_size:
+        raise ValueError(
+            "Invalid value for argument `batch_size`. Expected at most the number of "
+            f"samples ({n}). Received: batch_size={batch_size}"
+        )
+    return (
+        tf.data.Dataset.from_tensor_slices(data)
+        .shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        .repeat()
+        .batch(batch_size, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )

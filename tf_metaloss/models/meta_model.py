@@ -90,7 +90,13 @@ class MetaModel(backend.MetaTrainer, keras.Model):
         self.meta_estimator = None
         self._meta_every = 1
         self._meta_iterator = None
+        self._meta_source = None
         self._host_step = None
+        self._data_iterator = None
+        self._data_batches = 0
+        self._resume = None
+        self._restored_step = None
+        self._iterator_spans_epochs = False
         self.meta_objective_tracker = records.MeanOfMetaUpdates(name="meta_objective")
         self.meta_grad_norm_tracker = records.MeanOfMetaUpdates(name="meta_grad_norm")
         self.skipped_updates_tracker = keras.metrics.Sum(name="skipped_updates")
@@ -214,17 +220,7 @@ class MetaModel(backend.MetaTrainer, keras.Model):
             "lookahead_learning_rate", lookahead_learning_rate, allow_none=True
         )
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
-        compute_dtype = self.base_model.dtype_policy.compute_dtype
-        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer) or (
-            compute_dtype not in ("float32", "float64")
-        ):
-            raise ValueError(
-                "`MetaModel` supports float32 and float64 models only: second-"
-                "order meta-gradients in reduced precision are not supported "
-                f"yet. Received: a model computing in {compute_dtype} (optimizer "
-                f"{type(self.optimizer).__name__}). Build the model under the "
-                "'float32' dtype policy."
-            )
+        self._check_precision(loss)
         if meta_optimizer is None:
             meta_optimizer = keras.optimizers.Adam(learning_rate=0.01)
         self.meta_optimizer = keras.optimizers.get(meta_optimizer)
@@ -250,6 +246,28 @@ class MetaModel(backend.MetaTrainer, keras.Model):
             "lookahead_learning_rate": lookahead_learning_rate,
             "meta_seed": meta_seed,
         }
+
+    def _check_precision(self, loss):
+        """float32, float64 or mixed bfloat16 models; phi and its gradient in float32+."""
+        compute_dtype = self.base_model.dtype_policy.compute_dtype
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer) or (
+            compute_dtype not in ("float32", "float64", "bfloat16")
+        ):
+            raise ValueError(
+                "`MetaModel` supports models computing in float32, float64 or "
+                "bfloat16 (the 'mixed_bfloat16' dtype policy). float16 needs loss "
+                "scaling, which the second-order meta step does not support. "
+                f"Received: a model computing in {compute_dtype} (optimizer "
+                f"{type(self.optimizer).__name__}). Build the model under the "
+                "'mixed_bfloat16' (or 'float32') dtype policy."
+            )
+        if loss.dtype not in ("float32", "float64"):
+            raise ValueError(
+                "Invalid value for argument `loss`. Expected a learnable loss computing "
+                "in float32 or float64 (phi and the meta-gradient stay in full "
+                f"precision under mixed precision). Received: a loss with dtype={loss.dtype}. "
+                "Create the loss without `dtype`, or with dtype='float32'."
+            )
 
     def get_compile_config(self):
         config = super().get_compile_config()
@@ -429,6 +447,12 @@ class MetaModel(backend.MetaTrainer, keras.Model):
             meta_batch_size: size of a meta batch (array meta data);
                 defaults to `batch_size`, or 32.
             Other arguments (positional too) are those of `keras.Model.fit`.
+
+        The meta batches start at the first step, after the callbacks'
+        `on_train_begin`, with the meta batch after the last one the meta
+        optimizer used. Callbacks that restore a backup
+        (`tml.callbacks.MetaBackupAndRestore`, `keras.callbacks.BackupAndRestore`)
+        run before the others, so everything starts from the restored state.
         """
         self._assert_compile_called("fit")
         arguments = inspect.signature(keras.Model.fit).bind(self, x, y, *args, **kwargs).arguments
@@ -454,14 +478,24 @@ class MetaModel(backend.MetaTrainer, keras.Model):
                     f"(with meta_every={self.meta_every}; use meta_every=0 to "
                     "train with a frozen loss)."
                 )
-            self._meta_iterator = self._make_meta_iterator(
-                meta_data, meta_batch_size or arguments.get("batch_size") or 32
+            # The iterator is built at the first step, after the callbacks'
+            # `on_train_begin` (where a backup may restore the meta position).
+            self._meta_source = (
+                self._check_meta_data(meta_data),
+                meta_batch_size or arguments.get("batch_size") or 32,
             )
+        arguments["callbacks"] = _restoring_callbacks_first(arguments.get("callbacks"))
         self._host_step = None
+        self._data_iterator, self._data_batches, self._resume = None, 0, None
+        self._restored_step = None  # Set by a backup callback that restored a step.
+        # With `steps_per_epoch` Keras keeps one data iterator across epochs.
+        self._iterator_spans_epochs = arguments.get("steps_per_epoch") is not None
         try:
             return super().fit(**arguments)
         finally:
             self._meta_iterator = None
+            self._meta_source = None
+            self._data_iterator, self._resume = None, None
 
     def train_on_batch(
         self,
@@ -510,7 +544,7 @@ class MetaModel(backend.MetaTrainer, keras.Model):
         finally:
             self._meta_iterator = None
 
-    def _make_meta_iterator(self, meta_data, batch_size):
+    def _check_meta_data(self, meta_data):
         meta_data = meta_data_lib.unpack_meta_data(meta_data)
         if meta_data_lib.is_dataset(meta_data):
             meta_data_lib.check_meta_dataset(self, meta_data)
@@ -518,12 +552,31 @@ class MetaModel(backend.MetaTrainer, keras.Model):
             meta_data_lib.check_meta_arrays(
                 self, meta_data[0], meta_data[1], not self.loss.regression
             )
-        step = int(self.optimizer.iterations.numpy())
-        meta_steps_done = -(-step // self.meta_every)
+        return meta_data
+
+    def _make_meta_iterator(self, meta_data, batch_size):
+        # Every meta step (applied or skipped) used one meta batch and counted
+        # one meta-optimizer iteration: a restored or reloaded model goes on
+        # with the meta batch an uninterrupted run would use next.
+        meta_steps_done = int(self.meta_optimizer.iterations.numpy())
         dataset = meta_data_lib.meta_dataset(
             meta_data, batch_size, seed=self.meta_seed, skip_batches=meta_steps_done
         )
         return iter(self.distribute_strategy.experimental_distribute_dataset(dataset))
+
+
+def _restoring_callbacks_first(callbacks):
+    """Puts backup callbacks first, so the others start from the restored state."""
+    if callbacks is None or isinstance(callbacks, keras.callbacks.CallbackList):
+        return callbacks
+    callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+
+    def restores(callback):
+        return getattr(callback, "restores_training_state", False) or isinstance(
+            callback, keras.callbacks.BackupAndRestore
+        )
+
+    return [c for c in callbacks if restores(c)] + [c for c in callbacks if not restores(c)]
 
 
 def _keras_loss_class_of(function):

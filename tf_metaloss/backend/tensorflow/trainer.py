@@ -52,10 +52,19 @@ class MetaTrainer:
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # The steps run the model through `stateless_call`, which needs built
         # variables: build before tracing, also without a distribution strategy.
-        if self._distribute_strategy is None:
+        strategy = self._distribute_strategy
+        if strategy is None:
             self._symbolic_build(iterator=iterator, data_batch=data_batch)
-        else:
-            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+            return
+        if iterator is not None and data_batch is None:
+            # Keras reduces the first batch across replicas, eagerly, which
+            # fails across workers: build from the local replica's batch.
+            for _, _, batches in iterator:
+                with strategy.scope():
+                    data_batch = distribution.local_value(next(batches))
+                break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
 
     # -- per-replica steps -------------------------------------------------------
     def train_step(self, data):
@@ -263,12 +272,39 @@ class MetaTrainer:
         if self.train_function is not None and not force:
             return self.train_function
         if self.jit_compile or self.run_eagerly:
-            self.train_function = self._host_scheduled_function()
+            run_steps, run_on_data = self._host_scheduled_steps()
         else:
-            self.train_function = self._device_scheduled_function()
-        return self.train_function
+            run_steps, run_on_data = self._device_scheduled_steps()
 
-    def _device_scheduled_function(self):
+        def train_function(iterator):
+            if not isinstance(iterator, (tf.data.Iterator, tf.distribute.DistributedIterator)):
+                # `train_on_batch` hands a Python iterator over one batch.
+                logs = None
+                for _, data in zip(range(self.steps_per_execution), iterator):
+                    logs = run_on_data(data)
+                if logs is None:
+                    raise StopIteration
+                return logs
+            self._start_meta_data()
+            if iterator is not self._data_iterator:
+                self._data_iterator, self._data_batches = iterator, 0
+            if self._resume is not None:
+                logs = self._fast_forward(iterator)
+                if logs is not None:
+                    return logs
+            done, logs = run_steps(iterator)
+            self._data_batches += done
+            if done == 0:
+                raise StopIteration
+            return logs
+
+        train_function.run_steps = run_steps
+        train_function.compiled_loop = getattr(run_steps, "compiled_loop", None)
+        self.train_function = train_function
+        return train_function
+
+    def _device_scheduled_steps(self):
+        """Steps scheduled on the device: one `tf.function`, one `tf.while_loop`."""
         strategy = self.distribute_strategy
         schedule = self._schedule_state()
 
@@ -293,22 +329,8 @@ class MetaTrainer:
 
         def loop(iterator, meta_iterator):
             self.meta_update_record.start_call()
-
-            def body(done, optional):
-                one_step(optional.get_value(), meta_iterator)
-                done = done + 1
-                following = tf.cond(
-                    done < self.steps_per_execution,
-                    iterator.get_next_as_optional,
-                    lambda: optional,
-                )
-                return done, following
-
-            def keep_going(done, optional):
-                return tf.logical_and(done < self.steps_per_execution, optional.has_value())
-
-            done, _ = tf.while_loop(
-                keep_going, body, [tf.constant(0), iterator.get_next_as_optional()]
+            done = _while_over_batches(
+                iterator, self.steps_per_execution, lambda data: one_step(data, meta_iterator)
             )
             return done, self._step_logs()
 
@@ -320,24 +342,17 @@ class MetaTrainer:
         compiled_loop = tf.function(loop, autograph=False, reduce_retracing=True)
         compiled_on_data = tf.function(on_data, autograph=False, reduce_retracing=True)
 
-        def train_function(iterator):
-            if isinstance(iterator, (tf.data.Iterator, tf.distribute.DistributedIterator)):
-                done, logs = compiled_loop(iterator, self._meta_iterator)
-                if int(done) == 0:
-                    raise StopIteration
-                return logs
-            # `train_on_batch` hands a Python iterator over one batch.
-            logs = None
-            for _, data in zip(range(self.steps_per_execution), iterator):
-                logs = compiled_on_data(data, self._meta_iterator)
-            if logs is None:
-                raise StopIteration
-            return logs
+        def run_steps(iterator):
+            done, logs = compiled_loop(iterator, self._meta_iterator)
+            # One read per call (like Keras's `has_value()` check): did any
+            # batch remain?
+            return int(done), logs
 
-        train_function.compiled_loop = compiled_loop
-        return train_function
+        run_steps.compiled_loop = compiled_loop
+        return run_steps, lambda data: compiled_on_data(data, self._meta_iterator)
 
-    def _host_scheduled_function(self):
+    def _host_scheduled_steps(self):
+        """Steps chosen by a host-side step counter (XLA and eager execution)."""
         strategy = self.distribute_strategy
 
         def compile_step(step):
@@ -352,9 +367,17 @@ class MetaTrainer:
         meta_step = compile_step(self.meta_train_step)
         read_logs = self._step_logs if self.run_eagerly else tf.function(self._step_logs)
 
-        def train_function(iterator):
+        def one_step(data):
             if self._host_step is None:
                 self._host_step = int(self.optimizer.iterations.numpy())
+            every = self.meta_every
+            if self._meta_iterator is not None and every and self._host_step % every == 0:
+                meta_step(data, next(self._meta_iterator))
+            else:
+                plain_step(data)
+            self._host_step += 1
+
+        def run_steps(iterator):
             self.meta_update_record.start_call()
             done = 0
             for _ in range(self.steps_per_execution):
@@ -362,18 +385,145 @@ class MetaTrainer:
                     data = next(iterator)
                 except (StopIteration, tf.errors.OutOfRangeError):
                     break
-                every = self.meta_every
-                if self._meta_iterator is not None and every and self._host_step % every == 0:
-                    meta_step(data, next(self._meta_iterator))
-                else:
-                    plain_step(data)
-                self._host_step += 1
+                one_step(data)
                 done += 1
-            if done == 0:
-                raise StopIteration
+            return done, read_logs()
+
+        def run_on_data(data):
+            self.meta_update_record.start_call()
+            one_step(data)
             return read_logs()
 
-        return train_function
+        run_steps.plain_step, run_steps.meta_step = plain_step, meta_step
+        return run_steps, run_on_data
+
+    # -- evaluation ------------------------------------------------------------------
+    def make_test_function(self, force=False):
+        """The test loop, reading the metrics after the replicas ran.
+
+        Keras reduces each replica's logs with `strategy.reduce(..., axis=0)`,
+        which fails for scalars across workers; the metrics are read here in
+        cross-replica context instead, as in the train loop.
+        """
+        if self.test_function is not None and not force:
+            return self.test_function
+        strategy = self.distribute_strategy
+        step = self.test_step
+        if self.jit_compile and not self.run_eagerly:
+            step = tf.function(step, jit_compile=True, reduce_retracing=True)
+
+        def one_step(data):
+            strategy.run(step, args=(data,))
+
+        def loop(iterator):
+            done = _while_over_batches(iterator, self.steps_per_execution, one_step)
+            return done, self._test_logs()
+
+        def on_data(data):
+            one_step(data)
+            return self._test_logs()
+
+        if not self.run_eagerly:
+            loop = tf.function(loop, autograph=False, reduce_retracing=True)
+            on_data = tf.function(on_data, autograph=False, reduce_retracing=True)
+
+        def test_function(iterator):
+            if isinstance(iterator, (tf.data.Iterator, tf.distribute.DistributedIterator)):
+                done, logs = loop(iterator)
+                if int(done) == 0:
+                    raise StopIteration
+                return logs
+            logs = None
+            for _, data in zip(range(self.steps_per_execution), iterator):
+                logs = on_data(data)
+            if logs is None:
+                raise StopIteration
+            return logs
+
+        test_function.compiled_loop = loop
+        self.test_function = test_function
+        return test_function
+
+    def _test_logs(self):
+        keys = self._test_log_keys()
+        return {k: v for k, v in self.get_metrics_result().items() if k in keys}
+
+    # -- meta data and resuming ------------------------------------------------------
+    def _start_meta_data(self):
+        """Builds the meta iterator at the first step of `fit`.
+
+        Built lazily, after the callbacks' `on_train_begin` (where a backup is
+        restored), it starts after the meta batches the restored meta
+        optimizer has already used.
+        """
+        if self._meta_iterator is None and self._meta_source is not None:
+            self._meta_iterator = self._make_meta_iterator(*self._meta_source)
+
+    def _set_resume_point(self, epoch_steps, data_batches):
+        """Resumes `fit` mid-epoch: see `tml.callbacks.MetaBackupAndRestore`.
+
+        The restored epoch's first `epoch_steps` steps were run before the
+        backup: those calls of the train function train nothing; the data
+        iterator first discards the `data_batches` batches it had produced
+        by the backup (in the restored epoch, or since `fit` began when
+        Keras keeps one iterator across epochs, with `steps_per_epoch`).
+        """
+        self._resume = {"skip_steps": int(epoch_steps), "discard": int(data_batches)}
+
+    def _fast_forward(self, iterator):
+        """One call of a resumed epoch: discards data; returns logs if it trained nothing."""
+        resume = self._resume
+        before_epoch = resume["discard"] - resume["skip_steps"]
+        if before_epoch > 0:
+            _discard(iterator, before_epoch)
+            self._data_batches += before_epoch
+            resume["discard"] -= before_epoch
+        if resume["skip_steps"] <= 0:
+            self._resume = None
+            return None
+        count = min(self.steps_per_execution, resume["skip_steps"])
+        _discard(iterator, count)
+        self._data_batches += count
+        resume["skip_steps"] -= count
+        resume["discard"] -= count
+        self.meta_update_record.start_call()
+        return self._step_logs()
+
+    def _data_position(self, epoch_end=False):
+        """Batches the training iterator has produced, for a backup.
+
+        At the end of an epoch: 0 unless Keras keeps the iterator for the
+        next epoch (with `steps_per_epoch`); a new epoch's iterator starts
+        from the beginning of the data.
+        """
+        if epoch_end and not self._iterator_spans_epochs:
+            return 0
+        return self._data_batches
+
+
+def _while_over_batches(iterator, steps, one_step):
+    """Runs `one_step(batch)` for up to `steps` batches of `iterator` in a
+    `tf.while_loop`; returns how many ran (a tensor)."""
+
+    def body(done, optional):
+        one_step(optional.get_value())
+        done = done + 1
+        following = tf.cond(done < steps, iterator.get_next_as_optional, lambda: optional)
+        return done, following
+
+    def keep_going(done, optional):
+        return tf.logical_and(done < steps, optional.has_value())
+
+    done, _ = tf.while_loop(keep_going, body, [tf.constant(0), iterator.get_next_as_optional()])
+    return done
+
+
+def _discard(iterator, count):
+    for _ in range(count):
+        try:
+            next(iterator)
+        except (StopIteration, tf.errors.OutOfRangeError):
+            return
 
 
 StepOutputs = collections.namedtuple("StepOutputs", ["y_pred", "new_state"])
