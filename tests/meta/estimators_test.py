@@ -136,10 +136,28 @@ def test_configs_saved_before_the_estimators_became_a_package_still_load():
     assert estimators.get(config) == estimators.Unrolled(steps=2, first_order=True)
 
 
-@pytest.mark.parametrize("value", ["third_order", 3, None])
+@pytest.mark.parametrize("value", ["third_order", 3, None, {"steps": 2}])
 def test_get_rejects_unknown_identifiers(value):
     with pytest.raises(ValueError, match="Invalid value for argument `meta_method`"):
         estimators.get(value)
+
+
+@pytest.mark.parametrize(
+    "config, reason",
+    [
+        ({"class_name": "Neumann", "config": {}}, "(Could not locate class 'Neumann')"),
+        (
+            {"class_name": "tf_metaloss>Neumann", "config": {"steps": 2}},
+            "(Neumann.__init__() got an unexpected keyword argument 'steps')",
+        ),
+    ],
+)
+def test_get_names_why_a_config_does_not_deserialize(config, reason):
+    with pytest.raises(ValueError) as error:
+        estimators.get(config)
+    message = str(error.value)
+    assert message.startswith("Invalid value for argument `meta_method`. Expected one of [")
+    assert message.endswith(f"Received: meta_method={config!r} {reason}")
 
 
 @pytest.mark.parametrize(

@@ -110,11 +110,31 @@ def get(identifier):
     if isinstance(identifier, str) and identifier in ALIASES:
         return ALIASES[identifier]()
     if isinstance(identifier, dict):
-        estimator = deserialize(identifier)
+        try:
+            estimator = deserialize(identifier)
+        except TypeError as error:
+            # Keras cannot find the class, or its constructor rejects the
+            # config's keys; an argument's own check raises ValueError.
+            raise _invalid(identifier, f" ({_deserialization_reason(error)})") from error
         if isinstance(estimator, Estimator):
             return estimator
-    raise ValueError(
+    raise _invalid(identifier)
+
+
+def _invalid(identifier, reason=""):
+    return ValueError(
         "Invalid value for argument `meta_method`. Expected one of "
-        f"{sorted(ALIASES)} or a `tf_metaloss.meta.estimators.Estimator` "
-        f"(e.g. `Unrolled(steps=2)`). Received: meta_method={identifier!r}"
+        f"{sorted(ALIASES)}, a `tf_metaloss.meta.estimators.Estimator` "
+        "(e.g. `Unrolled(steps=2)`) or its config (`serialize`). Received: "
+        f"meta_method={identifier!r}{reason}"
     )
+
+
+def _deserialization_reason(error):
+    """The useful part of Keras's deserialization error: the constructor's
+    complaint, or the first sentence (e.g. "Could not locate class 'X'")."""
+    text = str(error)
+    marker = "Exception encountered: "
+    if marker in text:
+        return text.split(marker, 1)[1].strip()
+    return text.split(". ", 1)[0].strip().rstrip(".")
