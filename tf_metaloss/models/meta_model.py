@@ -220,7 +220,7 @@ class MetaModel(backend.MetaTrainer, keras.Model):
             "lookahead_learning_rate", lookahead_learning_rate, allow_none=True
         )
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
-        self._check_precision(loss)
+        self._check_precision(loss, estimator)
         if meta_optimizer is None:
             meta_optimizer = keras.optimizers.Adam(learning_rate=0.01)
         self.meta_optimizer = keras.optimizers.get(meta_optimizer)
@@ -247,7 +247,7 @@ class MetaModel(backend.MetaTrainer, keras.Model):
             "meta_seed": meta_seed,
         }
 
-    def _check_precision(self, loss):
+    def _check_precision(self, loss, estimator):
         """float32, float64 or mixed bfloat16 models; phi and its gradient in float32+."""
         compute_dtype = self.base_model.dtype_policy.compute_dtype
         if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer) or (
@@ -267,6 +267,16 @@ class MetaModel(backend.MetaTrainer, keras.Model):
                 "in float32 or float64 (phi and the meta-gradient stay in full "
                 f"precision under mixed precision). Received: a loss with dtype={loss.dtype}. "
                 "Create the loss without `dtype`, or with dtype='float32'."
+            )
+        if compute_dtype == "bfloat16" and estimator.needs_full_precision:
+            raise ValueError(
+                "Invalid value for argument `meta_method`. Expected an estimator "
+                "that is accurate for a model computing in bfloat16: "
+                f"{type(estimator).__name__} perturbs the weights by a step that "
+                "bfloat16 rounds away. Received: "
+                f"meta_method={estimator!r} with a model computing in bfloat16. Use "
+                "'second_order', 'neumann' or 'conjugate_gradient', or build the model "
+                "under the 'float32' dtype policy."
             )
 
     def get_compile_config(self):

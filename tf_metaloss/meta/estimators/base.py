@@ -39,7 +39,14 @@ class Estimator:
     """Base class of meta-gradient estimators.
 
     Subclasses implement `estimate(problem) -> MetaGradient` and `get_config`.
+
+    Attributes:
+        needs_full_precision: True for an estimator that is not accurate when
+            the model computes in bfloat16 (`MetaModel.compile` rejects the
+            pair); False by default.
     """
+
+    needs_full_precision = False
 
     def estimate(self, problem):
         raise NotImplementedError
