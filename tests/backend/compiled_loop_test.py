@@ -114,6 +114,19 @@ def test_fit_and_evaluate_trace_once_with_static_shapes(distributed, mirrored_st
     assert not ops & HOST_OPS, ops & HOST_OPS
 
 
+@pytest.mark.parametrize("meta_method", ["neumann", "conjugate_gradient", "finite_difference"])
+def test_the_estimators_keep_one_trace_and_no_host_ops(meta_method):
+    model = _model(meta_method=meta_method, steps_per_execution=2)
+    capture = _CaptureIterators()
+    _fit(model, validation=False, callbacks=[capture])
+    loop = model.train_function.compiled_loop
+    assert loop.experimental_get_tracing_count() == 1
+    assert int(model.meta_optimizer.iterations.numpy()) == 6  # steps 0, 3, ..., 15
+    ops = _graph_ops(loop.get_concrete_function(*capture.iterators))
+    assert loop.experimental_get_tracing_count() == 1
+    assert not ops & HOST_OPS, ops & HOST_OPS
+
+
 def test_xla_steps_trace_once():
     model = _model(jit_compile=True)
     _fit(model, validation=False)

@@ -209,6 +209,22 @@ def test_two_workers_end_identical_and_match_mirrored_strategy(multi_worker_run,
     assert [u["step"] for u in updates] == list(range(0, int(chief["step"]), 2))
 
 
+@pytest.mark.parametrize("meta_method", ["neumann", "finite_difference"])
+def test_two_workers_with_another_estimator_match_mirrored_strategy(
+    tmp_path, mirrored_strategy, meta_method
+):
+    """The estimators' all-reduces (the implicit solver's products, the finite
+    difference's direction) across processes."""
+    with Job(tmp_path, meta_method, ["--meta-method", meta_method], workers=2) as job:
+        (chief, other), lines = job.wait()
+    print(*lines, sep="\n")
+    _assert_identical(chief, other, what="worker 0 vs worker 1")
+    args = worker.parse_args(["--out", "unused", "--meta-method", meta_method])
+    mirrored = worker.train(mirrored_strategy(), args)
+    assert np.abs(chief["phi_0"] - chief["phi_1"]).max() > 1e-3  # phi moved from its start
+    _assert_close(chief, mirrored, what=f"{meta_method}: 2 workers vs MirroredStrategy")
+
+
 def test_kill_9_and_resume_is_exact(tmp_path):
     with Job(tmp_path, "reference", ["--audit", "reference.jsonl"]) as job:
         (reference,), _ = job.wait()

@@ -47,6 +47,9 @@ def parse_args(argv=None):
     parser.add_argument("--pause-at-step", type=int)
     parser.add_argument("--pause-file")
     parser.add_argument("--pause-worker", type=int, help="pause only this worker (default: all)")
+    parser.add_argument(
+        "--meta-method", default="second_order", help="a name of tml.meta.estimators.ALIASES"
+    )
     return parser.parse_args(argv)
 
 
@@ -63,7 +66,7 @@ def data():
     return (x, y), (x_meta, y_meta), (x_val, y_val)
 
 
-def build(strategy, steps_per_execution=1):
+def build(strategy, steps_per_execution=1, meta_method="second_order"):
     import keras
 
     import tf_metaloss as tml
@@ -81,6 +84,7 @@ def build(strategy, steps_per_execution=1):
             meta_every=2,
             meta_seed=0,
             meta_global_clipnorm=1.0,
+            meta_method=meta_method,
             metrics=["accuracy"],
             steps_per_execution=steps_per_execution,
         )
@@ -95,7 +99,7 @@ def train(strategy, args):
     import tf_metaloss as tml
 
     (x, y), meta, validation = data()
-    model = build(strategy, args.steps_per_execution)
+    model = build(strategy, args.steps_per_execution, args.meta_method)
     callbacks = []
     if args.backup:
         callbacks.append(tml.callbacks.MetaBackupAndRestore(args.backup, save_freq=args.save_freq))
