@@ -7,6 +7,9 @@ import pytest
 from tf_metaloss.commands import compare
 from tf_metaloss.evaluation import config as config_lib
 from tf_metaloss.evaluation import methods as methods_lib
+from tf_metaloss.evaluation import report
+from tf_metaloss.meta import estimators
+from tf_metaloss.models.meta_model import MetaModel
 
 
 def _parser():
@@ -102,6 +105,90 @@ def test_parse_weights_rejects_malformed_text(text):
 def test_invalid_values_raise_keras_style_errors():
     with pytest.raises(ValueError, match="Invalid value for argument `epochs`"):
         compare.config_from_args(_parse("--epochs", "0"))
+
+
+@pytest.mark.parametrize("name", sorted(estimators.ALIASES))
+def test_meta_method_takes_the_registered_names(name):
+    config = compare.config_from_args(_parse("--meta-method", name))
+    assert config.meta_method == name
+    assert f"--meta-method {name} " in config.command
+
+
+def test_meta_method_takes_an_estimator_config_as_json():
+    text = json.dumps(estimators.serialize(estimators.FiniteDifference(epsilon=0.01)))
+    config = compare.config_from_args(_parse("--meta-method", text))
+    assert config.estimator() == estimators.FiniteDifference(epsilon=0.01)
+    assert config.meta_method == estimators.serialize(estimators.FiniteDifference(epsilon=0.01))
+
+
+@pytest.mark.parametrize(
+    "text, detail",
+    [
+        ("third_order", "got 'third_order'\n"),
+        ("{terms: 2}", "got '{terms: 2}': Expecting property name"),
+        (
+            '{"class_name": "tf_metaloss>Neumann", "config": {"terms": -1}}',
+            "Invalid value for argument `terms`. Expected an integer >= 0. Received: terms=-1",
+        ),
+    ],
+)
+def test_meta_method_rejects_other_values_with_a_usage_error(text, detail, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _parse("--meta-method", text)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "argument --meta-method: expected one of ['second_order', 'first_order'," in error
+    assert detail in error
+
+
+def test_meta_method_and_unroll_steps_conflict():
+    with pytest.raises(ValueError, match="`unroll_steps` and `meta_method` conflict"):
+        compare.config_from_args(_parse("--meta-method", "neumann", "--unroll-steps", "2"))
+
+
+def test_run_trains_the_learned_losses_with_the_meta_method(toy_npz, tmp_path, capsys, monkeypatch):
+    """`--meta-method` reaches `MetaModel.compile` and the results files."""
+    compiled = []
+    original_compile = MetaModel.compile
+
+    def compile(self, *args, **kwargs):
+        original_compile(self, *args, **kwargs)
+        compiled.append(self.meta_estimator)
+
+    monkeypatch.setattr(MetaModel, "compile", compile)
+    path = toy_npz(tmp_path / "toy.npz", n_train=40, n_val=10, classes=2, features=3, seed=2)
+    out = tmp_path / "out"
+    args = _parse(
+        "--dataset",
+        path,
+        "--methods",
+        "meta_loss",
+        "--meta-method",
+        "finite_difference",
+        "--seeds",
+        "0",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--hidden-units",
+        "4",
+        "--quiet",
+        "--no-figures",
+        "--output-dir",
+        str(out),
+    )
+    assert compare.run(args) == 0
+    assert compiled == [estimators.FiniteDifference()]
+    results = report.read_results(out / "results.json")
+    assert results["config"]["meta_method"] == "finite_difference"
+    assert "--meta-method finite_difference" in results["config"]["command"]
+    (run,) = results["runs"]
+    # phi per epoch: its start, then after the one epoch of meta steps.
+    assert run["phi"]["phi/crossentropy"][0] == 1.0
+    assert run["phi"]["phi/crossentropy"][1] != 1.0
+    assert run["final"]["skipped_updates"] == 0
+    assert "meta-gradient finite_difference, unroll 1" in (out / "results.md").read_text()
 
 
 @pytest.mark.integration
@@ -227,6 +314,9 @@ def test_a_preset_without_its_dataset_is_an_error():
         ("--preset", "cifar10-dev-smoke", "--dataset", "x.npz", "--train-subset", "all"),
         ("--preset", "digits-smoke", "--methods", "finetune", "--finetune-epochs", "3"),
         ("--methods", "ce", "--finetune-learning-rate", "0.2"),
+        ("--meta-method", "conjugate_gradient"),
+        ("--meta-method", '{"class_name": "tf_metaloss>Neumann", "config": {"terms": 2}}'),
+        ("--meta-method", "first_order", "--unroll-steps", "2"),
     ],
 )
 def test_canonical_command_of_a_preset_reproduces_the_config(argv):

@@ -1,10 +1,13 @@
 """Tests of `CompareConfig`."""
 
+import json
+
 import pytest
 
 from tf_metaloss.evaluation.config import PRESETS
 from tf_metaloss.evaluation.config import CompareConfig
 from tf_metaloss.evaluation.methods import METHOD_SETS
+from tf_metaloss.meta import estimators
 
 
 @pytest.mark.parametrize(
@@ -93,3 +96,67 @@ def test_presets_are_overridable_and_need_their_dataset():
 def test_every_preset_builds_a_valid_config(name):
     config = CompareConfig.from_preset(name, dataset="data.npz")
     assert config.preset == name and PRESETS[name].description
+
+
+def test_meta_method_defaults_to_the_exact_one_step_meta_gradient(small_config):
+    config = small_config()
+    assert config.meta_method == "second_order"
+    assert config.estimator() == estimators.Unrolled(steps=1)
+    assert small_config(unroll_steps=3).estimator() == estimators.Unrolled(steps=3)
+    assert small_config(meta_method="first_order", unroll_steps=2).estimator() == (
+        estimators.Unrolled(steps=2, first_order=True)
+    )
+
+
+@pytest.mark.parametrize("name", sorted(estimators.ALIASES))
+def test_meta_method_takes_every_registered_name(small_config, name):
+    config = small_config(meta_method=name)
+    assert config.meta_method == name and config.to_dict()["meta_method"] == name
+    assert config.estimator() == estimators.get(name)
+
+
+def test_meta_method_estimators_are_recorded_by_their_config(small_config):
+    estimator = estimators.ConjugateGradient(iterations=2, damping=0.5)
+    config = small_config(meta_method=estimator)
+    assert config.meta_method == estimators.serialize(estimator)
+    # The short form `tml.meta.estimators.get` accepts is recorded in full.
+    short = {"class_name": "tf_metaloss>ConjugateGradient", "config": {"iterations": 2}}
+    assert small_config(meta_method=short).meta_method == estimators.serialize(
+        estimators.ConjugateGradient(iterations=2)
+    )
+    # The recorded settings (JSON) give the same config and estimator back.
+    again = CompareConfig(**json.loads(json.dumps(config.to_dict())))
+    assert again.to_dict() == config.to_dict()
+    assert again.estimator() == estimator
+
+
+@pytest.mark.parametrize(
+    "meta_method, match",
+    [
+        ("third_order", r"argument `meta_method`.*Received: meta_method='third_order'"),
+        (3, r"argument `meta_method`.*Received: meta_method=3"),
+        (
+            {"class_name": "tf_metaloss>Nope", "config": {}},
+            r"argument `meta_method`.*Could not locate class 'tf_metaloss>Nope'",
+        ),
+        (
+            {"class_name": "tf_metaloss>Neumann", "config": {"termz": 2}},
+            r"argument `meta_method`.*unexpected keyword argument 'termz'",
+        ),
+        (
+            {"class_name": "tf_metaloss>Neumann", "config": {"terms": -1}},
+            r"argument `terms`.*Received: terms=-1",
+        ),
+    ],
+)
+def test_meta_method_errors_name_the_argument(small_config, meta_method, match):
+    with pytest.raises(ValueError, match=match):
+        small_config(meta_method=meta_method)
+
+
+@pytest.mark.parametrize("meta_method", ["neumann", estimators.FiniteDifference()])
+def test_unroll_steps_apply_to_the_unrolled_methods_only(small_config, meta_method):
+    with pytest.raises(
+        ValueError, match=r"`unroll_steps` and `meta_method` conflict: unroll_steps=2"
+    ):
+        small_config(meta_method=meta_method, unroll_steps=2)

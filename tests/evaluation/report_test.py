@@ -4,10 +4,13 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from tf_metaloss.evaluation import report
 from tf_metaloss.evaluation import runner
 from tf_metaloss.evaluation import summary
+from tf_metaloss.evaluation.config import CompareConfig
+from tf_metaloss.meta import estimators
 
 
 def test_to_json_writes_non_finite_numbers_as_null():
@@ -123,3 +126,24 @@ def test_read_results_round_trip(tmp_path):
     assert loaded["runs"][0]["curves"]["val_accuracy"][0] == 0.5
     assert np.isnan(loaded["runs"][0]["curves"]["val_accuracy"][1])
     assert results["runs"][0]["final"]["x"] == loaded["runs"][0]["final"]["x"]
+
+
+@pytest.mark.parametrize(
+    "meta_method, shown",
+    [
+        (None, "meta-gradient second_order, unroll 1"),  # results written before the setting
+        ("neumann", "meta-gradient neumann, unroll 1"),
+        (
+            estimators.Neumann(terms=2),
+            "meta-gradient Neumann(terms=2, alpha=None, inner_steps=0), unroll 1",
+        ),
+    ],
+)
+def test_the_report_names_the_meta_method(meta_method, shown):
+    results = _results()
+    config = CompareConfig() if meta_method is None else CompareConfig(meta_method=meta_method)
+    results["config"] = config.to_dict()
+    if meta_method is None:
+        del results["config"]["meta_method"]
+    results["data"] = {"name": "toy", "eval_description": "the validation split", "per_seed": {}}
+    assert shown in report.format_report(results)

@@ -11,6 +11,7 @@ from tf_metaloss.evaluation import methods
 from tf_metaloss.evaluation import report
 from tf_metaloss.evaluation import runner
 from tf_metaloss.evaluation import splits
+from tf_metaloss.meta import estimators
 
 # One method of each kind of training: plain Keras model, the two-stage
 # baselines, meta-learned blend, meta-learned sample weights (paused inner
@@ -180,6 +181,30 @@ def noisy_split(toy_dataset, small_config):
 def _run(name, noisy_split):
     split, config = noisy_split
     return runner.run_method(methods.METHODS[name], split, config, seed=0)
+
+
+@pytest.mark.parametrize(
+    "settings, expected",
+    [
+        ({}, estimators.Unrolled(steps=1)),
+        ({"unroll_steps": 2}, estimators.Unrolled(steps=2)),
+        ({"meta_method": "first_order"}, estimators.Unrolled(first_order=True)),
+        ({"meta_method": "neumann"}, estimators.Neumann()),
+        (
+            {"meta_method": estimators.ConjugateGradient(iterations=2)},
+            estimators.ConjugateGradient(iterations=2),
+        ),
+    ],
+)
+def test_meta_learned_methods_compile_with_the_meta_method(
+    noisy_split, small_config, settings, expected
+):
+    split, _ = noisy_split
+    config = small_config(noise_rate=0.4, **settings)
+    for name in ("meta_loss", "sample_weighted"):
+        model, _, fit_kwargs = runner._compiled_model(methods.METHODS[name], split, config, 0)
+        assert model.meta_estimator == expected and model.meta_every == config.meta_every
+        assert "meta_data" in fit_kwargs
 
 
 def test_baselines_train_on_noisy_plus_clean_data(fits, noisy_split):

@@ -175,6 +175,10 @@ def test_merge_results():
             [_part("ce", 0, 0.5), _part("gce", 0, 0.6, epochs=20)],
             r"settings differ \(epochs: 30 vs 20\)",
         ),
+        (
+            [_part("ce", 0, 0.5), _part("gce", 0, 0.6, meta_method="neumann")],
+            r"settings differ \(meta_method: 'second_order' vs 'neumann'\)",
+        ),
         ([_part("ce", 0, 0.5), _part("ce", 0, 0.6)], "method 'ce', seed 0 is in both a and b"),
         ([_part("ce", 0, 0.5), {**_part("gce", 0, 0.6), "schema_version": 1}], "schema versions"),
     ],
@@ -182,6 +186,14 @@ def test_merge_results():
 def test_merge_results_refuses_what_does_not_belong_together(parts, match):
     with pytest.raises(ValueError, match=match):
         summary_lib.merge_results(parts, sources=["a", "b"])
+
+
+def test_merge_results_takes_files_written_before_meta_method_as_second_order():
+    old, new = _part("ce", 0, 0.5), _part("gce", 0, 0.6, meta_method="second_order")
+    assert "meta_method" not in old["config"]
+    merged = summary_lib.merge_results([old, new])
+    assert merged["config"]["meta_method"] == "second_order"
+    assert [r["method"] for r in merged["runs"]] == ["ce", "gce"]
 
 
 def test_merge_results_refuses_different_data():

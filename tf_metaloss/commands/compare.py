@@ -20,10 +20,12 @@ tf-metaloss compare --eval-split holdout ...   # choose settings without the val
 tf-metaloss compare --preset cifar10-dev-full --dataset cifar10_dev.npz --noise 0.4 \
     --noise-kind asymmetric --seeds 0 --methods glc --output-dir runs/asym40_glc_s0
 tf-metaloss compare --merge runs/*/results.json --output-dir runs/asym40
+tf-metaloss compare --methods ce,meta_loss --meta-method neumann ...   # the estimator's effect
 ```
 """
 
 import argparse
+import json
 import shlex
 import textwrap
 
@@ -36,6 +38,7 @@ from tf_metaloss.evaluation import report
 from tf_metaloss.evaluation import runner
 from tf_metaloss.evaluation import summary
 from tf_metaloss.losses import functional
+from tf_metaloss.meta import estimators
 
 HELP = "compare fixed and meta-learned losses (tables, JSON, plots)"
 
@@ -64,6 +67,7 @@ FIELDS = {
     "meta_every": "meta_every",
     "meta_batch_size": "meta_batch_size",
     "meta_objective": "meta_objective",
+    "meta_method": "meta_method",
     "meta_clipnorm": "meta_clipnorm",
     "regularization": "regularization",
     "unroll_steps": "unroll_steps",
@@ -76,6 +80,25 @@ def _train_subset(text):
     if text.strip().lower() == "all":
         return None
     return arguments.positive_int(text)
+
+
+def _meta_method(text):
+    """`--meta-method`: a name of `tml.meta.estimators.ALIASES`, or an
+    estimator's config as JSON (`tml.meta.estimators.serialize`)."""
+    text = text.strip()
+    try:
+        value = json.loads(text) if text.startswith("{") else text
+        return config_lib.check_meta_method(value)
+    except ValueError as error:  # json.JSONDecodeError is a ValueError.
+        reason = f": {error}" if text.startswith("{") else ""
+        raise argparse.ArgumentTypeError(
+            f"expected one of {list(estimators.ALIASES)} or an estimator's config as JSON "
+            f"(tml.meta.estimators.serialize), e.g. '{META_METHOD_EXAMPLE}', got {text!r}"
+            f"{reason}"
+        ) from None
+
+
+META_METHOD_EXAMPLE = '{"class_name": "tf_metaloss>Neumann", "config": {"terms": 2}}'
 
 
 def register(subparsers):
@@ -190,7 +213,21 @@ def register(subparsers):
     )
     add(meta, "--meta-clipnorm", "clip the meta-gradient's global norm", type=float)
     add(meta, "--regularization", "strength of the pull of phi toward its start", type=float)
-    add(meta, "--unroll-steps", "lookahead steps", type=int)
+    add(
+        meta,
+        "--unroll-steps",
+        "lookahead steps (of --meta-method second_order or first_order)",
+        type=int,
+    )
+    add(
+        meta,
+        "--meta-method",
+        f"how the meta-gradient is computed: one of {list(estimators.ALIASES)} (each "
+        "with its defaults) or an estimator's config as JSON, e.g. "
+        f"'{META_METHOD_EXAMPLE}'",
+        type=_meta_method,
+        metavar="NAME_OR_JSON",
+    )
     add(
         meta,
         "--schedule-final",
@@ -334,7 +371,7 @@ def canonical_command(config, output_dir):
     ]
     if config.meta_batch_size is not None:
         parts += ["--meta-batch-size", str(config.meta_batch_size)]
-    parts += ["--meta-objective", config.meta_objective]
+    parts += ["--meta-objective", config.meta_objective, "--meta-method", _meta_method_text(config)]
     if config.meta_clipnorm is not None:
         parts += ["--meta-clipnorm", f"{config.meta_clipnorm:g}"]
     parts += [
@@ -348,6 +385,13 @@ def canonical_command(config, output_dir):
         output_dir,
     ]
     return shlex.join(parts)
+
+
+def _meta_method_text(config):
+    """`config.meta_method` as `--meta-method` takes it (a name, or compact JSON)."""
+    if isinstance(config.meta_method, str):
+        return config.meta_method
+    return json.dumps(config.meta_method, separators=(",", ":"))
 
 
 def run(args):

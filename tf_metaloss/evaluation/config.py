@@ -23,6 +23,7 @@ from tf_metaloss.evaluation import methods as methods_lib
 from tf_metaloss.evaluation import models
 from tf_metaloss.evaluation import noise as noise_lib
 from tf_metaloss.losses import functional
+from tf_metaloss.meta import estimators
 
 EVAL_SPLITS = ("val", "holdout")
 META_LABELS = ("clean", "noisy")
@@ -161,6 +162,14 @@ class CompareConfig:
             phi; `meta_batch_size=None` uses `batch_size`).
         meta_objective: the fixed loss the meta step minimises on the meta
             set, a base loss name (default `"mae_classification"`, the bounded MAE).
+        meta_method: how the meta-gradient is computed (the meta-learned
+            methods' `MetaModel.compile(meta_method=...)`): a name from
+            `tml.meta.estimators.ALIASES` (`"second_order"`, the default,
+            `"first_order"`, `"neumann"`, `"conjugate_gradient"`,
+            `"finite_difference"`, each with its defaults), an estimator or
+            its config (`tml.meta.estimators.serialize`). Recorded as the name
+            or the estimator's full config. `unroll_steps` applies to
+            `"second_order"` and `"first_order"` only.
         schedule_final: final raw blend weights of the hand schedule, a dict
             `base loss name -> weight` (others 0).
         finetune_epochs, finetune_learning_rate: the second stage of the
@@ -197,6 +206,7 @@ class CompareConfig:
     meta_clipnorm: float = None
     regularization: float = 0.0
     unroll_steps: int = 1
+    meta_method: object = "second_order"
     schedule_final: dict = dataclasses.field(
         default_factory=lambda: {"generalized_crossentropy": 1.0}
     )
@@ -257,12 +267,21 @@ class CompareConfig:
         for name in ("learning_rate", "meta_learning_rate", "finetune_learning_rate"):
             validation.check_positive(name, getattr(self, name))
         validation.check_positive("meta_clipnorm", self.meta_clipnorm, allow_none=True)
+        self.meta_method = check_meta_method(self.meta_method, self.unroll_steps)
         validation.check_non_negative("momentum", self.momentum)
         validation.check_non_negative("regularization", self.regularization)
         if not isinstance(self.schedule_final, dict) or not self.schedule_final:
             validation.invalid(
                 "schedule_final", self.schedule_final, "a non-empty dict {base loss name: weight}"
             )
+
+    def estimator(self):
+        """The `tml.meta.estimators.Estimator` that `meta_method` and `unroll_steps` name."""
+        if self.meta_method in estimators.UNROLLED_ALIASES:
+            return estimators.Unrolled(
+                steps=self.unroll_steps, first_order=self.meta_method == "first_order"
+            )
+        return estimators.get(self.meta_method)
 
     def to_dict(self):
         """A JSON-able dict of the settings."""
@@ -271,3 +290,34 @@ class CompareConfig:
             for f in dataclasses.fields(self)
             for v in (getattr(self, f.name),)
         }
+
+
+def check_meta_method(meta_method, unroll_steps=1):
+    """`meta_method` in its JSON-able form: a name of `estimators.ALIASES`, or
+    the estimator's full config (so equal estimators record equal configs).
+
+    Raises the estimators' `ValueError` (naming `meta_method`, what it
+    accepts and the value received) for anything `tml.meta.estimators.get`
+    rejects, and when `unroll_steps` is set for an estimator it does not
+    apply to.
+
+    Example:
+
+    >>> from tf_metaloss.evaluation.config import check_meta_method
+    >>> check_meta_method("neumann")
+    'neumann'
+    >>> check_meta_method(tml.meta.estimators.Neumann(terms=2))["config"]
+    {'terms': 2, 'alpha': None, 'inner_steps': 0}
+    """
+    named = isinstance(meta_method, str) and meta_method in estimators.ALIASES
+    if not named:
+        meta_method = estimators.serialize(estimators.get(meta_method))
+    if unroll_steps != 1 and not (named and meta_method in estimators.UNROLLED_ALIASES):
+        raise ValueError(
+            "Arguments `unroll_steps` and `meta_method` conflict: "
+            f"unroll_steps={unroll_steps} applies to meta_method in "
+            f"{list(estimators.UNROLLED_ALIASES)} only. Received: "
+            f"meta_method={meta_method!r}. Use unroll_steps=1, or give the "
+            "estimator its own settings."
+        )
+    return meta_method

@@ -184,7 +184,8 @@ def format_report(results):
         f"- Meta-learning: Adam lr {config['meta_learning_rate']}, meta_every "
         f"{config['meta_every']}, meta batch "
         f"{config.get('meta_batch_size') or config['batch_size']}, objective "
-        f"{config.get('meta_objective', 'crossentropy')} on the meta set, unroll "
+        f"{config.get('meta_objective', 'crossentropy')} on the meta set, meta-gradient "
+        f"{_format_meta_method(config.get('meta_method', 'second_order'))}, unroll "
         f"{config['unroll_steps']}, clipnorm "
         f"{config['meta_clipnorm']}, regularization {config['regularization']}; "
         f"hand schedule to {config['schedule_final']}.",
@@ -217,6 +218,15 @@ def format_report(results):
             "",
         ]
     return "\n".join(lines)
+
+
+def _format_meta_method(meta_method):
+    """`"neumann"`, or `Neumann(terms=2, ...)` for a recorded estimator config."""
+    if isinstance(meta_method, dict):
+        name = str(meta_method.get("class_name", "?")).split(">")[-1]
+        settings = ", ".join(f"{k}={v!r}" for k, v in meta_method.get("config", {}).items())
+        return f"{name}({settings})"
+    return str(meta_method)
 
 
 def read_results(path):

@@ -347,7 +347,7 @@ def _compiled_model(method, split, config, seed):
         meta_optimizer=keras.optimizers.Adam(config.meta_learning_rate),
         meta_every=config.meta_every if meta else 0,
         meta_objective=tml_losses.FixedLoss(config.meta_objective, from_logits=True),
-        unroll_steps=config.unroll_steps,
+        meta_method=config.estimator(),
         meta_global_clipnorm=config.meta_clipnorm,
         meta_seed=seed,
     )

@@ -26,6 +26,9 @@ import numpy as np
 from tf_metaloss.evaluation import methods as methods_lib
 
 MERGE_IGNORED_CONFIG = ("methods", "seeds", "command", "preset")
+# Settings recorded since schema version 2 began, with the value that results
+# written without them used (so old and new files of one configuration merge).
+ADDED_CONFIG_DEFAULTS = {"meta_method": "second_order"}
 
 
 def mean_std(values):
@@ -138,11 +141,13 @@ def merge_results(results_list, sources=None):
     Full-length runs can be split into one process per seed or per method
     (`tf-metaloss compare --seeds 0 --methods glc ...`) and merged afterwards
     (`tf-metaloss compare --merge a.json b.json ...`). The inputs must agree on
-    every setting except `methods`, `seeds`, `command` and `preset`, and on the
-    data; a method and seed may appear only once. The merged results hold the
-    union of the methods (in registry order, as a single run would list them)
-    and seeds, every run, a recomputed summary, and `sources`: each input's
-    command, creation time and environment.
+    every setting except `methods`, `seeds`, `command` and `preset` (a setting
+    a file predates counts as the value it ran with, e.g. `meta_method`
+    `"second_order"`), and on the data; a method and seed may appear only
+    once. The merged results hold the union of the methods (in registry order,
+    as a single run would list them) and seeds, every run, a recomputed
+    summary, and `sources`: each input's command, creation time and
+    environment.
 
     Args:
         results_list: results dicts (e.g. read from `results.json` files).
@@ -175,8 +180,9 @@ def merge_results(results_list, sources=None):
     names = (
         list(sources) if sources is not None else [f"#{i + 1}" for i in range(len(results_list))]
     )
+    configs = [{**ADDED_CONFIG_DEFAULTS, **results["config"]} for results in results_list]
     first = results_list[0]
-    for name, results in zip(names, results_list):
+    for name, results, config in zip(names, results_list, configs):
         version = results.get("schema_version")
         if version != first.get("schema_version"):
             raise ValueError(
@@ -185,14 +191,12 @@ def merge_results(results_list, sources=None):
             )
         differing = sorted(
             key
-            for key in set(first["config"]) | set(results["config"])
-            if key not in MERGE_IGNORED_CONFIG
-            and first["config"].get(key) != results["config"].get(key)
+            for key in set(configs[0]) | set(config)
+            if key not in MERGE_IGNORED_CONFIG and configs[0].get(key) != config.get(key)
         )
         if differing:
             details = "; ".join(
-                f"{key}: {first['config'].get(key)!r} vs {results['config'].get(key)!r}"
-                for key in differing
+                f"{key}: {configs[0].get(key)!r} vs {config.get(key)!r}" for key in differing
             )
             raise ValueError(
                 f"Cannot merge {names[0]} and {name}: their settings differ ({details})."
@@ -236,7 +240,7 @@ def merge_results(results_list, sources=None):
         "schema_version": first.get("schema_version"),
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "config": {
-            **first["config"],
+            **configs[0],
             "methods": order,
             "seeds": seeds,
             "command": None,
