@@ -84,8 +84,11 @@ def test_finite_difference_differs_for_a_loss_with_detached_inputs(float64):
     assert np.linalg.norm(approx - exact) > 1e-4 * np.linalg.norm(exact)
 
 
-def _newton_optimum(problem, phi, iterations=12):
-    """The inner optimum w*(phi) of a strongly convex training loss."""
+def _newton_solver(problem, iterations=12):
+    """`phi -> w*(phi)`, the inner optimum of a strongly convex training loss.
+
+    One traced Newton step serves every call (the Hessian's `jacobian` would
+    otherwise trace a new function each time)."""
     shapes = [w.shape for w in problem.weights]
     sizes = [int(np.prod(s)) for s in shapes]
 
@@ -93,8 +96,8 @@ def _newton_optimum(problem, phi, iterations=12):
         parts = tf.split(flat, sizes)
         return [tf.reshape(p, s) for p, s in zip(parts, shapes)]
 
-    flat = tf.concat([tf.reshape(w, [-1]) for w in problem.weights], 0)
-    for _ in range(iterations):
+    @tf.function
+    def step(flat, phi):
         with tf.GradientTape() as outer:
             outer.watch(flat)
             with tf.GradientTape() as inner:
@@ -102,9 +105,16 @@ def _newton_optimum(problem, phi, iterations=12):
                 loss, _ = problem.training_objective(unflatten(flat), phi)
             grad = inner.gradient(loss, flat)
         hessian = outer.jacobian(grad, flat)
-        flat = flat - tf.linalg.solve(hessian, grad[:, None])[:, 0]
-    assert float(tf.norm(grad)) < 1e-12
-    return unflatten(flat)
+        return flat - tf.linalg.solve(hessian, grad[:, None])[:, 0], grad
+
+    def optimum(phi):
+        flat = tf.concat([tf.reshape(w, [-1]) for w in problem.weights], 0)
+        for _ in range(iterations):
+            flat, grad = step(flat, list(phi))
+        assert float(tf.norm(grad)) < 1e-12
+        return unflatten(flat)
+
+    return optimum
 
 
 def test_implicit_estimators_match_finite_differences_at_the_inner_optimum(float64):
@@ -120,8 +130,10 @@ def test_implicit_estimators_match_finite_differences_at_the_inner_optimum(float
     problem = model._meta_problem((x, y), (xm, ym))
     phi = problem.phi
 
+    newton_optimum = _newton_solver(problem)
+
     def meta_at_optimum(phi_values):
-        weights = _newton_optimum(problem, phi_values)
+        weights = newton_optimum(phi_values)
         return float(problem.meta_objective(weights, phi_values)[1])
 
     eps = 1e-5
@@ -132,7 +144,7 @@ def test_implicit_estimators_match_finite_differences_at_the_inner_optimum(float
         up = meta_at_optimum([phi[0] + shift])
         down = meta_at_optimum([phi[0] - shift])
         numeric[i] = (up - down) / (2 * eps)
-    at_optimum = problem._replace(weights=_newton_optimum(problem, phi))
+    at_optimum = problem._replace(weights=newton_optimum(phi))
     parameters = sum(int(np.prod(w.shape)) for w in at_optimum.weights)
     cg = estimators.ConjugateGradient(iterations=parameters, damping=0.0).estimate(at_optimum)
     assert np.linalg.norm(numeric) > 1e-4
