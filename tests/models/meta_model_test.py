@@ -38,6 +38,9 @@ FAMILIES = {
     "neural": lambda: tml.NeuralLoss(from_logits=True, hidden_units=(4,), seed=3),
     "sample_weighted": lambda: tml.SampleWeightedLoss(from_logits=True, hidden_units=(4,), seed=3),
     "meta_loss": lambda: tml.MetaLoss(from_logits=True),
+    "generalized_ce": lambda: tml.losses.GeneralizedCELoss(
+        q=0.3, per_class=True, num_classes=3, from_logits=True
+    ),
 }
 
 
