@@ -77,6 +77,19 @@ class GeneralizedCELoss(LearnableLoss):
         one_hot = functional.to_one_hot(y_true, self.num_classes, q.dtype)
         return ops.sum(one_hot * q, axis=-1)
 
+    def sample_weights(self, y_true, y_pred, parameter_values=None):
+        """`p_true^q`: each sample's gradient weight relative to cross-entropy.
+
+        The gradient of `(1 - p^q) / q` is `p^q` times cross-entropy's, so
+        this is the per-sample weighting GCE applies implicitly (for
+        inspection, e.g. how it separates clean from mislabelled samples).
+        """
+        y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
+        one_hot, log_probs, _ = functional.classification_terms(y_true, y_pred, self.from_logits)
+        log_p_true = ops.sum(one_hot * log_probs, axis=-1)
+        q = self.exponents(y_true, self.parameters(parameter_values))
+        return ops.exp(q * log_p_true)
+
     def compute(self, parameters, y_true, y_pred):
         one_hot, log_probs, _ = functional.classification_terms(y_true, y_pred, self.from_logits)
         log_p_true = ops.sum(one_hot * log_probs, axis=-1)
