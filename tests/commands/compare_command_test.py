@@ -184,9 +184,9 @@ def test_run_trains_the_learned_losses_with_the_meta_method(toy_npz, tmp_path, c
     assert results["config"]["meta_method"] == "finite_difference"
     assert "--meta-method finite_difference" in results["config"]["command"]
     (run,) = results["runs"]
-    # phi per epoch: its start, then after the one epoch of meta steps.
-    assert run["phi"]["phi/crossentropy"][0] == 1.0
-    assert run["phi"]["phi/crossentropy"][1] != 1.0
+    # phi per epoch: its start (q = 0.7), then after the one epoch of meta steps.
+    assert run["phi"]["phi/q"][0] == pytest.approx(0.7)
+    assert run["phi"]["phi/q"][1] != run["phi"]["phi/q"][0]
     assert run["final"]["skipped_updates"] == 0
     assert "meta-gradient finite_difference, unroll 1" in (out / "results.md").read_text()
 

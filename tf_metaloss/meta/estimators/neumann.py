@@ -66,7 +66,7 @@ class Neumann(Estimator):
     ...               meta_method=estimator)
     >>> x, y = np.random.rand(8, 4).astype("float32"), np.arange(8) % 3
     >>> [g.shape for g in model.compute_meta_gradient((x, y), (x, y)).phi_grads]
-    [TensorShape([5])]
+    [TensorShape([])]
     """
 
     def __init__(self, terms=5, alpha=None, inner_steps=0):
