@@ -1,7 +1,7 @@
 """Meta-gradient estimators: time per meta step, peak memory, accuracy, PyTorch peer.
 
-For the MLP and the small CNN of `step_cost.py` (batch 128, `MetaLoss`,
-default bounded-MAE meta objective, SGD with momentum, meta Adam):
+For the MLP and the small CNN of `step_cost.py` (batch 128, the `MetaLoss`
+blend, default bounded-MAE meta objective, SGD with momentum, meta Adam):
 
 - time: ms per step of a plain step and of a meta step with each estimator
   (`Unrolled` K = 1, 2, 4, 8; `Neumann` and `ConjugateGradient` with 1..10

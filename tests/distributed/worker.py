@@ -1,6 +1,6 @@
 """One training process of the multi-process tests (also imported by them).
 
-Trains a small `MetaModel` (dense, dropout, dense; `MetaLoss`; a meta step
+Trains a small `MetaModel` (dense, dropout, dense; the `MetaLoss` blend; a meta step
 every 2nd step) on a seeded, endless `tf.data` pipeline for 3 epochs of 8
 steps, with validation, then evaluates and predicts, and saves what the tests
 compare to `--out` (an `.npz`): the weights, phi, both optimizers' variables,
@@ -30,6 +30,14 @@ EPOCHS = 3
 STEPS_PER_EPOCH = 8
 BATCH_SIZE = 32
 META_BATCH_SIZE = 16
+# The MetaLoss blend of cross-entropy, focal, label smoothing, GCE and MAE.
+BLEND_BASE_LOSSES = [
+    "crossentropy",
+    "focal",
+    "label_smoothing",
+    "generalized_crossentropy",
+    "mae_classification",
+]
 
 
 def parse_args(argv=None):
@@ -79,7 +87,8 @@ def build(strategy, steps_per_execution=1, meta_method="second_order"):
         model = tml.MetaModel(inputs, keras.layers.Dense(3)(hidden))
         model.compile(
             optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
-            loss=tml.MetaLoss(from_logits=True, regularization=0.01),
+            # The blend (five weights), as in docs/DISTRIBUTED.md's recorded output.
+            loss=tml.MetaLoss(from_logits=True, regularization=0.01, base_losses=BLEND_BASE_LOSSES),
             meta_optimizer=keras.optimizers.Adam(0.05),
             meta_every=2,
             meta_seed=0,
@@ -193,7 +202,7 @@ def main(argv=None):
         "replicas": strategy.num_replicas_in_sync,
         "step": int(results["step"]),
         "meta_position": int(results["meta_position"]),
-        "phi": [round(float(v), 6) for v in results["phi_0"]],
+        "phi": [round(float(v), 6) for v in np.ravel(results["phi_0"])],
         "val_accuracy": round(float(results["evaluate/accuracy"]), 4),
         "seconds": round(time.time() - started, 1),
     }
