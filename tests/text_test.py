@@ -363,7 +363,9 @@ def test_save_and_load_restore_the_backbone_head_and_the_learned_loss(data, tmp_
     for a, b in zip(restored.meta_optimizer.variables, model.meta_optimizer.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     tokens = next(iter(train))[0]
-    np.testing.assert_allclose(restored.predict(tokens, verbose=0), model.predict(tokens, verbose=0))
+    np.testing.assert_allclose(
+        restored.predict(tokens, verbose=0), model.predict(tokens, verbose=0)
+    )
     restored.fit(train, meta_data=meta, epochs=1, shuffle=False, verbose=0)
     assert int(restored.meta_optimizer.iterations) == 9
 
