@@ -223,7 +223,8 @@ def main(argv=None):
     print(f"validation accuracy: {accuracy:.4f}")
     print("learned loss (mixture weights): " + ", ".join(f"{k} {v:.3f}" for k, v in phi.items()))
     print(
-        f"saved to {path} and reloaded: phi restored: {same_phi}, predictions match: {same_predictions}"
+        f"saved to {path} and reloaded: phi restored: {same_phi}, "
+        f"predictions match: {same_predictions}"
     )
     return {
         "val_accuracy": float(accuracy),
