@@ -65,6 +65,18 @@ from keras import tree
 from tf_metaloss import validation
 from tf_metaloss._optional import import_optional
 
+__all__ = [
+    "BERT_RESERVED_TOKENS",
+    "bert_classifier",
+    "bert_preprocessor",
+    "from_logits",
+    "is_task",
+    "meta_model",
+    "preprocess",
+    "task_without_preprocessor",
+    "word_piece_vocabulary",
+]
+
 # BERT's special tokens, in keras-hub's order ("[PAD]" gets id 0).
 BERT_RESERVED_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]")
 
