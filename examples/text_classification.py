@@ -145,7 +145,13 @@ def build_classifier(args, sentences):
     vocabulary = tml.text.word_piece_vocabulary(sentences, vocabulary_size=size)
     if args.tiny:
         return tml.text.bert_classifier(
-            vocabulary, 2, sequence_length=16, hidden_dim=16, num_heads=2, intermediate_dim=32
+            vocabulary,
+            2,
+            sequence_length=16,
+            hidden_dim=16,
+            num_layers=1,
+            num_heads=2,
+            intermediate_dim=32,
         )
     return tml.text.bert_classifier(
         vocabulary,

@@ -45,7 +45,8 @@ Example:
 >>> labels = [1, 0, 1, 0]
 >>> vocabulary = tml.text.word_piece_vocabulary(sentences, vocabulary_size=100)
 >>> classifier = tml.text.bert_classifier(vocabulary, num_classes=2, sequence_length=16,
-...                                       hidden_dim=16, num_heads=2, intermediate_dim=32)
+...                                       num_layers=1, hidden_dim=16, num_heads=2,
+...                                       intermediate_dim=32)
 >>> model = tml.text.meta_model(classifier)
 >>> model.compile(optimizer=keras.optimizers.SGD(0.05),
 ...               loss=tml.MetaLoss(from_logits=tml.text.from_logits(classifier)))
