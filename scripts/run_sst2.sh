@@ -17,7 +17,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export TF_CPP_MIN_LOG_LEVEL=3
-if [[ -n ${SNAP:-} ]]; then export PYTHONPATH=$SNAP; fi
+# The snapshot if given, else this working tree (not an installed tf_metaloss).
+export PYTHONPATH=${SNAP:-$PWD}
 DATA=${DATA:?set DATA=/path/to/the directory of sst2_train.jsonl and sst2_dev.jsonl}
 OUT=${OUT:-docs/figures/sst2}
 SEEDS=${SEEDS:-0 1 2}
@@ -36,7 +37,8 @@ run() {  # cell seed method
   if [[ -f $out/results.json ]]; then echo "skip $out"; return; fi
   mkdir -p "$out"
   # shellcheck disable=SC2046
-  python -m tf_metaloss compare --preset sst2-tiny --dataset "$DATA" $(noise_args "$1") \
+  # scripts/compare.py, not `python -m`: `-m` puts the working tree ahead of PYTHONPATH.
+  python scripts/compare.py --preset sst2-tiny --dataset "$DATA" $(noise_args "$1") \
     --seeds "$2" --methods "$3" --no-figures --output-dir "$out" \
     2>&1 | grep --line-buffered -v -E "cuInit|absl::|oneDNN|cuda drivers|cpu_feature|AVX|^WARNING: All" \
     | tee "$out/console.txt"
@@ -53,5 +55,5 @@ for seed in $SEEDS; do
 done
 for cell in $CELLS; do
   parts=("$OUT/$cell"/runs/*/results.json)
-  python -m tf_metaloss compare --merge "${parts[@]}" --output-dir "$OUT/$cell"
+  python scripts/compare.py --merge "${parts[@]}" --output-dir "$OUT/$cell"
 done
