@@ -204,6 +204,8 @@ def test_import_and_train_with_the_core_only(tmp_path):
         text=True,
         timeout=300,
         cwd=tmp_path,
+        # The tf_metaloss under test, whichever copy (if any) is installed.
+        env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(tml.__file__))},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "core only: ok"
