@@ -12,9 +12,7 @@ Example:
 >>> model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_optimizer="adam")
 >>> history = model.fit(x, y, meta_split=0.1, epochs=2, verbose=0)
 >>> sorted(history.history)  # the meta objective and phi are logged with the loss
-['loss', 'meta_grad_norm', 'meta_objective', 'phi/crossentropy', 'phi/focal',
- 'phi/generalized_crossentropy', 'phi/label_smoothing', 'phi/mae_classification',
- 'skipped_updates']
+['loss', 'meta_grad_norm', 'meta_objective', 'phi/q', 'skipped_updates']
 """
 
 from tf_metaloss import callbacks

@@ -14,6 +14,9 @@ import tf_metaloss as tml
 from tf_metaloss import callbacks
 from tf_metaloss.callbacks import monitor
 
+# The blend of 0.2: a MetaLoss whose phi has one named weight per base loss.
+BLEND = tml.losses.meta_loss.BLEND_BASE_LOSSES["classification"]
+
 
 @pytest.fixture(scope="session")
 def make_data(classification_data):
@@ -28,7 +31,7 @@ def _model(loss=None, **kwargs):
     kwargs.setdefault("meta_optimizer", keras.optimizers.Adam(0.05))
     model.compile(
         optimizer=keras.optimizers.SGD(0.1),
-        loss=loss if loss is not None else tml.MetaLoss(from_logits=True),
+        loss=loss if loss is not None else tml.MetaLoss(from_logits=True, base_losses=BLEND),
         **kwargs,
     )
     return model

@@ -11,6 +11,9 @@ import tf_metaloss as tml
 from tf_metaloss import callbacks
 from tf_metaloss.callbacks.monitor import MetaStepRecord
 
+# The blend of 0.2: a MetaLoss whose phi has one named weight per base loss.
+BLEND = tml.losses.meta_loss.BLEND_BASE_LOSSES["classification"]
+
 
 @pytest.fixture(scope="session")
 def make_data(classification_data):
@@ -24,7 +27,7 @@ def _model(run_eagerly=True):
     model = tml.MetaModel(inputs, keras.layers.Dense(3)(inputs))
     model.compile(
         optimizer=keras.optimizers.SGD(0.1),
-        loss=tml.MetaLoss(from_logits=True),
+        loss=tml.MetaLoss(from_logits=True, base_losses=BLEND),
         meta_optimizer=keras.optimizers.Adam(0.05),
         run_eagerly=run_eagerly,
     )

@@ -32,6 +32,9 @@ SIZE_GUIDANCE = {
     "audio": 0,
 }
 
+# The blend of 0.2: a MetaLoss whose phi has one named weight per base loss.
+BLEND = tml.losses.meta_loss.BLEND_BASE_LOSSES["classification"]
+
 
 @pytest.fixture(scope="session")
 def make_data(classification_data):
@@ -79,7 +82,9 @@ def blend_run(make_data, tmp_path_factory):
     x, y = make_data()
     probe_x, probe_y = x[:20], y[:20]
     mask = np.arange(20) % 4 == 0
-    model = _model(tml.MetaLoss(from_logits=True), run_eagerly=False, meta_every=2)
+    model = _model(
+        tml.MetaLoss(from_logits=True, base_losses=BLEND), run_eagerly=False, meta_every=2
+    )
     audit_path = str(root / "audit.jsonl")
     tb = callbacks.MetaTensorBoard(
         str(root), probe_data=(probe_x, probe_y), noise_mask=mask, variance_window=3
@@ -203,7 +208,7 @@ def test_beside_keras_tensorboard_in_the_same_log_dir(blend_run):
 
 def test_update_freq_epoch_writes_epoch_means(make_data, tmp_path):
     x, y = make_data()
-    model = _model(tml.MetaLoss(from_logits=True))
+    model = _model(tml.MetaLoss(from_logits=True, base_losses=BLEND))
     audit = str(tmp_path / "a.jsonl")
     model.fit(
         x,
@@ -277,9 +282,13 @@ def test_learned_loss_curve_classification_and_regression():
             tml.MetaLoss(from_logits=from_logits), points=7, num_classes=10
         )
         assert p[0] == pytest.approx(0.01) and p[-1] == pytest.approx(0.99)
-        np.testing.assert_allclose(values, -np.log(p), rtol=1e-4)  # starts as CE
+        np.testing.assert_allclose(values, (1 - p**0.7) / 0.7, rtol=1e-4)  # starts as GCE
     p, values = learned_loss_curve(tml.MetaLoss(from_logits=True), points=5, num_classes=1)
-    np.testing.assert_allclose(values, -np.log(p), rtol=1e-4)
+    np.testing.assert_allclose(values, (1 - p**0.7) / 0.7, rtol=1e-4)
+    p, values = learned_loss_curve(
+        tml.MetaLoss(from_logits=True, base_losses=BLEND), points=5, num_classes=10
+    )
+    np.testing.assert_allclose(values, -np.log(p), rtol=1e-4)  # the blend starts as CE
     r, values = learned_loss_curve(tml.MetaLoss(task="regression"), points=5, residual_range=2.0)
     np.testing.assert_allclose(r, [-2, -1, 0, 1, 2])
     np.testing.assert_allclose(values, r**2, rtol=1e-6)  # starts as MSE

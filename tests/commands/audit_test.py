@@ -12,6 +12,9 @@ from tf_metaloss import callbacks
 from tf_metaloss import cli
 from tf_metaloss.commands import audit
 
+# The blend of 0.2: a MetaLoss whose phi has one named weight per base loss.
+BLEND = tml.losses.meta_loss.BLEND_BASE_LOSSES["classification"]
+
 
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="tf-metaloss")
@@ -33,7 +36,7 @@ def real_log(tmp_path_factory, classification_data):
     model = tml.MetaModel(inputs, keras.layers.Dense(3)(inputs))
     model.compile(
         optimizer="sgd",
-        loss=tml.MetaLoss(from_logits=True),
+        loss=tml.MetaLoss(from_logits=True, base_losses=BLEND),
         meta_optimizer=keras.optimizers.Adam(0.05),
         meta_every=2,
         meta_global_clipnorm=1e-3,

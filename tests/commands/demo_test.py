@@ -87,9 +87,9 @@ class TestRunDemo:
             assert final["wall_time_s"] > 0
             assert len(curves["val_accuracy"]) == 2
             assert final["val_accuracy"] == curves["val_accuracy"][-1]
-        mix = [v for k, v in runs["meta_loss"]["phi"].items() if k.startswith("mix/")]
-        for epoch in range(3):  # the start and 2 epochs
-            assert sum(m[epoch] for m in mix) == pytest.approx(1.0, abs=1e-5)
+        q = runs["meta_loss"]["phi"]["phi/q"]
+        assert len(q) == 3  # the start and 2 epochs
+        assert all(0.001 <= v <= 1.0 for v in q)
         per_seed = tiny_result["data"]["per_seed"]["0"]
         assert per_seed["num_train"] == 256
         split = splits.make_split(
@@ -104,13 +104,9 @@ class TestRunDemo:
         assert runs["ce"]["phi"] == {} and runs["gce"]["phi"] == {}
         learned = runs["meta_loss"]["phi"]
         assert runs["meta_loss"]["loss"] == "MetaLoss"
-        assert learned["mix/crossentropy"][0] == 1.0
-        assert all(
-            v[0] == 0.0
-            for k, v in learned.items()
-            if k.startswith("mix/") and k != "mix/crossentropy"
-        )
-        assert learned["mix/crossentropy"][-1] != 1.0
+        assert list(learned) == ["phi/q"]
+        assert learned["phi/q"][0] == pytest.approx(0.7)
+        assert learned["phi/q"][-1] != pytest.approx(0.7)
         # The fixed losses trained on the training and meta samples; the learned
         # loss on the training samples only.
         data = {m["name"]: m["train_data"] for m in tiny_result["methods"]}
@@ -122,7 +118,7 @@ class TestRunDemo:
             assert "epoch_loss" in scalar_tags(os.path.join(logdir, name, "train"))
             assert "epoch_accuracy" in scalar_tags(os.path.join(logdir, name, "validation"))
         meta_tags = scalar_tags(os.path.join(logdir, "meta_loss", "train"))
-        assert "epoch_phi/crossentropy" in meta_tags
+        assert "epoch_phi/q" in meta_tags
         assert "epoch_meta_objective" in meta_tags
 
     def test_format_result_prints_table_and_learned_phi(self, tiny_result):
@@ -136,8 +132,8 @@ class TestRunDemo:
             row = next(line for line in lines if line.startswith(label + " "))
             assert f"{run['final']['val_accuracy']:.4f}" in row
         assert "assumed clean" in text
-        assert "learned loss (MetaLoss mixture weights, started as crossentropy): " in text
-        assert "mae_classification" in text
+        q = next(r for r in tiny_result["runs"] if r["method"] == "meta_loss")["phi"]["phi/q"]
+        assert f"learned loss (MetaLoss parameters, start -> end): q 0.7 -> {q[-1]:.3g}" in text
         assert "--tiny" in text
 
     @pytest.mark.parametrize(

@@ -9,7 +9,9 @@ from tf_metaloss.evaluation import schedules
 
 
 def test_schedule_targets():
-    loss = tml.MetaLoss(from_logits=True)
+    loss = tml.MetaLoss(
+        from_logits=True, base_losses=tml.losses.meta_loss.BLEND_BASE_LOSSES["classification"]
+    )
     target = schedules.schedule_targets(loss, {"generalized_crossentropy": 2.0})
     np.testing.assert_array_equal(target["blend_weights"], [0, 0, 0, 2, 0])
     with pytest.raises(ValueError, match="base losses of the blend"):
@@ -18,6 +20,8 @@ def test_schedule_targets():
         schedules.schedule_targets(loss, {"crossentropy": 0.0})
     with pytest.raises(ValueError, match="needs a blend"):
         schedules.schedule_targets(tml.NeuralLoss(from_logits=True), {"crossentropy": 1})
+    with pytest.raises(ValueError, match=r"needs a blend.*MetaLoss with parameters \['q'\]"):
+        schedules.schedule_targets(tml.MetaLoss(from_logits=True), {"crossentropy": 1})
 
 
 def test_linear_parameter_schedule_moves_phi_from_start_to_final():

@@ -46,7 +46,11 @@ FAMILIES = {
         lambda **kw: SampleWeightedLoss(hidden_units=(4,), seed=1, **{"from_logits": True, **kw}),
         "crossentropy",
     ),
-    "meta_loss": (lambda **kw: MetaLoss(**{"from_logits": True, **kw}), "crossentropy"),
+    "meta_loss": (lambda **kw: MetaLoss(**{"from_logits": True, **kw}), "generalized_crossentropy"),
+    "meta_loss_blend": (
+        lambda **kw: MetaLoss(base_losses=["crossentropy", "focal"], **{"from_logits": True, **kw}),
+        "crossentropy",
+    ),
     "meta_loss_regression": (lambda **kw: MetaLoss(task="regression", **kw), "mse"),
 }
 CLASSIFICATION = [k for k in FAMILIES if not k.endswith("regression")]

@@ -4,7 +4,9 @@ import pytest
 
 import tf_metaloss as tml
 from tf_metaloss.losses import BlendLoss
+from tf_metaloss.losses import GeneralizedCELoss
 from tf_metaloss.losses import MetaLoss
+from tf_metaloss.losses.meta_loss import BLEND_BASE_LOSSES
 
 LABELS = np.array([0, 2, 1, 1])
 LOGITS = np.array(
@@ -14,10 +16,36 @@ LOGITS = np.array(
 
 
 class TestMetaLoss:
-    def test_classification_blend_starts_as_crossentropy(self):
+    def test_classification_default_is_generalized_ce_with_learned_q(self):
         loss = MetaLoss(from_logits=True, reduction=None)
-        assert isinstance(loss, BlendLoss)
+        assert isinstance(loss.family, GeneralizedCELoss)
         assert loss.task == "classification" and not loss.regression
+        assert loss.parameter_names == ["q"] and loss.q == 0.7
+        np.testing.assert_allclose(loss.trainable_variables[0], 0.7)
+        p_true = keras.ops.softmax(LOGITS).numpy()[np.arange(4), LABELS]
+        np.testing.assert_allclose(loss(LABELS, LOGITS), (1 - p_true**0.7) / 0.7, rtol=1e-5)
+        # phi is the family's, saved and reset under the MetaLoss.
+        loss.trainable_variables[0].assign(0.2)
+        np.testing.assert_allclose(loss(LABELS, LOGITS), (1 - p_true**0.2) / 0.2, rtol=1e-5)
+        loss.reset_parameters()
+        np.testing.assert_allclose(loss.family.trainable_variables[0], 0.7)
+
+    def test_starting_q(self):
+        loss = MetaLoss(from_logits=True, q=0.3)
+        np.testing.assert_allclose(loss.trainable_variables[0], 0.3)
+        assert MetaLoss.from_config(loss.get_config()).q == 0.3
+
+    def test_probabilities(self):
+        probs = keras.ops.softmax(LOGITS)
+        np.testing.assert_allclose(
+            MetaLoss()(LABELS, probs),
+            GeneralizedCELoss(q=0.7)(LABELS, probs),
+            rtol=1e-6,
+        )
+
+    def test_blend_of_earlier_versions_starts_as_crossentropy(self):
+        loss = MetaLoss(from_logits=True, base_losses=BLEND_BASE_LOSSES["classification"])
+        assert isinstance(loss.family, BlendLoss)
         assert loss.base_losses == [
             "crossentropy",
             "focal",
@@ -25,21 +53,41 @@ class TestMetaLoss:
             "generalized_crossentropy",
             "mae_classification",
         ]
-        assert loss.normalize
         np.testing.assert_array_equal(loss.trainable_variables[0], [1, 0, 0, 0, 0])
         np.testing.assert_allclose(
             loss(LABELS, LOGITS),
-            keras.losses.sparse_categorical_crossentropy(LABELS, LOGITS, from_logits=True),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True)(LABELS, LOGITS),
             rtol=1e-6,
         )
 
-    def test_probabilities(self):
-        probs = keras.ops.softmax(LOGITS)
-        np.testing.assert_allclose(
-            MetaLoss()(LABELS, probs),
-            keras.losses.SparseCategoricalCrossentropy()(LABELS, probs),
-            rtol=1e-6,
+    def test_saved_blend_config_of_earlier_versions_loads_as_the_blend(self):
+        config = {
+            "name": "meta_loss",
+            "reduction": "sum_over_batch_size",
+            "from_logits": True,
+            "regularization": 0.0,
+            "bounds": None,
+            "dtype": "float32",
+            "base_losses": list(BLEND_BASE_LOSSES["classification"]),
+            "initial_weights": [1.0, 0.0, 0.0, 0.0, 0.0],
+            "normalize": True,
+            "task": "classification",
+        }
+        loss = keras.saving.deserialize_keras_object(
+            {"module": None, "class_name": "tf_metaloss>MetaLoss", "config": config}
         )
+        assert isinstance(loss.family, BlendLoss)
+        assert loss.get_config() == config
+
+    def test_q_with_blend_arguments_is_an_error(self):
+        with pytest.raises(ValueError, match="argument `q`.*base_losses"):
+            MetaLoss(q=0.5, base_losses=["crossentropy"])
+        with pytest.raises(ValueError, match="argument `q`"):
+            MetaLoss(task="regression", q=0.5)
+
+    def test_missing_attribute_names_the_class(self):
+        with pytest.raises(AttributeError, match="no attribute 'mixture_weights'"):
+            MetaLoss().mixture_weights()
 
     def test_regression_blend_starts_as_mse(self):
         y_true = np.array([[1.0, 2.0], [0.5, -1.0]], dtype="float32")

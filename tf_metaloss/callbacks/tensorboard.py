@@ -45,7 +45,7 @@ def learned_loss_curve(loss, parameter_values=None, points=101, num_classes=10, 
     Example:
 
     >>> p, values = tml.callbacks.learned_loss_curve(tml.MetaLoss(from_logits=True), points=5)
-    >>> np.allclose(values, -np.log(p), atol=1e-5)   # MetaLoss starts as CE
+    >>> np.allclose(values, (1 - p**0.7) / 0.7, atol=1e-5)   # MetaLoss starts as GCE, q=0.7
     True
     """
     if loss.regression:

@@ -201,7 +201,7 @@ def run_demo(
     generalized CE (q=0.7) | 0... | ...
     MetaLoss (meta-learned) | 0... | ...
     <BLANKLINE>
-    learned loss (MetaLoss mixture weights, started as crossentropy): crossentropy ...
+    learned loss (MetaLoss parameters, start -> end): q 0.7 -> ...
     ...
     """
     import keras
@@ -311,5 +311,8 @@ def _learned_loss(run):
         started = f"started as {start[0]}" if len(start) == 1 else "from its start"
         values = ", ".join(f"{name} {values[-1]:.3f}" for name, values in mix.items())
         return f"learned loss ({loss} mixture weights, {started}): {values}"
-    values = ", ".join(f"{name} {values[-1]:.3g}" for name, values in run["phi"].items())
-    return f"learned loss ({loss} parameters): {values or '-'}"
+    values = ", ".join(
+        f"{name.removeprefix('phi/')} {values[0]:.3g} -> {values[-1]:.3g}"
+        for name, values in run["phi"].items()
+    )
+    return f"learned loss ({loss} parameters, start -> end): {values or '-'}"

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from tf_metaloss import losses as tml_losses
 from tf_metaloss import validation
 from tf_metaloss.evaluation import probes as probes_lib
+from tf_metaloss.losses.meta_loss import BLEND_BASE_LOSSES
 
 GROUPS = ("baseline", "learned", "ablation", "oracle")
 TRAININGS = ("fixed", "meta", "frozen", "schedule", "finetune", "glc", "forward")
@@ -194,9 +195,9 @@ METHODS = {
         ),
         Method(
             "schedule",
-            "MetaLoss hand schedule",
+            "MetaLoss blend, hand schedule",
             "ablation",
-            _learnable(tml_losses.MetaLoss),
+            _learnable(tml_losses.MetaLoss, base_losses=BLEND_BASE_LOSSES["classification"]),
             "schedule",
         ),
         Method(

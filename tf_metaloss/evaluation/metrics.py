@@ -455,7 +455,8 @@ class ParameterHistory(keras.callbacks.Callback):
     >>> x = np.random.default_rng(0).normal(size=(128, 8)).astype("float32")
     >>> y = (x[:, 0] > 0).astype("int32")
     >>> model = tml.MetaModel(keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]))
-    >>> model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    >>> loss = tml.BlendLoss(["crossentropy", "mae_classification"], from_logits=True)
+    >>> model.compile(optimizer="sgd", loss=loss)
     >>> phi = tml.evaluation.metrics.ParameterHistory()
     >>> history = model.fit(x, y, meta_split=0.25, epochs=3, verbose=0, callbacks=[phi])
     >>> len(phi.history["mix/crossentropy"])  # the start and 3 epochs

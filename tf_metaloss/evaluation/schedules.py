@@ -9,20 +9,21 @@ from tf_metaloss import validation
 def schedule_targets(loss, final):
     """Final phi for `LinearParameterSchedule` from `{base loss: weight}`.
 
-    Only blends (`BlendLoss`, `MetaLoss`) have named weights; unnamed base
+    Only blends (`BlendLoss`, a `MetaLoss` with `base_losses`) have named weights; unnamed base
     losses get weight 0.
 
     Example:
 
-    >>> loss = tml.MetaLoss(from_logits=True)
+    >>> loss = tml.BlendLoss(["crossentropy", "generalized_crossentropy"], from_logits=True)
     >>> targets = tml.evaluation.schedules.schedule_targets(loss, {"generalized_crossentropy": 1.0})
     >>> targets["blend_weights"]
-    array([0., 0., 0., 1., 0.], dtype=float32)
+    array([0., 1.], dtype=float32)
     """
     if not hasattr(loss, "base_losses") or "blend_weights" not in loss.parameter_names:
         raise ValueError(
-            "A hand schedule needs a blend (`BlendLoss`, `MetaLoss`). Received: "
-            f"{type(loss).__name__}"
+            "A hand schedule needs a blend (`BlendLoss`, or `MetaLoss` with "
+            f"`base_losses`). Received: {type(loss).__name__} with parameters "
+            f"{loss.parameter_names}"
         )
     unknown = sorted(set(final) - set(loss.base_losses))
     if unknown:
@@ -55,14 +56,14 @@ class LinearParameterSchedule(keras.callbacks.Callback):
 
     >>> x = np.random.default_rng(0).normal(size=(128, 8)).astype("float32")
     >>> y = (x[:, 0] > 0).astype("int32")
-    >>> loss = tml.MetaLoss(from_logits=True)
+    >>> loss = tml.BlendLoss(["crossentropy", "generalized_crossentropy"], from_logits=True)
     >>> model = tml.MetaModel(keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]))
     >>> model.compile(optimizer="sgd", loss=loss, meta_every=0)
     >>> targets = tml.evaluation.schedules.schedule_targets(loss, {"generalized_crossentropy": 1.0})
     >>> schedule = tml.evaluation.schedules.LinearParameterSchedule(targets, total_steps=8)
     >>> history = model.fit(x, y, epochs=2, verbose=0, callbacks=[schedule])  # 4 steps an epoch
     >>> [round(float(w), 3) for w in loss.mixture_weights()]  # the last step used `final`
-    [0.0, 0.0, 0.0, 1.0, 0.0]
+    [0.0, 1.0]
     """
 
     def __init__(self, final, total_steps):

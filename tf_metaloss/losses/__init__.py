@@ -5,6 +5,7 @@ from tf_metaloss.losses.base import ClipConstraint
 from tf_metaloss.losses.base import LearnableLoss
 from tf_metaloss.losses.blend import BlendLoss
 from tf_metaloss.losses.fixed import FixedLoss
+from tf_metaloss.losses.generalized_ce import GeneralizedCELoss
 from tf_metaloss.losses.meta_loss import MetaLoss
 from tf_metaloss.losses.neural import NeuralLoss
 from tf_metaloss.losses.polynomial import PolynomialLoss
@@ -14,6 +15,7 @@ __all__ = [
     "BlendLoss",
     "ClipConstraint",
     "FixedLoss",
+    "GeneralizedCELoss",
     "LearnableLoss",
     "MetaLoss",
     "NeuralLoss",

@@ -140,7 +140,7 @@ class MetaTrainer:
         >>> x, y = np.random.rand(8, 4).astype("float32"), np.arange(8) % 3
         >>> result = model.compute_meta_gradient((x, y), (x, y))
         >>> [g.shape for g in result.phi_grads]  # one per loss parameter
-        [TensorShape([5])]
+        [TensorShape([])]
         """
         return self.meta_estimator.estimate(self._meta_problem(data, meta_batch))
 
