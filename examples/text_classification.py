@@ -2,7 +2,7 @@
 
 Trains a small BERT classifier from scratch, with a WordPiece vocabulary
 computed from the training sentences (no download), on a learnable loss
-(`tml.MetaLoss`, starting as cross-entropy) that is meta-learned on a small
+(`tml.MetaLoss`, generalized cross-entropy with a learned q) that is meta-learned on a small
 clean meta set. The classifier's preprocessor runs in the `tf.data` pipeline
 of the training, meta and validation data alike (`tml.text.preprocess`).
 Optionally corrupts the training labels first. Saves the model with its
@@ -213,10 +213,7 @@ def main(argv=None):
                 restored.predict(tokens, verbose=0), model.predict(tokens, verbose=0), atol=1e-5
             )
         )
-    phi = dict(
-        zip(model.loss.base_losses, keras.ops.convert_to_numpy(model.loss.mixture_weights()))
-    )
-    phi = {name: float(weight) for name, weight in phi.items()}
+    phi = {name: float(value) for name, value in model.loss.parameter_summary().items()}
     same_phi = all(
         np.array_equal(a.numpy(), b.numpy())
         for a, b in zip(model.loss.trainable_variables, restored.loss.trainable_variables)
@@ -227,7 +224,7 @@ def main(argv=None):
         f"{len(x_meta)} clean meta sentences, {len(x_val)} validation sentences"
     )
     print(f"validation accuracy: {accuracy:.4f}")
-    print("learned loss (mixture weights): " + ", ".join(f"{k} {v:.3f}" for k, v in phi.items()))
+    print("learned loss: " + ", ".join(f"{k} {v:.3f}" for k, v in phi.items()))
     print(
         f"saved to {path} and reloaded: phi restored: {same_phi}, "
         f"predictions match: {same_predictions}"
