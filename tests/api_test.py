@@ -13,6 +13,7 @@ MODULES = [
     "tf_metaloss.losses",
     "tf_metaloss.models",
     "tf_metaloss.plotting",
+    "tf_metaloss.text",
 ]
 
 

@@ -5,7 +5,7 @@ import pathlib
 import pytest
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
-NAMES = ("quickstart", "noisy_labels", "regression")
+NAMES = ("quickstart", "noisy_labels", "regression", "text_classification")
 
 
 def load_example(name):
@@ -71,3 +71,24 @@ def test_regression_tiny(capsys):
     assert math.isfinite(result["mse_only_val_mse"])
     assert math.isfinite(result["blend_val_mse"])
     assert "learned blend weights" in capsys.readouterr().out
+
+
+def test_text_classification_tiny(tmp_path, capsys):
+    output = tmp_path / "text.keras"
+    result = load_example("text_classification").main(
+        ["--tiny", "--noise", "0.25", "--output", str(output)]
+    )
+    assert output.is_file()
+    assert result["phi_restored"] and result["predictions_restored"]
+    assert result["num_corrupted"] == 40  # 25% of the 160 toy training sentences
+    # The default MetaLoss: q stays in [0.001, 0.7], its start.
+    assert list(result["phi"]) == ["phi/q"] and 0.001 <= result["phi"]["phi/q"] <= 0.7
+    assert 0.0 <= result["val_accuracy"] <= 1.0
+    assert "learned loss" in capsys.readouterr().out
+
+
+def test_text_classification_needs_data_unless_tiny(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        load_example("text_classification").main([])
+    assert exit_.value.code == 2
+    assert "--data is required unless --tiny" in capsys.readouterr().err

@@ -110,6 +110,27 @@ def test_comparison_figures_need_eval_unless_turned_off(block, tmp_path):
 
 
 @pytest.mark.parametrize(
+    "call, feature",
+    [
+        (lambda: tml.text.word_piece_vocabulary(["a good film"]), "word_piece_vocabulary"),
+        (lambda: tml.text.bert_classifier(tml.text.BERT_RESERVED_TOKENS, 2), "bert_classifier"),
+        (lambda: tml.text.meta_model(None), "meta_model"),
+        (
+            lambda: tml.evaluation.models.build_model("tiny_bert", (8,), 2, vocabulary_size=9),
+            "'tiny_bert' model",
+        ),
+    ],
+)
+def test_text_needs_nlp(block, call, feature):
+    block("keras_hub")
+    with pytest.raises(
+        ImportError,
+        match=rf'{feature}.* needs keras-hub, which is not installed.*"tf_metaloss\[nlp\]"',
+    ):
+        call()
+
+
+@pytest.mark.parametrize(
     "argv, package",
     [
         (["demo", "--tiny"], "scikit-learn"),
@@ -153,7 +174,7 @@ CORE_ONLY = textwrap.dedent(
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in OPTIONAL)
     assert not loaded, loaded
     # Every subpackage is reachable after `import tf_metaloss`.
-    for name in ("callbacks", "diagnostics", "evaluation", "losses", "models", "plotting"):
+    for name in ("callbacks", "diagnostics", "evaluation", "losses", "models", "plotting", "text"):
         assert getattr(tml, name).__name__ == "tf_metaloss." + name
     assert tml.evaluation.compare.CompareConfig and tml.evaluation.metrics.accuracy
     # The command line starts, and says what a command misses.
@@ -183,6 +204,8 @@ def test_import_and_train_with_the_core_only(tmp_path):
         text=True,
         timeout=300,
         cwd=tmp_path,
+        # The tf_metaloss under test, whichever copy (if any) is installed.
+        env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(tml.__file__))},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "core only: ok"

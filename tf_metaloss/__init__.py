@@ -23,6 +23,7 @@ from tf_metaloss import meta
 from tf_metaloss import models
 from tf_metaloss import plotting
 from tf_metaloss import testing
+from tf_metaloss import text
 from tf_metaloss.losses import BlendLoss
 from tf_metaloss.losses import LearnableLoss
 from tf_metaloss.losses import MetaLoss
@@ -49,4 +50,5 @@ __all__ = [
     "models",
     "plotting",
     "testing",
+    "text",
 ]

@@ -317,6 +317,8 @@ def test_a_preset_without_its_dataset_is_an_error():
         ("--meta-method", "conjugate_gradient"),
         ("--meta-method", '{"class_name": "tf_metaloss>Neumann", "config": {"terms": 2}}'),
         ("--meta-method", "first_order", "--unroll-steps", "2"),
+        ("--preset", "sst2-tiny", "--dataset", "glue sst2", "--noise", "0.3"),
+        ("--dataset", "sst2", "--optimizer", "adam", "--lookahead-learning-rate", "0.1"),
     ],
 )
 def test_canonical_command_of_a_preset_reproduces_the_config(argv):
@@ -378,3 +380,34 @@ def test_merge_takes_no_training_options():
         compare.run(_parse("--merge", "a.json", "--epochs", "3"))
     with pytest.raises(ValueError, match="Received also: --preset"):
         compare.run(_parse("--merge", "a.json", "--preset", "digits-smoke"))
+
+
+@pytest.mark.integration
+def test_sst2_from_jsonl_files_with_class_flip_noise(tmp_path, capsys):
+    rows = [("a good , moving film", 1), ("dull and far too long", 0), ("great fun", 1)]
+    rows += [("the plot is a mess", 0)]
+    directory = tmp_path / "glue_sst2"
+    directory.mkdir()
+    for name, n in (("sst2_train.jsonl", 48), ("sst2_dev.jsonl", 8)):
+        lines = [
+            json.dumps({"sentence": rows[i % 4][0], "label": rows[i % 4][1]}) for i in range(n)
+        ]
+        (directory / name).write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    argv = ["--preset", "sst2-tiny", "--dataset", str(directory), "--noise", "0.5"]
+    argv += ["--noise-kind", "asymmetric", "--methods", "ce,meta_loss", "--seeds", "0"]
+    argv += ["--epochs", "1", "--hidden-units", "32", "--sequence-length", "12"]
+    argv += ["--no-figures", "--quiet", "--output-dir", str(out)]
+    assert compare.run(_parse(*argv)) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["data"]["name"] == "sst2" and results["data"]["input_shape"] == [12]
+    assert 5 < results["data"]["vocabulary_size"] < 200  # words and word pieces
+    # Class flip: half of the training positives labelled negative, no negative touched.
+    transition = results["data"]["noise_transition"]
+    assert transition[0] == [1.0, 0.0] and 0.3 < transition[1][0] < 0.7
+    assert [r["method"] for r in results["runs"]] == ["ce", "meta_loss"]
+    for run in results["runs"]:
+        assert 0.0 <= run["final"]["val_accuracy"] <= 1.0
+        assert 0.0 <= run["final"]["val_macro_f1"] <= 1.0
+    assert "tiny_bert" in (out / "results.md").read_text()
+    assert "| MetaLoss (meta) | " in capsys.readouterr().out

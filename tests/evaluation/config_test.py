@@ -160,3 +160,31 @@ def test_unroll_steps_apply_to_the_unrolled_methods_only(small_config, meta_meth
         ValueError, match=r"`unroll_steps` and `meta_method` conflict: unroll_steps=2"
     ):
         small_config(meta_method=meta_method, unroll_steps=2)
+
+
+def test_sst2_preset_is_sized_for_two_cores():
+    config = CompareConfig.from_preset("sst2-tiny", dataset="glue_sst2")
+    assert (config.model, config.hidden_units, config.sequence_length) == ("tiny_bert", 64, 64)
+    assert (config.optimizer, config.learning_rate, config.lookahead_learning_rate) == (
+        "adam",
+        1e-3,
+        0.05,
+    )
+    assert (config.train_subset, config.epochs, config.seeds) == (4000, 4, (0, 1, 2))
+    assert {"ce", "gce", "meta_loss"} <= set(config.methods)
+    with pytest.raises(ValueError, match=r"argument `dataset`.*sst2_train\.jsonl"):
+        CompareConfig.from_preset("sst2-tiny")
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"optimizer": "rmsprop"}, "argument `optimizer`"),
+        ({"lookahead_learning_rate": 0.0}, "argument `lookahead_learning_rate`"),
+        ({"vocabulary_size": 0}, "argument `vocabulary_size`"),
+        ({"sequence_length": -1}, "argument `sequence_length`"),
+    ],
+)
+def test_text_and_optimizer_settings_are_checked(small_config, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        small_config(**kwargs)

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -159,3 +161,76 @@ class TestLoadDataset:
     def test_unknown_spec(self, spec):
         with pytest.raises(ValueError, match="argument `spec`"):
             datasets.load_dataset(spec)
+
+
+def write_sst2(directory, train=None, dev=None):
+    """SST-2 .jsonl files: `train`/`dev` lists of `(sentence, label)`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    train = train or [
+        (f"a good film {i}", 1) if i % 2 else (f"a dull plot {i}", 0) for i in range(12)
+    ]
+    dev = dev or [("good", 1), ("dull", 0), ("a good plot", 1)]
+    for name, rows in (("sst2_train.jsonl", train), ("sst2_dev.jsonl", dev)):
+        lines = [json.dumps({"sentence": s, "label": y, "idx": i}) for i, (s, y) in enumerate(rows)]
+        (directory / name).write_text("\n".join(lines) + "\n\n", encoding="utf-8")
+    return directory
+
+
+class TestLoadSst2:
+    def test_from_a_directory_or_the_training_file(self, tmp_path):
+        directory = write_sst2(tmp_path / "glue")
+        data = datasets.load_sst2(directory)
+        assert data.x_train.shape == (12,) and data.x_val.shape == (3,)
+        assert data.x_train.dtype == object and data.is_text
+        assert data.y_train.dtype == np.int64 and list(data.y_val) == [1, 0, 1]
+        assert data.x_train[1] == "a good film 1" and data.num_classes == 2
+        assert data.name == "sst2"
+        same = datasets.load_sst2(directory / "sst2_train.jsonl", max_train=5, max_val=2)
+        assert same.x_train.shape == (5,) and same.x_val.shape == (2,)
+        np.testing.assert_array_equal(same.x_train, data.x_train[:5])
+
+    def test_load_dataset_recognises_sst2_paths(self, tmp_path):
+        directory = write_sst2(tmp_path / "glue")
+        assert datasets.load_dataset(str(directory)).name == "sst2"
+        assert datasets.load_dataset(str(directory / "sst2_train.jsonl")).is_text
+        assert datasets.is_text_spec(str(directory)) and datasets.is_text_spec("sst2")
+        assert not datasets.is_text_spec("digits") and not datasets.is_text_spec(str(tmp_path))
+
+    def test_from_tfds_with_mock_data(self):
+        with tfds.testing.mock_data(num_examples=6):
+            data = datasets.load_dataset("sst2")
+        assert data.x_train.shape == (6,) and data.is_text
+        assert set(data.y_train) <= {0, 1} and data.num_classes == 2
+
+    def test_errors_name_the_file_and_the_line(self, tmp_path):
+        with pytest.raises(FileNotFoundError, match="No such SST-2 file"):
+            datasets.load_sst2(tmp_path)
+        write_sst2(tmp_path / "a")
+        (tmp_path / "a" / "sst2_dev.jsonl").write_text('{"sentence": "x", "label": 1}\nnot json\n')
+        with pytest.raises(ValueError, match="Invalid SST-2 line 2 of .*sst2_dev.jsonl"):
+            datasets.load_sst2(tmp_path / "a")
+        write_sst2(tmp_path / "b", dev=[("x", 2)])
+        with pytest.raises(ValueError, match="Expected 0 .negative. or 1 .positive."):
+            datasets.load_sst2(tmp_path / "b")
+
+
+class TestTokenize:
+    def test_vocabulary_from_the_training_subset_and_padded_token_ids(self, tmp_path):
+        data = datasets.load_sst2(write_sst2(tmp_path / "glue"))
+        tokens = datasets.tokenize(data, vocabulary_size=60, sequence_length=6, train_subset=8)
+        keep = datasets.subset_indices(12, 8)
+        assert tokens.x_train.shape == (8, 6) and tokens.x_val.shape == (3, 6)
+        assert tokens.x_train.dtype == np.int32 and not tokens.is_text
+        np.testing.assert_array_equal(tokens.y_train, data.y_train[keep])
+        assert tokens.vocabulary[:5] == ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
+        # [CLS] word pieces [SEP], then [PAD] (0) up to 6 tokens.
+        assert (tokens.x_train[:, 0] == 1).all() and (tokens.x_val[:, 0] == 1).all()
+        short = list(tokens.x_val[1])  # "dull": [CLS] pieces of "dull" [SEP] [PAD] ...
+        end = short.index(2)
+        assert 1 < end < 6 and all(t == 0 for t in short[end + 1 :])
+        assert all(0 < t < len(tokens.vocabulary) for t in short[1:end])
+
+    def test_needs_strings(self):
+        data = datasets.Dataset(np.zeros((2, 3)), np.array([0, 1]), np.zeros((1, 3)), [0], 2, "x")
+        with pytest.raises(ValueError, match="Expected a Dataset of strings"):
+            datasets.tokenize(data)

@@ -223,3 +223,13 @@ class TestTransitionMatrices:
             noise.transition_matrix(0.4, "pairs", num_classes=3)
         with pytest.raises(ValueError, match="argument `noisy`"):
             noise.empirical_transition_matrix([0, 1], [0], 2)
+
+
+def test_asymmetric_noise_on_two_classes_flips_positive_to_negative():
+    labels = np.array([0, 1] * 100)
+    noisy = noise.inject_label_noise(labels, 0.3, kind="asymmetric", seed=0)
+    assert noisy.mask.sum() == 30  # 30% of the 100 positives; negatives untouched
+    assert (noisy.labels[noisy.mask] == 0).all() and not noisy.mask[labels == 0].any()
+    np.testing.assert_allclose(
+        noise.transition_matrix(0.3, kind="asymmetric", num_classes=2), [[1.0, 0.0], [0.3, 0.7]]
+    )

@@ -158,18 +158,18 @@ def test_run_comparison_without_noise_drops_the_oracle(toy_dataset, small_config
 def fits(monkeypatch):
     """Records the arrays, epochs and learning rate of every training stage."""
     calls, rates = [], []
-    original_dataset, original_sgd = splits.training_dataset, runner._sgd
+    original_dataset, original_optimizer = splits.training_dataset, runner._optimizer
 
     def dataset(x, y, batch_size, epochs, seed):
         calls.append({"x": np.array(x), "y": np.array(y), "epochs": epochs})
         return original_dataset(x, y, batch_size, epochs, seed)
 
-    def sgd(learning_rate, config):
+    def optimizer(learning_rate, config):
         rates.append(learning_rate)
-        return original_sgd(learning_rate, config)
+        return original_optimizer(learning_rate, config)
 
     monkeypatch.setattr(splits, "training_dataset", dataset)
-    monkeypatch.setattr(runner, "_sgd", sgd)
+    monkeypatch.setattr(runner, "_optimizer", optimizer)
     return types.SimpleNamespace(calls=calls, rates=rates)
 
 
@@ -365,3 +365,16 @@ def test_the_baselines_that_use_the_meta_set_on_digits(small_config):
     assert truth[3, 5] > 0.3  # cat -> dog: asymmetric noise
     for run in runs.values():
         assert run["final"]["val_accuracy"] > 0.3  # well above chance (0.1)
+
+
+def test_adam_and_the_lookahead_learning_rate_reach_every_model(toy_dataset, small_config):
+    config = small_config(noise_rate=0.4, optimizer="adam", lookahead_learning_rate=0.2)
+    split = splits.make_split(toy_dataset(), config, seed=0)
+    fixed, _, _ = runner._compiled_model(methods.METHODS["gce"], split, config, seed=0)
+    meta, _, _ = runner._compiled_model(methods.METHODS["meta_loss"], split, config, seed=0)
+    for model in (fixed, meta):
+        assert isinstance(model.optimizer, keras.optimizers.Adam)
+        assert float(model.optimizer.learning_rate) == pytest.approx(config.learning_rate)
+    assert meta.lookahead_learning_rate == 0.2
+    sgd = runner._optimizer(0.1, small_config())
+    assert isinstance(sgd, keras.optimizers.SGD) and float(sgd.momentum) == 0.9

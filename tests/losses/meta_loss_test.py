@@ -132,3 +132,12 @@ class TestMetaLoss:
 def test_task_and_base_losses_must_agree():
     with pytest.raises(ValueError, match="`task` and `base_losses` disagree"):
         tml.MetaLoss(task="regression", base_losses=["crossentropy"])
+
+
+def test_default_q_only_moves_toward_crossentropy():
+    loss = MetaLoss(from_logits=True, q=0.5)
+    (q,) = loss.trainable_variables
+    assert float(q.constraint(keras.ops.convert_to_tensor(0.9))) == pytest.approx(0.5)
+    assert float(q.constraint(keras.ops.convert_to_tensor(0.0))) == pytest.approx(0.001)
+    full_range = MetaLoss(from_logits=True, bounds=(0.001, 1.0)).trainable_variables[0]
+    assert float(full_range.constraint(keras.ops.convert_to_tensor(0.9))) == pytest.approx(0.9)

@@ -148,7 +148,7 @@ def test_frozen_loss_trains_exactly_like_plain_keras_model(make_data):
 def test_fit_changes_phi_and_logs_meta_quantities(make_data):
     x, y, x_meta, y_meta = make_data()
     model = _meta_model(
-        tml.MetaLoss(from_logits=True),
+        tml.MetaLoss(from_logits=True, bounds=(0.001, 1.0)),
         meta_optimizer=keras.optimizers.Adam(0.05),
         meta_global_clipnorm=1.0,
         metrics=["accuracy"],
@@ -380,7 +380,7 @@ def test_non_finite_loss_skips_update_and_keeps_weights_and_phi(make_data):
     x, y, x_meta, y_meta = make_data(n=32)
     x[:16] = np.nan  # The first batch gives a NaN loss.
     model = _meta_model(
-        tml.MetaLoss(from_logits=True),
+        tml.MetaLoss(from_logits=True, bounds=(0.001, 1.0)),
         optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
         meta_optimizer=keras.optimizers.Adam(0.05),
     )

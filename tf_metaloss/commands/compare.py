@@ -21,6 +21,8 @@ tf-metaloss compare --preset cifar10-dev-full --dataset cifar10_dev.npz --noise 
     --noise-kind asymmetric --seeds 0 --methods glc --output-dir runs/asym40_glc_s0
 tf-metaloss compare --merge runs/*/results.json --output-dir runs/asym40
 tf-metaloss compare --methods ce,meta_loss --meta-method neumann ...   # the estimator's effect
+tf-metaloss compare --preset sst2-tiny --dataset path/to/glue_sst2 --noise 0.3 --seeds 0 \
+    --methods gce --output-dir runs/sst2_sym30/gce_s0
 ```
 """
 
@@ -32,6 +34,7 @@ import textwrap
 from tf_metaloss import plotting
 from tf_metaloss.commands import arguments
 from tf_metaloss.evaluation import config as config_lib
+from tf_metaloss.evaluation import datasets
 from tf_metaloss.evaluation import methods as methods_lib
 from tf_metaloss.evaluation import models
 from tf_metaloss.evaluation import report
@@ -59,8 +62,11 @@ FIELDS = {
     "batch_size": "batch_size",
     "learning_rate": "learning_rate",
     "momentum": "momentum",
+    "optimizer": "optimizer",
     "model": "model",
     "hidden_units": "hidden_units",
+    "vocabulary_size": "vocabulary_size",
+    "sequence_length": "sequence_length",
     "finetune_epochs": "finetune_epochs",
     "finetune_learning_rate": "finetune_learning_rate",
     "meta_learning_rate": "meta_learning_rate",
@@ -71,6 +77,7 @@ FIELDS = {
     "meta_clipnorm": "meta_clipnorm",
     "regularization": "regularization",
     "unroll_steps": "unroll_steps",
+    "lookahead_learning_rate": "lookahead_learning_rate",
     "schedule_final": "schedule_final",
 }
 
@@ -152,11 +159,18 @@ def register(subparsers):
     add(
         data,
         "--dataset",
-        "'digits', 'cifar10' (TFDS), 'tfds:<name>' or a .npz file with x_train, y_train, "
-        "x_val, y_val",
+        "'digits', 'cifar10' (TFDS), 'tfds:<name>', a .npz file with x_train, y_train, "
+        "x_val, y_val, or SST-2 text: 'sst2' (TFDS glue/sst2) or a directory holding "
+        "sst2_train.jsonl and sst2_dev.jsonl",
     )
     add(data, "--noise", "label noise rate of the training labels, in [0, 1]", type=float)
-    add(data, "--noise-kind", "the noise model", choices=("symmetric", "asymmetric"))
+    add(
+        data,
+        "--noise-kind",
+        "the noise model; 'asymmetric' flips classes by the CIFAR-10 map (10 classes) "
+        "or class 1 to class 0 (2 classes, e.g. SST-2 positive to negative)",
+        choices=("symmetric", "asymmetric"),
+    )
     add(
         data,
         "--train-subset",
@@ -184,10 +198,28 @@ def register(subparsers):
     add(runs, "--seeds", "one run per method and seed", type=int, nargs="+")
     add(runs, "--epochs", "training epochs", type=int)
     add(runs, "--batch-size", "batch size", type=int)
-    add(runs, "--learning-rate", "SGD learning rate of the model (every method)", type=float)
+    add(runs, "--learning-rate", "learning rate of the model (every method)", type=float)
     add(runs, "--momentum", "SGD momentum", type=float)
+    add(
+        runs,
+        "--optimizer",
+        "the model's optimizer: SGD with --momentum, or Adam",
+        choices=config_lib.OPTIMIZERS,
+    )
     add(runs, "--model", "the compared network", choices=models.MODELS)
-    add(runs, "--hidden-units", "units of the dense hidden layer", type=int)
+    add(
+        runs,
+        "--hidden-units",
+        "units of the dense hidden layer (tiny_bert: the transformer's width)",
+        type=int,
+    )
+    add(
+        runs,
+        "--vocabulary-size",
+        "text: the largest WordPiece vocabulary learned from the training sentences",
+        type=int,
+    )
+    add(runs, "--sequence-length", "text: tokens per sentence", type=int)
     add(
         runs,
         "--finetune-epochs",
@@ -227,6 +259,12 @@ def register(subparsers):
         f"'{META_METHOD_EXAMPLE}'",
         type=_meta_method,
         metavar="NAME_OR_JSON",
+    )
+    add(
+        meta,
+        "--lookahead-learning-rate",
+        "step size of the lookahead (None: --learning-rate)",
+        type=float,
     )
     add(
         meta,
@@ -334,11 +372,24 @@ def canonical_command(config, output_dir):
         f"{config.learning_rate:g}",
         "--momentum",
         f"{config.momentum:g}",
+        "--optimizer",
+        config.optimizer,
         "--model",
         config.model,
         "--hidden-units",
         str(config.hidden_units),
     ]
+    defaults = config_lib.CompareConfig
+    if datasets.is_text_spec(config.dataset) or (
+        config.vocabulary_size,
+        config.sequence_length,
+    ) != (defaults.vocabulary_size, defaults.sequence_length):
+        parts += [
+            "--vocabulary-size",
+            str(config.vocabulary_size),
+            "--sequence-length",
+            str(config.sequence_length),
+        ]
     if config.train_subset is not None:
         parts += ["--train-subset", str(config.train_subset)]
     elif config.preset and config_lib.PRESETS[config.preset].settings.get("train_subset"):
@@ -352,7 +403,6 @@ def canonical_command(config, output_dir):
         "--meta-labels",
         config.meta_labels,
     ]
-    defaults = config_lib.CompareConfig
     if any(methods_lib.METHODS[m].training == "finetune" for m in config.methods) or (
         config.finetune_epochs,
         config.finetune_learning_rate,
@@ -374,6 +424,8 @@ def canonical_command(config, output_dir):
     parts += ["--meta-objective", config.meta_objective, "--meta-method", _meta_method_text(config)]
     if config.meta_clipnorm is not None:
         parts += ["--meta-clipnorm", f"{config.meta_clipnorm:g}"]
+    if config.lookahead_learning_rate is not None:
+        parts += ["--lookahead-learning-rate", f"{config.lookahead_learning_rate:g}"]
     parts += [
         "--regularization",
         f"{config.regularization:g}",

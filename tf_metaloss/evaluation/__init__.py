@@ -2,7 +2,8 @@
 
 - `datasets`: `load_digits` (needs scikit-learn, the `eval` extra),
   `load_tfds` (needs tensorflow-datasets, the `datasets` extra), `load_npz`,
-  `load_dataset`.
+  `load_sst2` (SST-2 sentences from .jsonl files or TFDS), `load_dataset`,
+  and `tokenize` (token ids of text, needs keras-hub, the `nlp` extra).
 - `noise`: `inject_label_noise` (symmetric and asymmetric label noise) and
   noise transition matrices.
 - `correction`: `ForwardCorrectedLoss` and the Gold Loss Correction and
@@ -38,6 +39,7 @@ from tf_metaloss.evaluation.datasets import Dataset
 from tf_metaloss.evaluation.datasets import load_dataset
 from tf_metaloss.evaluation.datasets import load_digits
 from tf_metaloss.evaluation.datasets import load_npz
+from tf_metaloss.evaluation.datasets import load_sst2
 from tf_metaloss.evaluation.datasets import load_tfds
 from tf_metaloss.evaluation.noise import CIFAR10_TRANSITIONS
 from tf_metaloss.evaluation.noise import NoisyLabels
@@ -59,6 +61,7 @@ __all__ = [
     "load_dataset",
     "load_digits",
     "load_npz",
+    "load_sst2",
     "load_tfds",
     "methods",
     "metrics",

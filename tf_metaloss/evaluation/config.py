@@ -1,9 +1,10 @@
 """`CompareConfig`: everything a comparison depends on, checked and recorded; presets.
 
 A preset is a named set of settings (`PRESETS`): the full-length benchmark
-`"cifar10-dev-full"` and the short smoke configurations `"digits-smoke"` and
-`"cifar10-dev-smoke"`. `CompareConfig.from_preset(name, **overrides)` starts
-from one; every setting can still be overridden.
+`"cifar10-dev-full"`, the short smoke configurations `"digits-smoke"` and
+`"cifar10-dev-smoke"`, and the text benchmark `"sst2-tiny"`.
+`CompareConfig.from_preset(name, **overrides)` starts from one; every setting
+can still be overridden.
 
 Example:
 
@@ -26,6 +27,7 @@ from tf_metaloss.losses import functional
 from tf_metaloss.meta import estimators
 
 EVAL_SPLITS = ("val", "holdout")
+OPTIMIZERS = ("sgd", "adam")
 META_LABELS = ("clean", "noisy")
 
 # The methods of the full-length benchmark: every fixed robust loss, the
@@ -47,6 +49,12 @@ FULL_BENCHMARK_METHODS = (
     "sample_weighted",
     "oracle",
 )
+
+
+# The methods of the SST-2 benchmark: the fixed baselines of every image run,
+# the default learned loss and the sample-weighting family (noise-aware: its
+# weights give the clean-vs-corrupted AUC).
+SST2_METHODS = ("ce", "gce", "meta_loss", "sample_weighted")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +122,33 @@ PRESETS = {
         },
         dataset_hint="the path of cifar10_dev.npz, e.g. --dataset /path/cifar10_dev.npz",
     ),
+    "sst2-tiny": Preset(
+        "SST-2 sentiment with a tiny BERT trained from scratch, sized for 2 CPU cores: a "
+        "fixed 4,000-sentence subset of the GLUE training split (3,600 training + 400 "
+        "meta), a WordPiece vocabulary learned from it, sequences of 64 tokens, 2 "
+        "transformer layers of width 64 (2 heads), 4 epochs of batch 64, Adam 1e-3 "
+        "(lookahead steps of SGD 0.05), 3 seeds, evaluated on the 872 dev sentences.",
+        {
+            "model": "tiny_bert",
+            "hidden_units": 64,
+            "batch_size": 64,
+            "epochs": 4,
+            "optimizer": "adam",
+            "learning_rate": 1e-3,
+            "momentum": 0.9,
+            "meta_fraction": 0.1,
+            "train_subset": 4000,
+            "vocabulary_size": 8000,
+            "sequence_length": 64,
+            "eval_split": "val",
+            "seeds": (0, 1, 2),
+            "methods": SST2_METHODS,
+            **_RESULTS_META,
+            "lookahead_learning_rate": 0.05,
+        },
+        dataset_hint="'sst2' (TFDS glue/sst2, downloaded) or the directory holding "
+        "sst2_train.jsonl and sst2_dev.jsonl, e.g. --dataset /path/to/glue_sst2",
+    ),
     "digits-smoke": Preset(
         "A short smoke run on scikit-learn's digits: an MLP with 128 hidden units, "
         "60 epochs of batch 64.",
@@ -145,12 +180,20 @@ class CompareConfig:
         methods: method names (see `methods.METHODS`, `methods.resolve_methods`).
         seeds: one run per method and seed; the seed sets the initial weights,
             the data order, the label noise and the meta split.
-        epochs, batch_size, learning_rate, momentum: the model's training
-            (SGD with momentum), identical for every method.
+        epochs, batch_size, learning_rate, momentum, optimizer: the model's
+            training, identical for every method: `optimizer` `"sgd"` (SGD
+            with `momentum`) or `"adam"` (Adam, Keras's betas; `momentum` is
+            not used). The meta step's lookahead is an SGD step at the
+            optimizer's learning rate, or at `lookahead_learning_rate`.
         model: `"mlp"` (one hidden layer of `hidden_units`), `"cnn"` (conv32 -
             pool - conv64 - pool - dense `hidden_units`), `"small_cnn"`
-            (conv16 - pool - conv32 - pool - dense) or `"auto"` (`"cnn"` for
-            images, else `"mlp"`).
+            (conv16 - pool - conv32 - pool - dense), `"tiny_bert"` (text: a
+            2-layer BERT of width `hidden_units` trained from scratch, see
+            `models.build_model`) or `"auto"` (`"tiny_bert"` for text, `"cnn"`
+            for images, else `"mlp"`).
+        vocabulary_size, sequence_length: text only: the largest WordPiece
+            vocabulary learned from the training sentences, and the tokens per
+            sentence (see `datasets.tokenize`).
         train_subset: use only this many training samples (a fixed random
             subset, the same for every seed), `None` for all.
         eval_split: `"val"` (report) or `"holdout"` (tune: a
@@ -158,8 +201,10 @@ class CompareConfig:
         meta_fraction: share of the (remaining) training data held out as the
             meta set; `meta_labels` `"clean"` or `"noisy"`.
         meta_learning_rate, meta_every, meta_batch_size, meta_clipnorm,
-            regularization, unroll_steps: the meta-learning settings (Adam on
-            phi; `meta_batch_size=None` uses `batch_size`).
+            regularization, unroll_steps, lookahead_learning_rate: the
+            meta-learning settings (Adam on phi; `meta_batch_size=None` uses
+            `batch_size`; `lookahead_learning_rate=None` uses
+            `learning_rate`).
         meta_objective: the fixed loss the meta step minimises on the meta
             set, a base loss name (default `"mae_classification"`, the bounded MAE).
         meta_method: how the meta-gradient is computed (the meta-learned
@@ -192,8 +237,11 @@ class CompareConfig:
     batch_size: int = 64
     learning_rate: float = 0.05
     momentum: float = 0.9
+    optimizer: str = "sgd"
     model: str = "auto"
     hidden_units: int = 128
+    vocabulary_size: int = 8000
+    sequence_length: int = 64
     train_subset: int = None
     eval_split: str = "val"
     holdout_fraction: float = 0.2
@@ -207,6 +255,7 @@ class CompareConfig:
     regularization: float = 0.0
     unroll_steps: int = 1
     meta_method: object = "second_order"
+    lookahead_learning_rate: float = None
     schedule_final: dict = dataclasses.field(
         default_factory=lambda: {"generalized_crossentropy": 1.0}
     )
@@ -239,6 +288,8 @@ class CompareConfig:
             "train_eval_size",
             "unroll_steps",
             "finetune_epochs",
+            "vocabulary_size",
+            "sequence_length",
         ):
             validation.check_positive_int(name, getattr(self, name))
         validation.check_int(
@@ -253,6 +304,7 @@ class CompareConfig:
         validation.check_choice("eval_split", self.eval_split, EVAL_SPLITS)
         validation.check_choice("meta_labels", self.meta_labels, META_LABELS)
         validation.check_choice("model", self.model, models.MODELS)
+        validation.check_choice("optimizer", self.optimizer, OPTIMIZERS)
         validation.check_choice(
             "meta_objective", self.meta_objective, functional.CLASSIFICATION_LOSSES
         )
@@ -268,6 +320,9 @@ class CompareConfig:
             validation.check_positive(name, getattr(self, name))
         validation.check_positive("meta_clipnorm", self.meta_clipnorm, allow_none=True)
         self.meta_method = check_meta_method(self.meta_method, self.unroll_steps)
+        validation.check_positive(
+            "lookahead_learning_rate", self.lookahead_learning_rate, allow_none=True
+        )
         validation.check_non_negative("momentum", self.momentum)
         validation.check_non_negative("regularization", self.regularization)
         if not isinstance(self.schedule_final, dict) or not self.schedule_final:

@@ -9,11 +9,18 @@ class ids (`y_*` are 1-D), split into a training and a validation part.
   `x_val`, `y_val`.
 - `load_tfds(name)`: any supervised TensorFlow Datasets dataset, e.g.
   `"cifar10"` (train split -> training, test split -> validation).
+- `load_sst2(path)`: the GLUE SST-2 sentiment sentences (2 classes), from a
+  directory holding `sst2_train.jsonl` and `sst2_dev.jsonl` (one
+  `{"sentence": ..., "label": ...}` a line), or from TFDS (`glue/sst2`). Its
+  inputs are strings; `tokenize` turns them into token ids for the compared
+  text model.
 - `load_dataset(spec)`: one of the above from a string, as the command line
-  takes it: `"digits"`, `"cifar10"`, `"tfds:<name>"` or a path to a `.npz`.
+  takes it: `"digits"`, `"cifar10"`, `"tfds:<name>"`, a path to a `.npz`,
+  `"sst2"` (TFDS) or a path to the SST-2 `.jsonl` files.
 """
 
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -22,6 +29,8 @@ from tf_metaloss._optional import import_optional
 
 NPZ_KEYS = ("x_train", "y_train", "x_val", "y_val")
 TFDS_SHORTCUTS = ("cifar10",)
+SST2_FILES = ("sst2_train.jsonl", "sst2_dev.jsonl")
+SST2_TFDS = "glue/sst2"
 
 
 @dataclasses.dataclass
@@ -29,12 +38,15 @@ class Dataset:
     """Training and validation arrays of a classification task.
 
     Attributes:
-        x_train: float32 array `(n_train, ...)`.
+        x_train: float32 array `(n_train, ...)`; for text, strings `(n_train,)`,
+            or int32 token ids `(n_train, sequence_length)` after `tokenize`.
         y_train: int64 array `(n_train,)` of class ids.
-        x_val: float32 array `(n_val, ...)`.
+        x_val: float32 array `(n_val, ...)` (text: as `x_train`).
         y_val: int64 array `(n_val,)` of class ids.
         num_classes: int.
         name: str, where the data came from.
+        vocabulary: for tokenized text, the tokens of the ids (`tokenize`);
+            else `None`.
     """
 
     x_train: np.ndarray
@@ -43,11 +55,17 @@ class Dataset:
     y_val: np.ndarray
     num_classes: int
     name: str
+    vocabulary: list = None
 
     @property
     def input_shape(self):
         """Shape of one input sample."""
         return tuple(self.x_train.shape[1:])
+
+    @property
+    def is_text(self):
+        """Whether the inputs are strings (not yet tokenized)."""
+        return self.x_train.dtype.kind in "OSU"
 
     def __repr__(self):
         return (
@@ -208,12 +226,176 @@ def load_tfds(
     return Dataset(x_train, y_train, x_val, y_val, num_classes, name)
 
 
+def load_sst2(path=None, max_train=None, max_val=None, data_dir=None, download=True):
+    """Loads the GLUE SST-2 sentiment sentences (0 negative, 1 positive).
+
+    Args:
+        path: a directory holding `sst2_train.jsonl` and `sst2_dev.jsonl`,
+            or the path of `sst2_train.jsonl` (the dev file beside it); one
+            JSON object `{"sentence": str, "label": 0 or 1}` a line. `None`
+            loads TFDS's `glue/sst2` instead (needs the `datasets` extra and,
+            the first time, a download): its train split for training, its
+            validation split (the labelled dev set) for validation.
+        max_train, max_val: keep only the first this many sentences.
+        data_dir, download: TFDS's, when `path` is `None`.
+
+    Returns:
+        A `Dataset` whose inputs are 1-D arrays of strings (67,349 training
+        and 872 validation sentences for the full GLUE data) and 2 classes;
+        `tokenize` makes token ids of them.
+
+    Example:
+
+    >>> import json, os
+    >>> os.makedirs("sst2", exist_ok=True)
+    >>> for split, n in (("train", 6), ("dev", 2)):
+    ...     with open(f"sst2/sst2_{split}.jsonl", "w") as f:
+    ...         for i in range(n):
+    ...             print(json.dumps({"sentence": f"film number {i}", "label": i % 2}), file=f)
+    >>> data = tml.evaluation.load_sst2("sst2")
+    >>> data
+    Dataset(name='sst2', x_train=(6,), x_val=(2,), num_classes=2)
+    >>> str(data.x_train[1]), int(data.y_train[1]), data.is_text
+    ('film number 1', 1, True)
+    """
+    if path is None:
+        return _load_sst2_tfds(max_train, max_val, data_dir, download)
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        train_path, dev_path = (os.path.join(path, name) for name in SST2_FILES)
+    else:
+        train_path = path
+        dev_path = os.path.join(os.path.dirname(path), SST2_FILES[1])
+    x_train, y_train = _read_jsonl(train_path, max_train)
+    x_val, y_val = _read_jsonl(dev_path, max_val)
+    return Dataset(x_train, y_train, x_val, y_val, 2, "sst2")
+
+
+def _read_jsonl(path, limit):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"No such SST-2 file: {path!r}. Expected a directory holding "
+            f'{" and ".join(SST2_FILES)} (one {{"sentence": ..., "label": ...}} '
+            "a line), or the path of the first."
+        )
+    sentences, labels = [], []
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if limit is not None and len(sentences) >= limit:
+                break
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                sentence, label = record["sentence"], record["label"]
+            except (ValueError, KeyError, TypeError) as error:
+                raise ValueError(
+                    f"Invalid SST-2 line {number} of {path!r}: expected a JSON object "
+                    f'with "sentence" and "label". Received: {line.strip()[:80]!r}'
+                ) from error
+            sentences.append(str(sentence))
+            labels.append(label)
+    if not sentences:
+        raise ValueError(f"The SST-2 file {path!r} holds no sentences.")
+    labels = _to_class_ids(np.asarray(labels), os.path.basename(path), len(labels))
+    if labels.max() > 1:
+        raise ValueError(
+            f"Invalid labels in {path!r}. Expected 0 (negative) or 1 (positive). "
+            f"Received: a label {int(labels.max())}"
+        )
+    return np.asarray(sentences, dtype=object), labels
+
+
+def _load_sst2_tfds(max_train, max_val, data_dir, download):
+    tfds = import_optional("tensorflow_datasets", "`load_sst2` from TFDS")
+    train, val = tfds.load(
+        SST2_TFDS, split=["train", "validation"], data_dir=data_dir, download=download
+    )
+    arrays = []
+    for split, limit in ((train, max_train), (val, max_val)):
+        if limit is not None:
+            split = split.take(limit)
+        sentences, labels = [], []
+        for batch in tfds.as_numpy(split.batch(4096)):
+            sentences += [s.decode("utf-8") for s in batch["sentence"]]
+            labels.append(batch["label"])
+        if not sentences:
+            raise ValueError(f"The TFDS split of {SST2_TFDS!r} is empty.")
+        arrays += [
+            np.asarray(sentences, dtype=object),
+            _to_class_ids(np.concatenate(labels), "label", len(sentences)),
+        ]
+    return Dataset(*arrays, 2, "sst2")
+
+
+def subset_indices(n, size):
+    """The fixed random subset of `size` of `n` samples (sorted; all if `None`).
+
+    The same for every seed and every caller (`splits.make_split`, `tokenize`).
+    """
+    if size is None or size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).permutation(n)[:size])
+
+
+def tokenize(data, vocabulary_size=8000, sequence_length=64, train_subset=None):
+    """Token ids of a text `Dataset`, for the compared text model.
+
+    Learns a WordPiece vocabulary (`tml.text.word_piece_vocabulary`, BERT's
+    special tokens first) from the training sentences only (after
+    `train_subset`, the same fixed subset `splits.make_split` takes), then
+    packs every sentence as `[CLS] tokens [SEP]` padded with `[PAD]` (id 0) or
+    truncated to `sequence_length` (`BertTextClassifierPreprocessor`). Needs
+    keras-hub (the `nlp` extra).
+
+    Returns:
+        A `Dataset` with int32 token ids `(n, sequence_length)` as inputs,
+        `train_subset` training sentences at most, and its `vocabulary`.
+
+    Example:
+
+    >>> sentences = np.array(["a good film", "a bad film", "good", "bad"] * 10, dtype=object)
+    >>> labels = np.array([1, 0, 1, 0] * 10)
+    >>> text = tml.evaluation.Dataset(sentences, labels, sentences[:4], labels[:4], 2, "toy")
+    >>> tokens = tml.evaluation.datasets.tokenize(text, vocabulary_size=50, sequence_length=6)
+    >>> tokens.x_train.shape, tokens.x_train.dtype, tokens.vocabulary[:2]
+    ((40, 6), dtype('int32'), ['[PAD]', '[CLS]'])
+    """
+    from tf_metaloss import text
+
+    if not data.is_text:
+        raise ValueError(
+            "Invalid value for argument `data`. Expected a Dataset of strings "
+            f"(e.g. from `load_sst2`). Received: {data!r} with {data.x_train.dtype} inputs"
+        )
+    keep = subset_indices(len(data.x_train), train_subset)
+    x_train, y_train = data.x_train[keep], data.y_train[keep]
+    vocabulary = text.word_piece_vocabulary(x_train, vocabulary_size=vocabulary_size)
+    preprocessor = text.bert_preprocessor(vocabulary, sequence_length)
+
+    def token_ids(sentences):
+        batches = text.preprocess(preprocessor, sentences, batch_size=1024)
+        return np.concatenate([x["token_ids"].numpy() for x in batches]).astype(np.int32)
+
+    return Dataset(
+        token_ids(x_train),
+        y_train,
+        token_ids(data.x_val),
+        data.y_val,
+        data.num_classes,
+        data.name,
+        vocabulary=list(vocabulary),
+    )
+
+
 def load_dataset(spec, **kwargs):
     """Loads a dataset from a string specification.
 
     Args:
         spec: `"digits"`, `"cifar10"`, `"tfds:<name>"` (any supervised TFDS
-            dataset) or a path to a `.npz` file.
+            dataset), a path to a `.npz` file, `"sst2"` (TFDS's `glue/sst2`,
+            also as `"tfds:glue/sst2"`) or a path to the SST-2 `.jsonl` files
+            (a directory holding them, or `sst2_train.jsonl`; see `load_sst2`).
         **kwargs: forwarded to the matching loader.
 
     Returns:
@@ -227,8 +409,8 @@ def load_dataset(spec, **kwargs):
     if not isinstance(spec, str) or not spec:
         raise ValueError(
             "Invalid value for argument `spec`. Expected 'digits', "
-            "'cifar10', 'tfds:<name>' or a path to a .npz file. "
-            f"Received: spec={spec!r}"
+            "'cifar10', 'tfds:<name>', a path to a .npz file, 'sst2' or a "
+            f"path to the SST-2 .jsonl files. Received: spec={spec!r}"
         )
     if spec == "digits":
         return load_digits(**kwargs)
@@ -236,12 +418,30 @@ def load_dataset(spec, **kwargs):
         return load_npz(spec, **kwargs)
     if spec in TFDS_SHORTCUTS:
         return load_tfds(spec, **kwargs)
+    if spec in ("sst2", f"tfds:{SST2_TFDS}"):
+        return load_sst2(**kwargs)
+    if is_sst2_path(spec):
+        return load_sst2(spec, **kwargs)
     if spec.startswith("tfds:") and len(spec) > len("tfds:"):
         return load_tfds(spec[len("tfds:") :], **kwargs)
     raise ValueError(
         "Invalid value for argument `spec`. Expected 'digits', 'cifar10', "
-        f"'tfds:<name>' or a path to a .npz file. Received: spec={spec!r}"
+        "'tfds:<name>', a path to a .npz file, 'sst2' or a path to the SST-2 "
+        f".jsonl files. Received: spec={spec!r}"
     )
+
+
+def is_sst2_path(spec):
+    """Whether `spec` names SST-2 `.jsonl` files (a `.jsonl` path or a directory of them)."""
+    spec = os.fspath(spec)
+    if spec.lower().endswith(".jsonl"):
+        return True
+    return os.path.isdir(spec) and os.path.isfile(os.path.join(spec, SST2_FILES[0]))
+
+
+def is_text_spec(spec):
+    """Whether the dataset `spec` of `load_dataset` is text (SST-2)."""
+    return isinstance(spec, str) and (spec in ("sst2", f"tfds:{SST2_TFDS}") or is_sst2_path(spec))
 
 
 def _tfds_to_numpy(tfds, dataset, limit):

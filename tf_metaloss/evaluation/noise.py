@@ -12,7 +12,9 @@ Two standard noise models:
   class, chosen at random, are relabelled `target`. Other classes are never
   touched. For 10 classes the default map is the CIFAR-10 one of Patrini et
   al. (2017): truck -> automobile, bird -> airplane, deer -> horse,
-  cat <-> dog.
+  cat <-> dog. For 2 classes (e.g. SST-2 sentiment) it is one class flipped
+  to the other, `1 -> 0` (positive labelled negative): flipping both ways at
+  the same rate would be symmetric noise.
 
 `transition_matrix` gives the noise transition matrix `T[i, j] = P(noisy
 label j | true label i)` that a noise model targets, and
@@ -34,6 +36,9 @@ KINDS = (SYMMETRIC, ASYMMETRIC)
 # CIFAR-10 class indices: 0 airplane, 1 automobile, 2 bird, 3 cat, 4 deer,
 # 5 dog, 6 frog, 7 horse, 8 ship, 9 truck.
 CIFAR10_TRANSITIONS = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
+# Two classes: class 1 flipped to class 0 (SST-2: positive labelled negative).
+BINARY_TRANSITIONS = {1: 0}
+DEFAULT_TRANSITIONS = {10: CIFAR10_TRANSITIONS, 2: BINARY_TRANSITIONS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +82,8 @@ def inject_label_noise(
         seed: int or `None`, seeds a `numpy.random.Generator`.
         transitions: asymmetric only, a dict `{source: target}`. Defaults to
             the CIFAR-10 map `{9: 1, 2: 0, 4: 7, 3: 5, 5: 3}` when
-            `num_classes == 10`; required otherwise.
+            `num_classes == 10` and to `{1: 0}` when `num_classes == 2`;
+            required otherwise.
 
     Returns:
         A `NoisyLabels(labels, mask)`.
@@ -266,13 +272,14 @@ def _validate_num_classes(num_classes, labels):
 
 def _validate_transitions(transitions, num_classes):
     if transitions is None:
-        if num_classes != 10:
+        if num_classes not in DEFAULT_TRANSITIONS:
             raise ValueError(
                 "Asymmetric label noise needs a `transitions` dict "
-                "{source: target} unless num_classes=10 (the CIFAR-10 map "
-                f"is the default). Received: num_classes={num_classes}"
+                "{source: target} unless num_classes is 10 (the CIFAR-10 map "
+                "is the default) or 2 (1 -> 0). Received: "
+                f"num_classes={num_classes}"
             )
-        return dict(CIFAR10_TRANSITIONS)
+        return dict(DEFAULT_TRANSITIONS[num_classes])
     if not isinstance(transitions, dict) or not transitions:
         raise ValueError(
             "Invalid value for argument `transitions`. Expected a non-empty "

@@ -145,6 +145,12 @@ def format_paired(results, metric="val_accuracy"):
     return "\n".join(lines)
 
 
+def _optimizer_text(config):
+    if config.get("optimizer") == "adam":
+        return f"Adam lr {config['learning_rate']}"
+    return f"SGD lr {config['learning_rate']} momentum {config['momentum']}"
+
+
 def format_report(results):
     """`results.md`: the settings, what each method trains on, and the tables."""
     config, data = results["config"], results["data"]
@@ -178,15 +184,27 @@ def format_report(results):
             if config.get("train_subset")
             else ""
         ),
-        f"- Model: {config['model']} (hidden {config['hidden_units']}), SGD lr "
-        f"{config['learning_rate']} momentum {config['momentum']}, batch "
+        f"- Model: {config['model']} (hidden {config['hidden_units']}"
+        + (
+            f", vocabulary {data['vocabulary_size']} tokens, sequences of "
+            f"{config.get('sequence_length')} tokens"
+            if data.get("vocabulary_size")
+            else ""
+        )
+        + f"), {_optimizer_text(config)}, batch "
         f"{config['batch_size']}, {config['epochs']} epochs; seeds {seeds}.",
         f"- Meta-learning: Adam lr {config['meta_learning_rate']}, meta_every "
         f"{config['meta_every']}, meta batch "
         f"{config.get('meta_batch_size') or config['batch_size']}, objective "
         f"{config.get('meta_objective', 'crossentropy')} on the meta set, meta-gradient "
         f"{_format_meta_method(config.get('meta_method', 'second_order'))}, unroll "
-        f"{config['unroll_steps']}, clipnorm "
+        f"{config['unroll_steps']}"
+        + (
+            f" (lookahead lr {config['lookahead_learning_rate']})"
+            if config.get("lookahead_learning_rate")
+            else ""
+        )
+        + ", clipnorm "
         f"{config['meta_clipnorm']}, regularization {config['regularization']}; "
         f"hand schedule to {config['schedule_final']}.",
         "- Cells: mean ± sample std over seeds; accuracy after the last epoch "

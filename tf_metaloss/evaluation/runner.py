@@ -132,21 +132,21 @@ def _train_one_stage(method, split, config, seed, callbacks):
 def _train_finetune(method, split, config, seed, callbacks):
     """Cross-entropy on the noisy part plus the meta set, then the meta set only.
 
-    Stage 2 continues from the stage-1 weights with a fresh SGD optimizer
-    (`config.finetune_learning_rate`, the same momentum) for
+    Stage 2 continues from the stage-1 weights with a fresh optimizer of the
+    same kind (`config.finetune_learning_rate`, the same momentum) for
     `config.finetune_epochs` epochs on the meta set alone.
     """
     _reset(seed)
     model = _build(split, config)
     loss = method.make_loss(config, seed)
-    model.compile(optimizer=_sgd(config.learning_rate, config), loss=loss)
+    model.compile(optimizer=_optimizer(config.learning_rate, config), loss=loss)
     x, y, _ = splits.training_data(split, method.train_data, method.clean_labels)
     monitors = _Monitors(method, split, config, seed)
     first, first_seconds = _fit(
         model, x, y, config, seed, config.epochs, monitors.callbacks() + callbacks
     )
     first_accuracy = monitors.last_val_accuracy()
-    model.compile(optimizer=_sgd(config.finetune_learning_rate, config), loss=loss)
+    model.compile(optimizer=_optimizer(config.finetune_learning_rate, config), loss=loss)
     second, second_seconds = _fit(
         model,
         split.x_meta,
@@ -225,7 +225,7 @@ def _train_corrected(method, split, config, seed, callbacks, first_data, estimat
     _reset(seed)
     auxiliary = _build(split, config)
     auxiliary.compile(
-        optimizer=_sgd(config.learning_rate, config), loss=method.make_loss(config, seed)
+        optimizer=_optimizer(config.learning_rate, config), loss=method.make_loss(config, seed)
     )
     start = time.perf_counter()
     _fit(auxiliary, x_first, y_first, config, seed, config.epochs, [])
@@ -238,7 +238,7 @@ def _train_corrected(method, split, config, seed, callbacks, first_data, estimat
     _reset(seed)
     model = _build(split, config)
     loss = correction.ForwardCorrectedLoss(transition, from_logits=True)
-    model.compile(optimizer=_sgd(config.learning_rate, config), loss=loss)
+    model.compile(optimizer=_optimizer(config.learning_rate, config), loss=loss)
     x, y, trusted = splits.training_data(split, method.train_data, method.clean_labels)
     packed = correction.pack_labels(y, trusted if trust_meta else None)
     monitors = _Monitors(method, split, config, seed)
@@ -286,11 +286,17 @@ def _reset(seed):
 
 def _build(split, config):
     return models.build_model(
-        config.model, split.x_train.shape[1:], split.num_classes, config.hidden_units
+        config.model,
+        split.x_train.shape[1:],
+        split.num_classes,
+        config.hidden_units,
+        vocabulary_size=split.vocabulary_size,
     )
 
 
-def _sgd(learning_rate, config):
+def _optimizer(learning_rate, config):
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate)
     return keras.optimizers.SGD(learning_rate, momentum=config.momentum)
 
 
@@ -335,7 +341,7 @@ def _compiled_model(method, split, config, seed):
     # The loss is built after the model, so the model's initial weights are
     # the same for every method.
     loss = method.make_loss(config, seed)
-    optimizer = _sgd(config.learning_rate, config)
+    optimizer = _optimizer(config.learning_rate, config)
     if method.training == "fixed":
         base.compile(optimizer=optimizer, loss=loss)
         return base, loss, {}
@@ -349,6 +355,7 @@ def _compiled_model(method, split, config, seed):
         meta_objective=tml_losses.FixedLoss(config.meta_objective, from_logits=True),
         meta_method=config.estimator(),
         meta_global_clipnorm=config.meta_clipnorm,
+        lookahead_learning_rate=config.lookahead_learning_rate,
         meta_seed=seed,
     )
     if not meta:
@@ -471,6 +478,12 @@ def run_comparison(config, progress=None, on_run_end=None, data=None, make_callb
     """
     if data is None:
         data = datasets.load_dataset(config.dataset)
+    if data.is_text:
+        # Token ids of the (subset of the) training sentences and of the
+        # validation ones, with a vocabulary learned from the training text.
+        data = datasets.tokenize(
+            data, config.vocabulary_size, config.sequence_length, config.train_subset
+        )
     methods = [methods_lib.METHODS[n] for n in config.methods]
     if config.noise_rate == 0.0 and any(m.clean_labels for m in methods):
         # Without noise the oracle is cross-entropy itself.
@@ -492,6 +505,7 @@ def run_comparison(config, progress=None, on_run_end=None, data=None, make_callb
             "name": data.name,
             "num_classes": int(data.num_classes),
             "input_shape": list(data.x_train.shape[1:]),
+            "vocabulary_size": None if data.vocabulary is None else len(data.vocabulary),
             "eval_split": config.eval_split,
             "eval_description": (
                 "the validation split (clean labels)"

@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_metaloss import validation
+from tf_metaloss.evaluation import datasets
 from tf_metaloss.evaluation import noise as noise_lib
 
 
@@ -24,7 +25,8 @@ class Split:
     `noise_transition` is the noise transition matrix realised on the training
     part (`T[i, j]`: share of true class `i` labelled `j`). The meta set's
     labels `y_meta` are clean or noisy according to the config. The
-    evaluation set (`x_eval`, `y_eval`) always has clean labels.
+    evaluation set (`x_eval`, `y_eval`) always has clean labels. For
+    tokenized text, `vocabulary_size` is the size of the token vocabulary.
     """
 
     x_train: np.ndarray
@@ -38,6 +40,7 @@ class Split:
     y_eval: np.ndarray
     num_classes: int
     noise_transition: np.ndarray = None
+    vocabulary_size: int = None
 
     def describe(self):
         """Sizes and noise rates (JSON-able)."""
@@ -57,7 +60,7 @@ def make_split(data, config, seed):
     """Builds the `Split` of `data` (a `datasets.Dataset`) for one seed."""
     x, y = data.x_train, data.y_train
     if config.train_subset is not None and config.train_subset < len(x):
-        keep = np.sort(np.random.default_rng(0).permutation(len(x))[: config.train_subset])
+        keep = datasets.subset_indices(len(x), config.train_subset)
         x, y = x[keep], y[keep]
     if config.eval_split == "holdout":
         order = np.random.default_rng(1).permutation(len(x))
@@ -97,6 +100,7 @@ def make_split(data, config, seed):
         noise_transition=noise_lib.empirical_transition_matrix(
             y[train], noisy.labels[train], data.num_classes
         ),
+        vocabulary_size=None if data.vocabulary is None else len(data.vocabulary),
     )
 
 

@@ -4,6 +4,7 @@ import keras
 
 from tf_metaloss.losses.base import LearnableLoss
 from tf_metaloss.losses.blend import BlendLoss
+from tf_metaloss.losses.generalized_ce import Q_MIN
 from tf_metaloss.losses.generalized_ce import GeneralizedCELoss
 
 TASKS = ("classification", "regression")
@@ -29,9 +30,11 @@ class MetaLoss(LearnableLoss):
 
     Classification: `(1 - p_true^q) / q` (`GeneralizedCELoss`), starting at
     the noise-robust `q = 0.7`; the meta step moves `q` toward cross-entropy
-    (`q -> 0`) when the labels are clean and keeps it bounded when they are
-    noisy. It is the family that did best, across symmetric, asymmetric and no
-    label noise, in the full-length benchmark of docs/RESULTS.md. Regression:
+    (`q -> 0`) when the labels are clean and keeps it near its start when they
+    are noisy. `q` is kept in `[0.001, q_start]`: the one-step meta-gradient
+    also pulls `q` toward the MAE end (`q = 1`), which underfits (chance
+    accuracy on SST-2 from scratch); pass `bounds=(0.001, 1.0)` to allow it.
+    docs/RESULTS.md compares it with fixed losses and the blend. Regression:
     a normalised blend of MSE, MAE and Huber starting as MSE (`BlendLoss`).
 
     Passing blend arguments (`base_losses`, `initial_weights`, `normalize`)
@@ -88,7 +91,11 @@ class MetaLoss(LearnableLoss):
                     "base losses of that task, or the matching task."
                 )
         else:
-            self.family = GeneralizedCELoss(q=0.7 if q is None else q, **family_kwargs)
+            q = 0.7 if q is None else q
+            if family_kwargs.get("bounds") is None:
+                # q only moves toward cross-entropy: see the class docstring.
+                family_kwargs["bounds"] = (Q_MIN, q)
+            self.family = GeneralizedCELoss(q=q, **family_kwargs)
         self.regression = self.family.regression
         # phi is the family's: one set of variables, saved under this loss.
         self.loss_parameters = self.family.loss_parameters

@@ -58,8 +58,34 @@ def split_meta(x, y, sample_weight, meta_split):
     return train, meta
 
 
+def check_not_text(name, x):
+    """Raises a clear `ValueError` if inputs `x` (arrays, tensors or a
+    `tf.data.Dataset`'s element spec) hold strings: a model's input pipeline
+    must preprocess text (e.g. with `tml.text.preprocess`) for every step, the
+    meta step included. For a dataset, its inputs (the first part of its
+    elements) are checked."""
+    if isinstance(x, tf.data.Dataset):
+        spec = x.element_spec
+        x = spec[0] if isinstance(spec, tuple) else spec
+    for leaf in tree.flatten(x):
+        dtype = getattr(leaf, "dtype", None)
+        if (
+            isinstance(leaf, (str, bytes))
+            or dtype == tf.string
+            or (isinstance(dtype, np.dtype) and dtype.kind in "OSU")
+        ):
+            raise ValueError(
+                f"Invalid value for argument `{name}`. Expected preprocessed "
+                "inputs (numbers such as token ids), as the model takes them. "
+                f"Received: {name} holding strings. Map text through the "
+                "model's preprocessor first, e.g. `tml.text.preprocess(classifier, "
+                "(sentences, labels))` for a keras-hub classifier."
+            )
+
+
 def check_meta_arrays(model, x_meta, y_meta, classification):
     """Checks that meta arrays fit the model; raises a clear `ValueError`."""
+    check_not_text("meta_data", x_meta)
     inputs = getattr(model, "inputs", None)
     x_flat = tree.flatten(x_meta)
     if inputs and len(inputs) == len(x_flat):
@@ -117,6 +143,7 @@ def check_meta_dataset(model, dataset):
             "yielding `(x_meta, y_meta)` (or with sample weights). Received a "
             f"dataset with element_spec={spec}."
         )
+    check_not_text("meta_data", spec[0])
     first = tree.flatten(spec[0])[0]
     labels = tree.flatten(spec[1])[0]
     inputs = getattr(model, "inputs", None)

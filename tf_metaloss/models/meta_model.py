@@ -6,6 +6,7 @@ import warnings
 import keras
 
 from tf_metaloss import backend
+from tf_metaloss import text as text_lib
 from tf_metaloss.losses.base import LearnableLoss
 from tf_metaloss.losses.fixed import FixedLoss
 from tf_metaloss.meta import data as meta_data_lib
@@ -41,7 +42,9 @@ class MetaModel(backend.MetaTrainer, keras.Model):
     `train_step`) and can be overridden in a subclass.
 
     Construct it like a functional model, `MetaModel(inputs, outputs)`, or wrap
-    an existing Keras model, `MetaModel(model)`.
+    an existing Keras model, `MetaModel(model)`. A keras-hub task (e.g. a
+    `BertTextClassifier`) is wrapped without its preprocessor, which belongs in
+    the input pipeline: see `tml.text`.
 
     Example:
 
@@ -71,8 +74,14 @@ class MetaModel(backend.MetaTrainer, keras.Model):
 
     def __init__(self, inputs=None, outputs=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
+        self._output_from_logits = None
         if isinstance(inputs, keras.Model) and outputs is None:
             model = inputs
+            if text_lib.is_task(model):
+                # Backbone and head only; the preprocessor runs in tf.data.
+                if hasattr(model, "activation"):
+                    self._output_from_logits = text_lib.from_logits(model)
+                model = text_lib.task_without_preprocessor(model)
         elif inputs is not None and outputs is not None:
             model = keras.Model(inputs=inputs, outputs=outputs)
         else:
@@ -201,6 +210,7 @@ class MetaModel(backend.MetaTrainer, keras.Model):
             else:
                 meta_global_clipnorm = kwargs.pop(old)
         loss = self._resolve_learnable_loss(loss)
+        self._check_from_logits(loss)
         meta_every = check_int(
             "meta_every", meta_every, minimum=0, expected="a non-negative integer"
         )
@@ -370,6 +380,19 @@ class MetaModel(backend.MetaTrainer, keras.Model):
             )
         return loss
 
+    def _check_from_logits(self, loss):
+        """A wrapped keras-hub classifier says what it outputs; the loss must agree."""
+        expected = self._output_from_logits
+        if expected is None or loss.regression or loss.from_logits == expected:
+            return
+        outputs = "logits" if expected else "probabilities (activation='softmax')"
+        raise ValueError(
+            "Invalid value for argument `loss`. The wrapped classifier outputs "
+            f"{outputs}: expected a learnable loss with from_logits={expected}. "
+            f"Received: loss={type(loss).__name__}(from_logits={loss.from_logits}). "
+            f"Pass e.g. `tml.MetaLoss(from_logits={expected})`."
+        )
+
     @staticmethod
     def _resolve_meta_objective(meta_objective, loss):
         if meta_objective is None:
@@ -474,6 +497,7 @@ class MetaModel(backend.MetaTrainer, keras.Model):
                 f"meta_split={meta_split!r}. Pass only one."
             )
         check_positive_int("meta_batch_size", meta_batch_size, allow_none=True)
+        meta_data_lib.check_not_text("x", arguments.get("x"))
         if meta_split is not None:
             train, meta_data = meta_data_lib.split_meta(
                 arguments.get("x"), arguments.get("y"), arguments.get("sample_weight"), meta_split
