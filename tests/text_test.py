@@ -48,7 +48,7 @@ def tiny_classifier(seed=0, **kwargs):
 def compiled(classifier, **kwargs):
     model = tml.text.meta_model(classifier)
     kwargs.setdefault("optimizer", keras.optimizers.SGD(0.1, momentum=0.9))
-    kwargs.setdefault("loss", tml.MetaLoss(from_logits=True))
+    kwargs.setdefault("loss", tml.MetaLoss(from_logits=True, bounds=(0.001, 1.0)))
     kwargs.setdefault("meta_optimizer", keras.optimizers.Adam(0.05))
     model.compile(**kwargs)
     return model

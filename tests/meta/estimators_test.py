@@ -202,7 +202,9 @@ def test_compile_takes_an_estimator_and_saves_it(tmp_path):
 def test_compile_resolves_new_estimators_trains_and_saves_them(tmp_path, method, expected):
     inputs = keras.Input((4,))
     model = tml.MetaModel(inputs, keras.layers.Dense(3)(inputs))
-    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_method=method)
+    # q free in [0.001, 1], so that it moves whichever way its meta-gradient points.
+    loss = tml.MetaLoss(from_logits=True, bounds=(0.001, 1.0))
+    model.compile(optimizer="sgd", loss=loss, meta_method=method)
     assert model.meta_estimator == expected
     assert model.unroll_steps is None
     x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")

@@ -46,7 +46,7 @@ def _data(n=256, seed=0):
 def _compile(model, loss=None, **kwargs):
     model.compile(
         optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
-        loss=loss or tml.MetaLoss(from_logits=True),
+        loss=loss or tml.MetaLoss(from_logits=True, bounds=(0.001, 1.0)),
         meta_optimizer=keras.optimizers.Adam(0.05),
         meta_seed=0,
         **kwargs,

@@ -113,9 +113,17 @@ class MetaModel(backend.MetaTrainer, keras.Model):
 
     # -- Keras model contract -------------------------------------------------
     def call(self, inputs, training=None):
+        inputs = self._in_input_order(inputs)
         if self._call_has_training:
             return self.base_model(inputs, training=training)
         return self.base_model(inputs)
+
+    def _in_input_order(self, inputs):
+        # tf.data sorts a dict's keys; a functional base model expects its own order.
+        names = getattr(self.base_model, "_inputs_struct", None)
+        if isinstance(inputs, dict) and isinstance(names, dict) and set(inputs) == set(names):
+            return {key: inputs[key] for key in names}
+        return inputs
 
     @property
     def inputs(self):
