@@ -85,16 +85,18 @@ class GeneralizedCELoss(LearnableLoss):
         inspection, e.g. how it separates clean from mislabelled samples).
         """
         y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
-        one_hot, log_probs, _ = functional.classification_terms(y_true, y_pred, self.from_logits)
-        log_p_true = ops.sum(one_hot * log_probs, axis=-1)
-        q = self.exponents(y_true, self.parameters(parameter_values))
-        return ops.exp(q * log_p_true)
+        _, q_log_p = self._exponent_and_log_power(self.parameters(parameter_values), y_true, y_pred)
+        return ops.exp(q_log_p)
 
     def compute(self, parameters, y_true, y_pred):
+        q, q_log_p = self._exponent_and_log_power(parameters, y_true, y_pred)
+        return -ops.expm1(q_log_p) / q
+
+    def _exponent_and_log_power(self, parameters, y_true, y_pred):
+        """Each sample's `q` and `q * log p_true` (the log of `p_true^q`)."""
         one_hot, log_probs, _ = functional.classification_terms(y_true, y_pred, self.from_logits)
-        log_p_true = ops.sum(one_hot * log_probs, axis=-1)
         q = self.exponents(y_true, parameters)
-        return -ops.expm1(q * log_p_true) / q
+        return q, q * ops.sum(one_hot * log_probs, axis=-1)
 
     def element_labels(self, name, size):
         if self.per_class:
