@@ -32,6 +32,7 @@ import shlex
 import textwrap
 
 from tf_metaloss import plotting
+from tf_metaloss.commands import SUMMARIES
 from tf_metaloss.commands import arguments
 from tf_metaloss.evaluation import config as config_lib
 from tf_metaloss.evaluation import datasets
@@ -43,7 +44,7 @@ from tf_metaloss.evaluation import summary
 from tf_metaloss.losses import functional
 from tf_metaloss.meta import estimators
 
-HELP = "compare fixed and meta-learned losses (tables, JSON, plots)"
+HELP = SUMMARIES["compare"]
 
 # Options that set a `CompareConfig` field: option dest -> field. They have no
 # argparse default (absent unless given), so a preset fills what is not given.

@@ -31,6 +31,7 @@ import os
 
 from tf_metaloss import validation
 from tf_metaloss._optional import import_optional
+from tf_metaloss.commands import SUMMARIES
 from tf_metaloss.commands import arguments
 
 # The demo's methods, in table order: comparison method name -> the row label
@@ -57,7 +58,7 @@ def register(subparsers):
     """Adds the `demo` subcommand."""
     parser = subparsers.add_parser(
         "demo",
-        help="cross-entropy vs a meta-learned loss on noisy digits",
+        help=SUMMARIES["demo"],
         description=(
             "Train the same MLP on scikit-learn's digits with noisy training "
             "labels, with cross-entropy, generalized cross-entropy and a "
