@@ -200,3 +200,39 @@ def test_tensorflow_log_lines_are_hidden_unless_asked_for(tmp_path):
         assert shown.stderr.endswith(
             "tf-metaloss audit: error: Audit log not found: missing.jsonl\n"
         )
+
+
+@pytest.mark.parametrize(
+    "argv, error",
+    [
+        (["demo", "--epochs", "-3"], "argument --epochs: expected a positive integer, got '-3'"),
+        (["compare", "--epochs", "-1"], "argument --epochs: expected a positive integer, got '-1'"),
+        (
+            ["compare", "--seeds", "0", "0"],
+            "argument --seeds: expected distinct integers >= 0, got (0, 0)",
+        ),
+        (
+            ["compare", "--meta-method", "neumann", "--unroll-steps", "2"],
+            "Arguments --unroll-steps and --meta-method conflict: --unroll-steps=2 applies",
+        ),
+    ],
+)
+def test_bad_settings_exit_2_naming_the_option(argv, error, capsys):
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"usage: tf-metaloss {argv[0]} ")
+    assert captured.err.splitlines()[-1].startswith(f"tf-metaloss {argv[0]}: error: {error}")
+
+
+def test_an_unknown_dataset_names_the_option_and_the_choices(capsys):
+    assert cli.main(["compare", "--dataset", "mnist"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # nothing printed before the error
+    usage, error = captured.err.splitlines()
+    assert usage == "usage: tf-metaloss compare [--preset NAME] [--dataset DATASET] [options]"
+    assert error == (
+        "tf-metaloss compare: error: argument --dataset: expected 'digits', 'cifar10' (TFDS), "
+        "'tfds:<name>', a path to a .npz file, 'sst2' (TFDS) or a path to the SST-2 .jsonl "
+        "files (a directory holding sst2_train.jsonl and sst2_dev.jsonl), got 'mnist'"
+    )

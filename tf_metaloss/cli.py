@@ -11,8 +11,9 @@ TensorFlow's log lines (C++ start-up messages, the `cuInit` error on a machine
 without a GPU, its Python logger's warnings) are hidden unless
 `TF_CPP_MIN_LOG_LEVEL` is set in the environment or `--verbose` is given.
 
-Exit codes: 0 on success, 2 on a usage error (argparse), 1 on a runtime
-error (printed as `tf-metaloss <command>: error: <message>`).
+Exit codes: 0 on success, 2 on a usage error (argparse's, or a
+`commands.arguments.UsageError` a command raises), 1 on a runtime error
+(printed as `tf-metaloss <command>: error: <message>`).
 
 Example:
 
@@ -35,6 +36,7 @@ import sys
 import tempfile
 
 from tf_metaloss.commands import SUMMARIES
+from tf_metaloss.commands.arguments import UsageError
 
 COMMANDS = ("demo", "compare", "audit", "landscape", "plot")
 
@@ -50,11 +52,6 @@ _NATIVE_LOG_LINE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
     r"|[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] )"
 )
-
-
-class UsageError(Exception):
-    """A command-line mistake found after parsing: printed with the command's
-    usage, exit code 2 (as argparse does for the mistakes it finds)."""
 
 
 def build_parser(commands=COMMANDS):
