@@ -35,6 +35,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from tf_metaloss.callbacks import monitor
+
 # -- functions -----------------------------------------------------------------
 
 
@@ -479,6 +481,8 @@ class ParameterHistory(keras.callbacks.Callback):
     normalised `BlendLoss` it also records the effective mixture weights as
     `mix/<base loss>`. `history[key]` has `epochs + 1` values (index 0 is the
     start of training). A model whose loss has no parameters records nothing.
+    `bounds[key]` is `[low, high]` for the `phi/...` scalars whose parameter
+    is clipped into a range (`None`: open on that side).
 
     Example:
 
@@ -493,11 +497,14 @@ class ParameterHistory(keras.callbacks.Callback):
     4
     >>> phi.history["mix/crossentropy"][0]
     1.0
+    >>> phi.bounds  # the blend weights are only kept non-negative
+    {'phi/crossentropy': [0.0, None], 'phi/mae_classification': [0.0, None]}
     """
 
     def __init__(self):
         super().__init__()
         self.history = {}
+        self.bounds = {}
 
     def snapshot(self):
         """The current parameter scalars as a dict of floats."""
@@ -518,6 +525,29 @@ class ParameterHistory(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if not self.history:
             self._record()
+        loss = getattr(self.model, "loss", None)
+        if hasattr(loss, "parameter_names"):
+            self.bounds.update(scalar_bounds(loss))
 
     def on_epoch_end(self, epoch, logs=None):
         self._record()
+
+
+def scalar_bounds(loss):
+    """`{"phi/<label>": [low, high]}` of a learnable loss's clipped scalars.
+
+    The keys are those of `loss.parameter_summary()` for parameters small
+    enough to be logged element by element; a side without a bound is `None`.
+
+    Example:
+
+    >>> tml.evaluation.metrics.scalar_bounds(tml.MetaLoss(from_logits=True))
+    {'phi/q': [0.001, 0.7]}
+    """
+    bounds = {}
+    labels = monitor.element_labels(loss)
+    for name, (low, high) in monitor.parameter_bounds(loss).items():
+        if (low, high) != (None, None) and labels[name]:
+            for label in labels[name]:
+                bounds[f"phi/{label}"] = [low, high]
+    return bounds
