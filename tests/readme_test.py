@@ -93,7 +93,8 @@ def _python_snippets():
             title, before = snippets[-1]
             snippets[-1] = (title, before + "\n" + code)
             continue
-        heading = re.findall(r"^#+ (.+)$", README[position : match.start()], re.MULTILINE)
+        prose = re.sub(r"```.*?```", "", README[position : match.start()], flags=re.DOTALL)
+        heading = re.findall(r"^#+ (.+)$", prose, re.MULTILINE)
         title = heading[-1] if heading else snippets[-1][0]
         snippets.append((title, code))
         position = match.start()
