@@ -137,7 +137,7 @@ class TestRunDemo:
         q = next(r for r in tiny_result["runs"] if r["method"] == "meta_loss")["phi"]["phi/q"]
         assert "learned loss (MetaLoss parameters over 2 epochs: start, min, max, end):" in text
         assert f"  q  0.7 -> min {min(q):.3g} (epoch {q.index(min(q))})" in text
-        assert "train time: seconds in fit, without the accuracy measured after each epoch" in text
+        assert "train time: seconds in fit, without measuring accuracy each epoch" in text
         assert "verdict: MetaLoss (meta-learned) " in text
         assert "--tiny" in text
         assert all(len(line) <= 100 for line in text.splitlines()[5:])
@@ -268,7 +268,7 @@ class TestReport:
         assert cli.main(["demo", "--epochs", "1", "--logdir", str(tmp_path)]) == 0
         out = capsys.readouterr().out
         assert len(calls) == 1
-        assert "train time: seconds in fit, after an untimed warm-up run," in out
+        assert "train time: seconds in fit after an untimed warm-up run, without measuring" in out
         progress = [line for line in out.splitlines() if line.startswith("[")]
         assert len(progress) == 3 and not any(" conv " in line for line in progress)
         assert progress[0].startswith("[1/3] cross-entropy: clean val accuracy 0.")

@@ -322,8 +322,8 @@ def format_result(results):
         "-+-".join("-" * w for w in widths),
         *(line(r) for r in rows),
         "train time: seconds in fit"
-        + (", after an untimed warm-up run" if demo.get("warm_up") else "")
-        + ", without the accuracy measured after each epoch",
+        + (" after an untimed warm-up run" if demo.get("warm_up") else "")
+        + ", without measuring accuracy each epoch",
         "",
     ]
     learned = [m["name"] for m in results["methods"] if m["group"] == "learned"]
