@@ -135,6 +135,8 @@ def _main(argv, command, quiet):
         # argparse exits after --help/--version (0) or a usage error (2).
         return _exit_code(exit_.code)
     try:
+        # Every command uses TensorFlow: load it here, where the lines its
+        # libraries print while loading can be dropped.
         with _native_logs_dropped(quiet):
             if importlib.util.find_spec("tensorflow") is not None:
                 importlib.import_module("tensorflow")
