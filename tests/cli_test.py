@@ -1,11 +1,33 @@
 import argparse
+import os
+import re
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
+import tf_metaloss
 from tf_metaloss import __version__
 from tf_metaloss import cli
+
+# Runs the tf_metaloss under test, whichever copy (if any) is installed.
+SOURCE_ROOT = os.path.dirname(os.path.dirname(tf_metaloss.__file__))
+# A C++ log line of TensorFlow (`I0000 00:00:1796283413.403745  3814 port.cc:153] ...`,
+# `E0000 ... cuda_platform.cc:52] failed call to cuInit: ...`) or absl's banner.
+TF_LOG_LINE = re.compile(
+    r"^([IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\]|WARNING: All log messages before absl)",
+    re.MULTILINE,
+)
+
+
+def _run(argv, tmp_path, **env):
+    """Runs `argv` in a fresh process, in an environment without TF_CPP_MIN_LOG_LEVEL."""
+    environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    environment.update(env, PYTHONPATH=SOURCE_ROOT)
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=environment
+    )
 
 
 def test_help_lists_every_command(capsys):
@@ -114,3 +136,103 @@ def test_python_dash_m_runs_the_cli_and_exits_2_on_usage_error():
     )
     assert result.returncode == 2
     assert "tf-metaloss demo: error: argument --epochs" in result.stderr
+
+
+# What the `tf-metaloss` console script runs, reporting what it imported.
+CONSOLE_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from tf_metaloss.cli import main
+    code = main(sys.argv[1:])
+    print("imported:", *sorted(m for m in ("tensorflow", "keras") if m in sys.modules))
+    sys.exit(code)
+    """
+)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["demo", "--help"]])
+def test_help_and_version_answer_without_tensorflow(argv, tmp_path):
+    result = _run([sys.executable, "-c", CONSOLE_SCRIPT, *argv], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines()[-1] == "imported:"
+    assert result.stderr == ""
+
+
+def test_python_dash_m_help_imports_no_tensorflow(tmp_path):
+    # -X importtime lists every module the process imported, on stderr.
+    result = _run([sys.executable, "-X", "importtime", "-m", "tf_metaloss", "--help"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("usage: tf-metaloss")
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    assert "tf_metaloss.cli" in imported
+    assert not imported & {"tensorflow", "keras"}, "--help imported TensorFlow or Keras"
+    assert not TF_LOG_LINE.search(result.stderr)
+
+
+def test_verbose_is_accepted_before_and_after_the_command(capsys):
+    assert cli.main(["--verbose", "demo", "--help"]) == 0
+    assert cli.main(["demo", "--verbose", "--help"]) == 0
+    assert "--verbose" in capsys.readouterr().out
+
+
+@pytest.mark.integration
+def test_tensorflow_log_lines_are_hidden_unless_asked_for(tmp_path):
+    # The demo initialises TensorFlow's devices: `failed call to cuInit` on a
+    # machine without a GPU, start-up lines on every machine.
+    demo = [sys.executable, "-m", "tf_metaloss", "demo", "--tiny", "--epochs", "1"]
+    quiet = _run(demo, tmp_path)
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    assert "clean val accuracy" in quiet.stdout
+    assert not TF_LOG_LINE.search(quiet.stderr), quiet.stderr[-3000:]
+    assert "cuInit" not in quiet.stderr + quiet.stdout
+
+    missing = [sys.executable, "-m", "tf_metaloss", "audit", "missing.jsonl"]
+    error = _run(missing, tmp_path)
+    assert (error.returncode, error.stderr) == (
+        1,
+        "tf-metaloss audit: error: Audit log not found: missing.jsonl\n",
+    )
+    # --verbose, or a level the user chose, shows TensorFlow's lines again.
+    for argv, env in [(missing + ["--verbose"], {}), (missing, {"TF_CPP_MIN_LOG_LEVEL": "0"})]:
+        shown = _run(argv, tmp_path, **env)
+        assert shown.returncode == 1
+        assert TF_LOG_LINE.search(shown.stderr), shown.stderr[-3000:]
+        assert shown.stderr.endswith(
+            "tf-metaloss audit: error: Audit log not found: missing.jsonl\n"
+        )
+
+
+@pytest.mark.parametrize(
+    "argv, error",
+    [
+        (["demo", "--epochs", "-3"], "argument --epochs: expected a positive integer, got '-3'"),
+        (["compare", "--epochs", "-1"], "argument --epochs: expected a positive integer, got '-1'"),
+        (
+            ["compare", "--seeds", "0", "0"],
+            "argument --seeds: expected distinct integers >= 0, got (0, 0)",
+        ),
+        (
+            ["compare", "--meta-method", "neumann", "--unroll-steps", "2"],
+            "Arguments --unroll-steps and --meta-method conflict: --unroll-steps=2 applies",
+        ),
+    ],
+)
+def test_bad_settings_exit_2_naming_the_option(argv, error, capsys):
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"usage: tf-metaloss {argv[0]} ")
+    assert captured.err.splitlines()[-1].startswith(f"tf-metaloss {argv[0]}: error: {error}")
+
+
+def test_an_unknown_dataset_names_the_option_and_the_choices(capsys):
+    assert cli.main(["compare", "--dataset", "mnist"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # nothing printed before the error
+    usage, error = captured.err.splitlines()
+    assert usage == "usage: tf-metaloss compare [--preset NAME] [--dataset DATASET] [options]"
+    assert error == (
+        "tf-metaloss compare: error: argument --dataset: expected 'digits', 'cifar10' (TFDS), "
+        "'tfds:<name>', a path to a .npz file, 'sst2' (TFDS) or a path to the SST-2 .jsonl "
+        "files (a directory holding sst2_train.jsonl and sst2_dev.jsonl), got 'mnist'"
+    )

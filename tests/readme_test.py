@@ -3,6 +3,8 @@
 import pathlib
 import re
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -71,3 +73,54 @@ def test_layout_names_every_part_of_the_package():
         if p.name not in ("__init__.py", "__main__.py")
     }
     assert parts <= set(entries), sorted(parts - set(entries))
+
+
+# A block that starts with this line runs after the block before it, in its namespace.
+CONTINUES = "# (continues the example above)"
+
+
+def _python_snippets():
+    """`(title, code)` of the README's Python examples, in order.
+
+    The title is the heading above the example; a block that continues the
+    one before it is joined to it.
+    """
+    snippets = []
+    position = 0
+    for match in re.finditer(r"```python\n(.*?)\n```", README, re.DOTALL):
+        code = match.group(1)
+        if code.startswith(CONTINUES):
+            title, before = snippets[-1]
+            snippets[-1] = (title, before + "\n" + code)
+            continue
+        prose = re.sub(r"```.*?```", "", README[position : match.start()], flags=re.DOTALL)
+        heading = re.findall(r"^#+ (.+)$", prose, re.MULTILINE)
+        title = heading[-1] if heading else snippets[-1][0]
+        snippets.append((title, code))
+        position = match.start()
+    return snippets
+
+
+SNIPPETS = _python_snippets()
+
+
+def test_the_readme_has_its_python_examples():
+    titles = [title for title, _ in SNIPPETS]
+    assert titles == [
+        "Use",
+        "Text classifiers (`tml.text`, keras-hub)",
+        "Watching the loss learn",
+        "Distributed training, exact resume, mixed precision",
+    ]
+    assert sum(code.count(CONTINUES) for _, code in SNIPPETS) == 1
+
+
+@pytest.mark.parametrize("code", [c for _, c in SNIPPETS], ids=[t for t, _ in SNIPPETS])
+def test_readme_python_example_runs_as_written(code, tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    monkeypatch.chdir(tmp_path)
+    # Each tf.distribute strategy in one process gets collective keys of its own
+    # (see the `mirrored_strategy` fixture).
+    tf.distribute.MirroredStrategy._collective_key_base += 100_000
+    exec(compile(code, "README.md", "exec"), {"__name__": "__main__"})

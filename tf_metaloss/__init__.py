@@ -1,5 +1,12 @@
 """tf_metaloss: Keras losses that learn while the model trains.
 
+`import tf_metaloss` takes no time: Keras, TensorFlow and the library load
+when first used. A program that imported Keras first (`import keras`, then
+`import tf_metaloss`) loads the library at once, and the first use of a class
+(`tml.MetaModel`, `tml.MetaLoss`, ...) loads all of it, so
+`keras.models.load_model` finds every class the library registers; a
+subpackage (`tml.losses`, `tml.callbacks`, ...) loads alone.
+
 Example:
 
 >>> import keras
@@ -15,33 +22,15 @@ Example:
 ['loss', 'meta_grad_norm', 'meta_objective', 'phi/q', 'skipped_updates']
 """
 
-from tf_metaloss import callbacks
-from tf_metaloss import diagnostics
-from tf_metaloss import evaluation
-from tf_metaloss import losses
-from tf_metaloss import meta
-from tf_metaloss import models
-from tf_metaloss import plotting
-from tf_metaloss import testing
-from tf_metaloss import text
-from tf_metaloss.losses import BlendLoss
-from tf_metaloss.losses import LearnableLoss
-from tf_metaloss.losses import MetaLoss
-from tf_metaloss.losses import NeuralLoss
-from tf_metaloss.losses import PolynomialLoss
-from tf_metaloss.losses import SampleWeightedLoss
-from tf_metaloss.models import MetaModel
+import importlib
+import sys
 
 __version__ = "0.2.0"
 
-__all__ = [
-    "BlendLoss",
-    "LearnableLoss",
-    "MetaLoss",
-    "MetaModel",
-    "NeuralLoss",
-    "PolynomialLoss",
-    "SampleWeightedLoss",
+# Public name -> the module that defines it. Importing them loads Keras and
+# TensorFlow (seconds), so the package loads them on first use (PEP 562):
+# `import tf_metaloss` alone, e.g. for `tf-metaloss --help`, stays instant.
+_SUBMODULES = (
     "callbacks",
     "diagnostics",
     "evaluation",
@@ -51,4 +40,60 @@ __all__ = [
     "plotting",
     "testing",
     "text",
-]
+)
+_NAMES = {
+    "BlendLoss": "tf_metaloss.losses",
+    "LearnableLoss": "tf_metaloss.losses",
+    "MetaLoss": "tf_metaloss.losses",
+    "NeuralLoss": "tf_metaloss.losses",
+    "PolynomialLoss": "tf_metaloss.losses",
+    "SampleWeightedLoss": "tf_metaloss.losses",
+    "MetaModel": "tf_metaloss.models",
+}
+
+__all__ = sorted(_NAMES) + list(_SUBMODULES)
+
+
+_loading = False
+
+
+def _load():
+    """Imports the whole library, so that every class it registers with Keras
+    (`keras.saving.register_keras_serializable`) is known to
+    `keras.models.load_model`, as after an eager `import tf_metaloss`."""
+    global _loading
+    if _loading:
+        return
+    _loading = True
+    try:
+        for name in _SUBMODULES:
+            importlib.import_module(f"{__name__}.{name}")
+        for name, module in _NAMES.items():
+            globals()[name] = getattr(sys.modules[module], name)
+    finally:
+        _loading = False
+
+
+def __getattr__(name):
+    # A subpackage loads alone: the library's own modules import each other as
+    # `from tf_metaloss import losses`, which must not load everything midway.
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    # A class is what a program uses first (`tml.MetaModel`): load everything.
+    if name in _NAMES:
+        _load()
+        if name not in globals():  # Asked for while the library loads.
+            return getattr(importlib.import_module(_NAMES[name]), name)
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+# A program that already imported Keras has paid for it: load at once, so the
+# classes are registered for `keras.models.load_model` right after
+# `import keras; import tf_metaloss`, as before.
+if "keras" in sys.modules:
+    _load()

@@ -23,13 +23,19 @@ import numpy as np
 
 
 def invalid(name, value, expected, fix=None):
-    """Raises the library's `ValueError` for argument `name`."""
+    """Raises the library's `ValueError` for argument `name`.
+
+    The error also carries `argument`, `value`, `expected` and `fix`, so a
+    command line can word it for the option the user typed.
+    """
     message = (
         f"Invalid value for argument `{name}`. Expected {expected}. Received: {name}={value!r}"
     )
     if fix:
         message += f". {fix}"
-    raise ValueError(message)
+    error = ValueError(message)
+    error.argument, error.value, error.expected, error.fix = name, value, expected, fix
+    raise error
 
 
 def is_number(value):

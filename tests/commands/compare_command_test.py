@@ -4,6 +4,7 @@ import shlex
 
 import pytest
 
+from tf_metaloss.commands import arguments
 from tf_metaloss.commands import compare
 from tf_metaloss.evaluation import config as config_lib
 from tf_metaloss.evaluation import methods as methods_lib
@@ -102,9 +103,42 @@ def test_parse_weights_rejects_malformed_text(text):
         compare.parse_weights(text)
 
 
-def test_invalid_values_raise_keras_style_errors():
-    with pytest.raises(ValueError, match="Invalid value for argument `epochs`"):
-        compare.config_from_args(_parse("--epochs", "0"))
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--epochs", "0"], "argument --epochs: expected a positive integer, got '0'"),
+        (["--noise", "1.5"], "argument --noise: expected a number in [0, 1], got '1.5'"),
+        (["--seeds", "-1"], "argument --seeds: expected an integer >= 0, got '-1'"),
+        (["--meta-every", "0"], "argument --meta-every: expected an integer >= 1, got '0'"),
+        (["--momentum", "-0.1"], "argument --momentum: expected a non-negative number"),
+        (["--dataset", "mnist"], "argument --dataset: expected 'digits', 'cifar10' (TFDS), "),
+        (["--methods", "ce,nope"], "argument --methods: expected comma-separated names from"),
+        (["--schedule-final", "gce"], "argument --schedule-final: expected 'name=weight"),
+    ],
+)
+def test_invalid_values_are_usage_errors_naming_the_option(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _parse(*argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--seeds", "0", "0"], "argument --seeds: expected distinct integers >= 0, got (0, 0)"),
+        (
+            ["--meta-method", "neumann", "--unroll-steps", "2"],
+            "Arguments --unroll-steps and --meta-method conflict: --unroll-steps=2 applies to "
+            "--meta-method in ['second_order', 'first_order'] only. Received: "
+            "--meta-method='neumann'.",
+        ),
+    ],
+)
+def test_settings_that_conflict_are_usage_errors_naming_the_options(argv, message):
+    with pytest.raises(arguments.UsageError) as error:
+        compare.config_from_args(_parse(*argv))
+    assert message in str(error.value)
 
 
 @pytest.mark.parametrize("name", sorted(estimators.ALIASES))
@@ -139,11 +173,6 @@ def test_meta_method_rejects_other_values_with_a_usage_error(text, detail, capsy
     error = capsys.readouterr().err
     assert "argument --meta-method: expected one of ['second_order', 'first_order'," in error
     assert detail in error
-
-
-def test_meta_method_and_unroll_steps_conflict():
-    with pytest.raises(ValueError, match="`unroll_steps` and `meta_method` conflict"):
-        compare.config_from_args(_parse("--meta-method", "neumann", "--unroll-steps", "2"))
 
 
 def test_run_trains_the_learned_losses_with_the_meta_method(toy_npz, tmp_path, capsys, monkeypatch):
@@ -215,7 +244,8 @@ def test_run_writes_results_and_prints_the_table(toy_npz, tmp_path, capsys):
     )
     assert compare.run(args) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith("tf-metaloss compare --dataset ")
+    assert printed.startswith("2 methods x 1 seeds on ")
+    assert f"go to {out}/results.json and results.md" in printed.splitlines()[0]
     assert "[1/2] seed 0 ce" in printed and "[2/2] seed 0 frozen" in printed
     assert "| cross-entropy | " in printed and "| MetaLoss frozen at phi_0 | " in printed
     assert "wrote learning_curves:" in printed
@@ -303,7 +333,11 @@ def test_a_preset_sets_what_is_not_given():
 
 
 def test_a_preset_without_its_dataset_is_an_error():
-    with pytest.raises(ValueError, match="argument `dataset`.*--dataset /path/cifar10_dev.npz"):
+    with pytest.raises(
+        arguments.UsageError,
+        match="argument --dataset: expected a dataset for the preset 'cifar10-dev-full'"
+        ".*--dataset /path/cifar10_dev.npz, got None",
+    ):
         compare.config_from_args(_parse("--preset", "cifar10-dev-full"))
 
 
@@ -317,11 +351,15 @@ def test_a_preset_without_its_dataset_is_an_error():
         ("--meta-method", "conjugate_gradient"),
         ("--meta-method", '{"class_name": "tf_metaloss>Neumann", "config": {"terms": 2}}'),
         ("--meta-method", "first_order", "--unroll-steps", "2"),
-        ("--preset", "sst2-tiny", "--dataset", "glue sst2", "--noise", "0.3"),
+        ("--preset", "sst2-tiny", "--dataset", "{sst2_dir}", "--noise", "0.3"),
         ("--dataset", "sst2", "--optimizer", "adam", "--lookahead-learning-rate", "0.1"),
     ],
 )
-def test_canonical_command_of_a_preset_reproduces_the_config(argv):
+def test_canonical_command_of_a_preset_reproduces_the_config(argv, tmp_path):
+    sst2_dir = tmp_path / "glue sst2"  # a directory of SST-2 files, with a space
+    sst2_dir.mkdir()
+    (sst2_dir / "sst2_train.jsonl").write_text("")
+    argv = [a.replace("{sst2_dir}", str(sst2_dir)) for a in argv]
     config = compare.config_from_args(_parse(*argv))
     again = compare.config_from_args(_parse(*shlex.split(config.command)[2:]))
     assert again.to_dict() == config.to_dict()

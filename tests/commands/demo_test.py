@@ -1,3 +1,4 @@
+import argparse
 import glob
 import os
 
@@ -6,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tf_metaloss import cli
+from tf_metaloss.commands import compare
 from tf_metaloss.commands import demo
 from tf_metaloss.evaluation import datasets
 from tf_metaloss.evaluation import splits
@@ -133,8 +135,12 @@ class TestRunDemo:
             assert f"{run['final']['val_accuracy']:.4f}" in row
         assert "assumed clean" in text
         q = next(r for r in tiny_result["runs"] if r["method"] == "meta_loss")["phi"]["phi/q"]
-        assert f"learned loss (MetaLoss parameters, start -> end): q 0.7 -> {q[-1]:.3g}" in text
+        assert "learned loss (MetaLoss parameters over 2 epochs: start, min, max, end):" in text
+        assert f"  q  0.7 -> min {min(q):.3g} (epoch {q.index(min(q))})" in text
+        assert "train time: seconds in fit, without measuring accuracy each epoch" in text
+        assert "verdict: MetaLoss (meta-learned) " in text
         assert "--tiny" in text
+        assert all(len(line) <= 100 for line in text.splitlines()[5:])
 
     @pytest.mark.parametrize(
         "kwargs, match",
@@ -206,3 +212,77 @@ class TestDemoCommand:
         out = capsys.readouterr().out
         for option in ("--epochs", "--noise", "--seed", "--logdir", "--noisy-meta", "--tiny"):
             assert option in out
+
+
+class TestReport:
+    """What the demo says the learned loss learned, and how it did."""
+
+    def test_the_run_records_the_bounds_of_the_learned_parameters(self, tiny_result):
+        runs = {r["method"]: r for r in tiny_result["runs"]}
+        assert runs["meta_loss"]["phi_bounds"] == {"phi/q": [0.001, 0.7]}
+        assert runs["ce"]["phi_bounds"] == {}
+
+    def test_the_path_of_every_parameter_of_any_family(self):
+        run = {
+            "loss": "PolynomialLoss",
+            "phi": {
+                "phi/coefficient_1": [0.0, 0.2, 0.5, 0.1, 0.0, 0.0, 0.0],
+                "phi/coefficient_2": [1.0, 1.5, 2.0, 3.0, 2.5, 2.5, 2.25],
+                "phi/bias_norm": [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5],
+            },
+            "phi_bounds": {"phi/coefficient_1": [0.0, None], "phi/coefficient_2": [0.0, 3.0]},
+        }
+        lines = demo.learned_parameters(run, 6)
+        assert lines == [
+            "learned loss (PolynomialLoss parameters over 6 epochs: start, min, max, end):",
+            "  coefficient_1  0 -> min 0 (at the start), max 0.5 (epoch 2) -> 0; at its lower "
+            "bound 0 after 3 of the 6 epochs, from epoch 4 on",
+            "  coefficient_2  1 -> min 1 (at the start), max 3 (epoch 3) -> 2.25; at its upper "
+            "bound 3 after 1 of the 6 epochs (first after epoch 3, last after epoch 3)",
+            "  bias_norm      0.5 throughout",
+        ]
+
+    def test_a_bound_left_and_reached_again(self):
+        q = [0.7, 0.5, 0.7, 0.69, 0.7, 0.7]
+        run = {"loss": "MetaLoss", "phi": {"phi/q": q}, "phi_bounds": {"phi/q": [0.001, 0.7]}}
+        assert demo.learned_parameters(run, 5)[1].endswith(
+            "at its upper bound 0.7 after 3 of the 5 epochs, from epoch 2 on (but epoch 3)"
+        )
+
+    def test_the_verdict_is_computed_from_the_accuracies(self):
+        runs = {
+            name: {"final": {"val_accuracy": right / 360}}
+            for name, right in [("ce", 320), ("gce", 343), ("meta_loss", 343), ("other", 350)]
+        }
+        labels = {"ce": "cross-entropy", "meta_loss": "MetaLoss"}
+        assert demo.verdict(runs, "meta_loss", ["ce", "gce", "other"], labels, 360) == (
+            "verdict: MetaLoss beat cross-entropy by 6.4 points (23 of 360 validation samples), "
+            "tied gce (343 of 360 right) and trailed other by 1.9 points (7 of 360 validation "
+            "samples); one seed, so a gap of a few samples is noise."
+        )
+
+    def test_the_demo_times_its_methods_after_a_warm_up(self, tmp_path, monkeypatch, capsys):
+        calls = []
+        original = demo._warm_up
+        monkeypatch.setattr(demo, "_warm_up", lambda *a: calls.append(a) or original(*a))
+        assert cli.main(["demo", "--epochs", "1", "--logdir", str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        assert len(calls) == 1
+        assert "train time: seconds in fit after an untimed warm-up run, without measuring" in out
+        progress = [line for line in out.splitlines() if line.startswith("[")]
+        assert len(progress) == 3 and not any(" conv " in line for line in progress)
+        assert progress[0].startswith("[1/3] cross-entropy: clean val accuracy 0.")
+        assert "s measuring accuracy after each epoch" in progress[0]
+        # The hint for several seeds runs the same comparison.
+        hint = out.split("several seeds: ", 1)[1].split("\nsettings:")[0].replace("\n  ", " ")
+        argv = hint.split()[2:]
+        assert argv[-4:] == ["--seeds", "0", "1", "2"]
+        parser = argparse.ArgumentParser()
+        compare.register(parser.add_subparsers(dest="command"))
+        config = compare.config_from_args(
+            parser.parse_args(["compare", *argv[:-4], "--seeds", "0"])
+        )
+        expected = demo.demo_config(epochs=1).to_dict()
+        got = config.to_dict()
+        expected.pop("command"), got.pop("command")
+        assert got == expected

@@ -5,6 +5,8 @@
 - `LossParameterEarlyStopping`: freezes phi when the meta objective stalls.
 - `MetaBackupAndRestore`: backs up the whole training state every few steps
   and resumes an interrupted `fit` exactly, mid-epoch.
+- `MetaProgbarLogger`: the progress bar `MetaModel.fit` shows (the loss, the
+  metrics and the meta objective).
 
 Under `MultiWorkerMirroredStrategy` only the chief writes files.
 
@@ -34,12 +36,14 @@ from tf_metaloss.callbacks.monitor import MetaStepMonitor
 from tf_metaloss.callbacks.monitor import MetaStepRecord
 from tf_metaloss.callbacks.tensorboard import MetaTensorBoard
 from tf_metaloss.callbacks.tensorboard import learned_loss_curve
+from tf_metaloss.models.progress import MetaProgbarLogger
 
 __all__ = [
     "AuditLogError",
     "LossAuditLog",
     "LossParameterEarlyStopping",
     "MetaBackupAndRestore",
+    "MetaProgbarLogger",
     "MetaStepMonitor",
     "MetaStepRecord",
     "MetaTensorBoard",

@@ -12,6 +12,7 @@ import json
 import sys
 
 from tf_metaloss.callbacks import audit_reader as audit_lib
+from tf_metaloss.commands import SUMMARIES
 from tf_metaloss.commands import arguments
 
 NAME = "audit"
@@ -21,7 +22,7 @@ def register(subparsers):
     """Adds the `audit` subcommand to an argparse subparsers object."""
     parser = subparsers.add_parser(
         NAME,
-        help="summarise a loss audit log (tml.callbacks.LossAuditLog)",
+        help=SUMMARIES[NAME],
         description=(
             "Summarise a loss audit log written by tml.callbacks.LossAuditLog: "
             "how many meta-updates, how far the loss parameters moved (L2 and "

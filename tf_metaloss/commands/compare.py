@@ -32,6 +32,7 @@ import shlex
 import textwrap
 
 from tf_metaloss import plotting
+from tf_metaloss.commands import SUMMARIES
 from tf_metaloss.commands import arguments
 from tf_metaloss.evaluation import config as config_lib
 from tf_metaloss.evaluation import datasets
@@ -43,7 +44,7 @@ from tf_metaloss.evaluation import summary
 from tf_metaloss.losses import functional
 from tf_metaloss.meta import estimators
 
-HELP = "compare fixed and meta-learned losses (tables, JSON, plots)"
+HELP = SUMMARIES["compare"]
 
 # Options that set a `CompareConfig` field: option dest -> field. They have no
 # argparse default (absent unless given), so a preset fills what is not given.
@@ -82,6 +83,69 @@ FIELDS = {
 }
 
 
+def _dataset(text):
+    """`--dataset`: a form `tml.evaluation.load_dataset` takes."""
+    try:
+        return datasets.check_spec(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {datasets.SPEC_FORMS}, got {text!r}") from None
+
+
+def _methods(text):
+    """`--methods`: comma-separated method names or sets."""
+    try:
+        return methods_lib.resolve_methods(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated names from {list(methods_lib.METHODS)} or sets "
+            f"{list(methods_lib.METHOD_SETS)}, got {text!r}"
+        ) from None
+
+
+def _schedule_final(text):
+    """`--schedule-final`: `name=weight[,name=weight...]`."""
+    try:
+        return parse_weights(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "expected 'name=weight[,name=weight...]', e.g. "
+            f"'generalized_crossentropy=1', got {text!r}"
+        ) from None
+
+
+# The argparse type of each option that takes a value to check: a bad value is
+# a usage error (exit 2) naming the option and what it takes, as in every
+# subcommand.
+TYPES = {
+    "dataset": _dataset,
+    "methods": _methods,
+    "schedule_final": _schedule_final,
+    "noise": arguments.fraction(low_closed=True, high_closed=True),
+    "holdout_fraction": arguments.fraction(),
+    "meta_fraction": arguments.fraction(),
+    "seeds": arguments.int_at_least(0),
+    "epochs": arguments.positive_int,
+    "batch_size": arguments.positive_int,
+    "learning_rate": arguments.positive_number,
+    "momentum": arguments.non_negative_number,
+    "hidden_units": arguments.positive_int,
+    "vocabulary_size": arguments.positive_int,
+    "sequence_length": arguments.positive_int,
+    "finetune_epochs": arguments.positive_int,
+    "finetune_learning_rate": arguments.positive_number,
+    "meta_learning_rate": arguments.positive_number,
+    "meta_every": arguments.int_at_least(1),
+    "meta_batch_size": arguments.positive_int,
+    "meta_clipnorm": arguments.positive_number,
+    "regularization": arguments.non_negative_number,
+    "unroll_steps": arguments.positive_int,
+    "lookahead_learning_rate": arguments.positive_number,
+}
+
+# The option of each `CompareConfig` field, to name it in errors.
+FLAGS = {field: "--" + dest.replace("_", "-") for dest, field in FIELDS.items()}
+
+
 def _train_subset(text):
     """`--train-subset`: a positive integer, or `all` (no subset)."""
     if text.strip().lower() == "all":
@@ -114,6 +178,8 @@ def register(subparsers):
     parser = subparsers.add_parser(
         "compare",
         help=HELP,
+        # A short usage: the options are listed by --help, below.
+        usage="%(prog)s [--preset NAME] [--dataset DATASET] [options]",
         description=__doc__.split("\n\n")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="presets:\n"
@@ -130,7 +196,10 @@ def register(subparsers):
     )
 
     def add(group, flag, help, **kwargs):
-        shown = getattr(defaults, FIELDS[flag.lstrip("-").replace("-", "_")])
+        dest = flag.lstrip("-").replace("-", "_")
+        if dest in TYPES:
+            kwargs.setdefault("type", TYPES[dest])
+        shown = getattr(defaults, FIELDS[dest])
         if flag == "--methods":
             shown = "all"
         elif isinstance(shown, dict):
@@ -163,7 +232,7 @@ def register(subparsers):
         "x_val, y_val, or SST-2 text: 'sst2' (TFDS glue/sst2) or a directory holding "
         "sst2_train.jsonl and sst2_dev.jsonl",
     )
-    add(data, "--noise", "label noise rate of the training labels, in [0, 1]", type=float)
+    add(data, "--noise", "label noise rate of the training labels, in [0, 1]")
     add(
         data,
         "--noise-kind",
@@ -184,8 +253,8 @@ def register(subparsers):
         "without touching 'val'",
         choices=config_lib.EVAL_SPLITS,
     )
-    add(data, "--holdout-fraction", "share of the training split held out", type=float)
-    add(data, "--meta-fraction", "share of the training data held out as the meta set", type=float)
+    add(data, "--holdout-fraction", "share of the training split held out")
+    add(data, "--meta-fraction", "share of the training data held out as the meta set")
     add(data, "--meta-labels", "labels of the meta set", choices=config_lib.META_LABELS)
 
     runs = parser.add_argument_group("runs")
@@ -195,11 +264,11 @@ def register(subparsers):
         f"comma-separated names from {list(methods_lib.METHODS)} or sets "
         f"{list(methods_lib.METHOD_SETS)}",
     )
-    add(runs, "--seeds", "one run per method and seed", type=int, nargs="+")
-    add(runs, "--epochs", "training epochs", type=int)
-    add(runs, "--batch-size", "batch size", type=int)
-    add(runs, "--learning-rate", "learning rate of the model (every method)", type=float)
-    add(runs, "--momentum", "SGD momentum", type=float)
+    add(runs, "--seeds", "one run per method and seed", nargs="+")
+    add(runs, "--epochs", "training epochs")
+    add(runs, "--batch-size", "batch size")
+    add(runs, "--learning-rate", "learning rate of the model (every method)")
+    add(runs, "--momentum", "SGD momentum")
     add(
         runs,
         "--optimizer",
@@ -211,45 +280,40 @@ def register(subparsers):
         runs,
         "--hidden-units",
         "units of the dense hidden layer (tiny_bert: the transformer's width)",
-        type=int,
     )
     add(
         runs,
         "--vocabulary-size",
         "text: the largest WordPiece vocabulary learned from the training sentences",
-        type=int,
     )
-    add(runs, "--sequence-length", "text: tokens per sentence", type=int)
+    add(runs, "--sequence-length", "text: tokens per sentence")
     add(
         runs,
         "--finetune-epochs",
         "epochs of the finetune baseline's second stage, on the meta set only",
-        type=int,
     )
     add(
         runs,
         "--finetune-learning-rate",
         "SGD learning rate of that second stage (same momentum)",
-        type=float,
     )
 
     meta = parser.add_argument_group("meta-learning")
-    add(meta, "--meta-learning-rate", "Adam learning rate of the loss parameters phi", type=float)
-    add(meta, "--meta-every", "a meta step every this many steps", type=int)
-    add(meta, "--meta-batch-size", "meta batch size (None: --batch-size)", type=int)
+    add(meta, "--meta-learning-rate", "Adam learning rate of the loss parameters phi")
+    add(meta, "--meta-every", "a meta step every this many steps")
+    add(meta, "--meta-batch-size", "meta batch size (None: --batch-size)")
     add(
         meta,
         "--meta-objective",
         "base loss the meta step minimises on the meta set",
         choices=functional.CLASSIFICATION_LOSSES,
     )
-    add(meta, "--meta-clipnorm", "clip the meta-gradient's global norm", type=float)
-    add(meta, "--regularization", "strength of the pull of phi toward its start", type=float)
+    add(meta, "--meta-clipnorm", "clip the meta-gradient's global norm")
+    add(meta, "--regularization", "strength of the pull of phi toward its start")
     add(
         meta,
         "--unroll-steps",
         "lookahead steps (of --meta-method second_order or first_order)",
-        type=int,
     )
     add(
         meta,
@@ -264,7 +328,6 @@ def register(subparsers):
         meta,
         "--lookahead-learning-rate",
         "step size of the lookahead (None: --learning-rate)",
-        type=float,
     )
     add(
         meta,
@@ -291,9 +354,7 @@ def _given(args):
     for dest, field in FIELDS.items():
         if hasattr(args, dest):
             value = getattr(args, dest)
-            if field == "schedule_final":
-                value = parse_weights(value)
-            elif field == "seeds":
+            if field == "seeds":
                 value = tuple(value)
             given[field] = value
     return given
@@ -303,14 +364,18 @@ def config_from_args(args):
     """The `CompareConfig` of parsed arguments (with the canonical command).
 
     Settings come from the library defaults, then the `--preset` (if any),
-    then the options given.
+    then the options given. Settings the config rejects raise
+    `arguments.UsageError` naming the options.
     """
     given = _given(args)
     preset = getattr(args, "preset", None)
-    if preset is not None:
-        config = config_lib.CompareConfig.from_preset(preset, **given)
-    else:
-        config = config_lib.CompareConfig(**given)
+    try:
+        if preset is not None:
+            config = config_lib.CompareConfig.from_preset(preset, **given)
+        else:
+            config = config_lib.CompareConfig(**given)
+    except ValueError as error:  # Settings that conflict: name the options.
+        raise arguments.usage_error(error, {**FLAGS, "preset": "--preset"}) from None
     config.command = canonical_command(config, args.output_dir)
     return config
 
@@ -460,7 +525,11 @@ def run(args):
         report.write_results(results, args.output_dir, figures=False)
 
     if progress:
-        progress(config.command)
+        progress(
+            f"{len(config.methods)} methods x {len(config.seeds)} seeds on {config.dataset}, "
+            f"{config.epochs} epochs each; the settings and the command that reproduces "
+            f"them go to {args.output_dir}/results.json and results.md"
+        )
     results = runner.run_comparison(config, progress=progress, on_run_end=save_partial)
     return _finish(results, args)
 
@@ -470,7 +539,7 @@ def _merge(args):
     if getattr(args, "preset", None) is not None:
         extra.insert(0, "--preset")
     if extra:
-        raise ValueError(
+        raise arguments.UsageError(
             "--merge combines existing result files and takes only --output-dir, "
             f"--no-figures and --quiet. Received also: {' '.join(extra)}"
         )

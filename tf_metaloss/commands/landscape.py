@@ -16,6 +16,7 @@ import sys
 import numpy as np
 
 from tf_metaloss._optional import import_optional
+from tf_metaloss.commands import SUMMARIES
 from tf_metaloss.commands import arguments
 
 NAME = "landscape"
@@ -25,7 +26,7 @@ def register(subparsers):
     """Adds the `landscape` subcommand to an argparse subparsers object."""
     parser = subparsers.add_parser(
         NAME,
-        help="loss landscapes (and sharpness) of one or two saved models",
+        help=SUMMARIES[NAME],
         description=(
             "Evaluate the loss of one or two saved Keras models (.keras) on "
             "slices through their weights along filter-normalised random "
@@ -187,9 +188,11 @@ def _run(args):
 
     import keras
 
-    import tf_metaloss  # noqa: F401  (registers the custom classes for loading)
+    import tf_metaloss
     from tf_metaloss import diagnostics
 
+    # The command line loads the library lazily: register every class it saves.
+    tf_metaloss._load()
     results = {}
     for label, path in zip(_labels(args.models), args.models):
         try:

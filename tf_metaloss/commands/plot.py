@@ -15,6 +15,7 @@ import numpy as np
 from tf_metaloss import plotting
 from tf_metaloss.callbacks import audit_reader as audit_lib
 from tf_metaloss.callbacks import monitor
+from tf_metaloss.commands import SUMMARIES
 
 NAME = "plot"
 
@@ -23,7 +24,7 @@ def register(subparsers):
     """Adds the `plot` subcommand to an argparse subparsers object."""
     parser = subparsers.add_parser(
         NAME,
-        help="plot the loss parameters over training from an audit log",
+        help=SUMMARIES[NAME],
         description=(
             "Plot phi after every meta-update recorded in a loss audit log "
             "(tml.callbacks.LossAuditLog), with the meta objective below it, to a "

@@ -25,6 +25,7 @@ import os
 
 import numpy as np
 
+from tf_metaloss import validation
 from tf_metaloss._optional import import_optional
 
 NPZ_KEYS = ("x_train", "y_train", "x_val", "y_val")
@@ -388,6 +389,39 @@ def tokenize(data, vocabulary_size=8000, sequence_length=64, train_subset=None):
     )
 
 
+SPEC_FORMS = (
+    "'digits', 'cifar10' (TFDS), 'tfds:<name>', a path to a .npz file, 'sst2' (TFDS) or a "
+    "path to the SST-2 .jsonl files (a directory holding sst2_train.jsonl and sst2_dev.jsonl)"
+)
+
+
+def check_spec(spec):
+    """Returns `spec` if `load_dataset` takes it, else raises a `ValueError`.
+
+    Only the form is checked: files are opened by `load_dataset`.
+
+    Example:
+
+    >>> tml.evaluation.datasets.check_spec("tfds:mnist")
+    'tfds:mnist'
+    >>> tml.evaluation.datasets.check_spec("mnist")
+    Traceback (most recent call last):
+    ...
+    ValueError: Invalid value for argument `spec`. Expected 'digits', 'cifar10' (TFDS), ...
+    """
+    if not (
+        isinstance(spec, str)
+        and (
+            spec in ("digits", "sst2", *TFDS_SHORTCUTS)
+            or spec.lower().endswith(".npz")
+            or (spec.startswith("tfds:") and len(spec) > len("tfds:"))
+            or is_sst2_path(spec)
+        )
+    ):
+        validation.invalid("spec", spec, SPEC_FORMS)
+    return spec
+
+
 def load_dataset(spec, **kwargs):
     """Loads a dataset from a string specification.
 
@@ -406,12 +440,7 @@ def load_dataset(spec, **kwargs):
     >>> tml.evaluation.load_dataset("digits").num_classes
     10
     """
-    if not isinstance(spec, str) or not spec:
-        raise ValueError(
-            "Invalid value for argument `spec`. Expected 'digits', "
-            "'cifar10', 'tfds:<name>', a path to a .npz file, 'sst2' or a "
-            f"path to the SST-2 .jsonl files. Received: spec={spec!r}"
-        )
+    check_spec(spec)
     if spec == "digits":
         return load_digits(**kwargs)
     if spec.lower().endswith(".npz"):
@@ -422,13 +451,7 @@ def load_dataset(spec, **kwargs):
         return load_sst2(**kwargs)
     if is_sst2_path(spec):
         return load_sst2(spec, **kwargs)
-    if spec.startswith("tfds:") and len(spec) > len("tfds:"):
-        return load_tfds(spec[len("tfds:") :], **kwargs)
-    raise ValueError(
-        "Invalid value for argument `spec`. Expected 'digits', 'cifar10', "
-        "'tfds:<name>', a path to a .npz file, 'sst2' or a path to the SST-2 "
-        f".jsonl files. Received: spec={spec!r}"
-    )
+    return load_tfds(spec[len("tfds:") :], **kwargs)
 
 
 def is_sst2_path(spec):

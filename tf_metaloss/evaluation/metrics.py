@@ -35,6 +35,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from tf_metaloss.callbacks import monitor
+
 # -- functions -----------------------------------------------------------------
 
 
@@ -421,7 +423,7 @@ class ClassificationHistory(keras.callbacks.Callback):
         results = {}
         for name, item in self.data.items():
             x, y = item[0], item[1]
-            scores = self.model.predict(x, batch_size=self.batch_size, verbose=0)
+            scores = predict_in_batches(self.model, x, self.batch_size)
             predicted = _labels(scores, "y_pred")
             results[f"{name}_accuracy"] = accuracy(y, predicted)
             results[f"{name}_macro_f1"] = macro_f1(y, predicted, self.num_classes)
@@ -442,6 +444,36 @@ class ClassificationHistory(keras.callbacks.Callback):
             logs.update(results)
 
 
+def predict_in_batches(model, x, batch_size=512):
+    """`model.predict(x, batch_size=batch_size)`, without its per-call set-up.
+
+    `predict` builds a data pipeline and callbacks on every call (about 0.1 s
+    on a CPU), which dominates evaluating a small model after every epoch;
+    `predict_on_batch` on the same batches computes the same outputs.
+
+    Args:
+        model: a Keras model.
+        x: an array, or a dict or list of arrays with the same first dimension.
+        batch_size: samples per `predict_on_batch` call.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    >>> x = np.ones((5, 3), "float32")
+    >>> np.allclose(tml.evaluation.metrics.predict_in_batches(model, x, batch_size=2),
+    ...             model.predict(x, batch_size=2, verbose=0))
+    True
+    """
+    size = len(keras.tree.flatten(x)[0])
+    outputs = [
+        model.predict_on_batch(
+            keras.tree.map_structure(lambda a, start=start: a[start : start + batch_size], x)
+        )
+        for start in range(0, size, batch_size)
+    ]
+    return keras.tree.map_structure(lambda *parts: np.concatenate(parts), *outputs)
+
+
 class ParameterHistory(keras.callbacks.Callback):
     """Records the learnable loss's parameters phi before training and each epoch.
 
@@ -449,6 +481,8 @@ class ParameterHistory(keras.callbacks.Callback):
     normalised `BlendLoss` it also records the effective mixture weights as
     `mix/<base loss>`. `history[key]` has `epochs + 1` values (index 0 is the
     start of training). A model whose loss has no parameters records nothing.
+    `bounds[key]` is `[low, high]` for the `phi/...` scalars whose parameter
+    is clipped into a range (`None`: open on that side).
 
     Example:
 
@@ -463,11 +497,14 @@ class ParameterHistory(keras.callbacks.Callback):
     4
     >>> phi.history["mix/crossentropy"][0]
     1.0
+    >>> phi.bounds  # the blend weights are only kept non-negative
+    {'phi/crossentropy': [0.0, None], 'phi/mae_classification': [0.0, None]}
     """
 
     def __init__(self):
         super().__init__()
         self.history = {}
+        self.bounds = {}
 
     def snapshot(self):
         """The current parameter scalars as a dict of floats."""
@@ -488,6 +525,29 @@ class ParameterHistory(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if not self.history:
             self._record()
+        loss = getattr(self.model, "loss", None)
+        if hasattr(loss, "parameter_names"):
+            self.bounds.update(scalar_bounds(loss))
 
     def on_epoch_end(self, epoch, logs=None):
         self._record()
+
+
+def scalar_bounds(loss):
+    """`{"phi/<label>": [low, high]}` of a learnable loss's clipped scalars.
+
+    The keys are those of `loss.parameter_summary()` for parameters small
+    enough to be logged element by element; a side without a bound is `None`.
+
+    Example:
+
+    >>> tml.evaluation.metrics.scalar_bounds(tml.MetaLoss(from_logits=True))
+    {'phi/q': [0.001, 0.7]}
+    """
+    bounds = {}
+    labels = monitor.element_labels(loss)
+    for name, (low, high) in monitor.parameter_bounds(loss).items():
+        if (low, high) != (None, None) and labels[name]:
+            for label in labels[name]:
+                bounds[f"phi/{label}"] = [low, high]
+    return bounds

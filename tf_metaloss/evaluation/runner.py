@@ -87,7 +87,8 @@ def run_method(method, split, config, seed, callbacks=()):
         A JSON-able dict: `method`, `seed`, `loss` (the class of the loss of
         the last stage), `final` (metrics after training,
         including the method's probes), `curves` (per epoch), `phi` (the loss
-        parameters per epoch), `grad_norm_steps`, `stages` (what each training
+        parameters per epoch), `phi_bounds` (the bounds of those that have
+        any, see `metrics.ParameterHistory`), `grad_norm_steps`, `stages` (what each training
         stage trained on, for how long, and its validation accuracy) and
         `diagnostics` (the probes' non-scalar results).
     """
@@ -450,6 +451,7 @@ def _run_record(method, seed, config, model, loss, split, monitors, histories, s
         "final": final,
         "curves": curves,
         "phi": monitors.parameters.history,
+        "phi_bounds": monitors.parameters.bounds,
         "grad_norm_steps": stability["steps"],
         "stages": stages,
         "diagnostics": diagnostics,
@@ -536,9 +538,10 @@ def run_comparison(config, progress=None, on_run_end=None, data=None, make_callb
                 f = record["final"]
                 progress(
                     f"[{done:>{len(str(total))}}/{total}] seed {seed} "
-                    f"{method.name:<16} val_acc {f['val_accuracy']:.4f}  "
-                    f"macro_f1 {f['val_macro_f1']:.4f}  "
-                    f"conv {f['convergence_epoch']:>3}  {f['wall_time_s']:.1f} s"
+                    f"{method.name:<16} val acc {f['val_accuracy']:.4f}  "
+                    f"macro-F1 {f['val_macro_f1']:.4f}  "
+                    f"{config.convergence_fraction:.0%} of its final val acc by epoch "
+                    f"{f['convergence_epoch']:<3}  {f['wall_time_s']:.1f} s"
                 )
             if on_run_end is not None:
                 results["summary"] = summary_lib.summarize_results(results)

@@ -12,6 +12,7 @@ from tf_metaloss.losses.fixed import FixedLoss
 from tf_metaloss.meta import data as meta_data_lib
 from tf_metaloss.meta import estimators
 from tf_metaloss.meta import records
+from tf_metaloss.models import progress
 from tf_metaloss.validation import check_int
 from tf_metaloss.validation import check_positive
 from tf_metaloss.validation import check_positive_int
@@ -494,6 +495,8 @@ class MetaModel(backend.MetaTrainer, keras.Model):
         optimizer used. Callbacks that restore a backup
         (`tml.callbacks.MetaBackupAndRestore`, `keras.callbacks.BackupAndRestore`)
         run before the others, so everything starts from the restored state.
+        The progress bar (`tml.callbacks.MetaProgbarLogger`) shows the loss,
+        the metrics and the meta objective; `History` holds every entry.
         """
         self._assert_compile_called("fit")
         arguments = inspect.signature(keras.Model.fit).bind(self, x, y, *args, **kwargs).arguments
@@ -526,7 +529,10 @@ class MetaModel(backend.MetaTrainer, keras.Model):
                 self._check_meta_data(meta_data),
                 meta_batch_size or arguments.get("batch_size") or 32,
             )
-        arguments["callbacks"] = _restoring_callbacks_first(arguments.get("callbacks"))
+        arguments["callbacks"] = progress.with_progress_bar(
+            _restoring_callbacks_first(arguments.get("callbacks")),
+            arguments.get("verbose", "auto"),
+        )
         self._host_step = None
         self._data_iterator, self._data_batches, self._resume = None, 0, None
         self._restored_step = None  # Set by a backup callback that restored a step.
