@@ -152,7 +152,11 @@ CONSOLE_SCRIPT = textwrap.dedent(
 
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], ["demo", "--help"]])
 def test_help_and_version_answer_without_tensorflow(argv, tmp_path):
-    result = _run([sys.executable, "-c", CONSOLE_SCRIPT, *argv], tmp_path)
+    # Named like the installed console script, whose name the package checks.
+    script = tmp_path / "bin" / "tf-metaloss"
+    script.parent.mkdir()
+    script.write_text(CONSOLE_SCRIPT)
+    result = _run([sys.executable, str(script), *argv], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.splitlines()[-1] == "imported:"
     assert result.stderr == ""
@@ -236,3 +240,18 @@ def test_an_unknown_dataset_names_the_option_and_the_choices(capsys):
         "'tfds:<name>', a path to a .npz file, 'sst2' (TFDS) or a path to the SST-2 .jsonl "
         "files (a directory holding sst2_train.jsonl and sst2_dev.jsonl), got 'mnist'"
     )
+
+
+def test_importing_the_package_in_a_program_registers_every_class(tmp_path):
+    # Outside the command line, `import tf_metaloss` loads everything, so a
+    # model saved with a learned loss loads whatever the program imports next.
+    program = textwrap.dedent(
+        """
+        import tf_metaloss
+        import keras
+        print(keras.saving.get_registered_object("tf_metaloss>MetaModel") is not None)
+        """
+    )
+    result = _run([sys.executable, "-c", program], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines()[-1] == "True"

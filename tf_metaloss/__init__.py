@@ -1,11 +1,9 @@
 """tf_metaloss: Keras losses that learn while the model trains.
 
-`import tf_metaloss` takes no time: Keras, TensorFlow and the library load
-when first used. A program that imported Keras first (`import keras`, then
-`import tf_metaloss`) loads the library at once, and the first use of a class
-(`tml.MetaModel`, `tml.MetaLoss`, ...) loads all of it, so
-`keras.models.load_model` finds every class the library registers; a
-subpackage (`tml.losses`, `tml.callbacks`, ...) loads alone.
+`import tf_metaloss` loads the whole library, so `keras.models.load_model` finds
+every class it registers. Only the command line (`tf-metaloss`, `python -m
+tf_metaloss`) loads lazily, what the command it runs needs, so `--help` and
+`--version` answer without loading TensorFlow.
 
 Example:
 
@@ -92,8 +90,18 @@ def __dir__():
     return sorted(set(globals()) | set(__all__))
 
 
-# A program that already imported Keras has paid for it: load at once, so the
-# classes are registered for `keras.models.load_model` right after
-# `import keras; import tf_metaloss`, as before.
-if "keras" in sys.modules:
+def _is_command_line():
+    """True while `tf-metaloss` or `python -m tf_metaloss` starts: the command
+    line loads only what the command it runs needs (`--help` needs nothing)."""
+    program = sys.argv[0] if sys.argv else ""
+    return program == "-m" or program.replace("\\", "/").rsplit("/", 1)[-1] in (
+        "tf-metaloss",
+        "tf-metaloss.exe",
+    )
+
+
+# A program loads everything at once, so every class is registered for
+# `keras.models.load_model` whatever it imports next; only the command line
+# waits until a command needs the library.
+if "keras" in sys.modules or not _is_command_line():
     _load()
