@@ -97,6 +97,7 @@ def _check_end_to_end(toy_dataset, small_config, tmp_path, names):
         "final",
         "curves",
         "phi",
+        "phi_bounds",
         "grad_norm_steps",
         "stages",
         "diagnostics",
