@@ -8,6 +8,7 @@ from tf_metaloss.losses.fixed import FixedLoss
 from tf_metaloss.losses.generalized_ce import GeneralizedCELoss
 from tf_metaloss.losses.meta_loss import MetaLoss
 from tf_metaloss.losses.neural import NeuralLoss
+from tf_metaloss.losses.noise_corrected import NoiseCorrectedLoss
 from tf_metaloss.losses.polynomial import PolynomialLoss
 from tf_metaloss.losses.sample_weighted import SampleWeightedLoss
 
@@ -19,6 +20,7 @@ __all__ = [
     "LearnableLoss",
     "MetaLoss",
     "NeuralLoss",
+    "NoiseCorrectedLoss",
     "PolynomialLoss",
     "SampleWeightedLoss",
     "functional",

@@ -162,6 +162,31 @@ class LearnableLoss(keras.losses.Loss):
         for name, variable in zip(self._parameter_names, self.trainable_variables):
             variable.assign(self._initial_values[name])
 
+    # -- state read from a reference run ----------------------------------
+    #: The base loss (a name in `functional`) of a plain training run whose
+    #: predictions on the meta data the family learns from (`MetaModel` runs
+    #: it beside the model), or `None`.
+    reference_objective = None
+
+    def build_state(self, num_classes):
+        """Creates state that depends on the model's number of outputs (none here)."""
+
+    def reference_statistics(self, y_true, reference_y_pred):
+        """Tensors to sum over the replicas from the reference's meta predictions."""
+        return []
+
+    def update_from_reference(self, statistics):
+        """Updates the family's state from the summed `reference_statistics`."""
+
+    def starting_copy(self):
+        """A new loss of the same configuration with phi at its start values."""
+        copy = type(self).from_config(self.get_config())
+        num_classes = getattr(self, "num_classes", None)
+        if num_classes:
+            copy.build_state(num_classes)
+        copy.reset_parameters()
+        return copy
+
     # -- evaluation -------------------------------------------------------
     def call(self, y_true, y_pred):
         return self.compute(self.parameters(), y_true, y_pred)

@@ -12,7 +12,9 @@ from tf_metaloss.losses.fixed import FixedLoss
 from tf_metaloss.meta import data as meta_data_lib
 from tf_metaloss.meta import estimators
 from tf_metaloss.meta import records
+from tf_metaloss.models import guard as guard_lib
 from tf_metaloss.models import progress
+from tf_metaloss.models.reference import ReferenceRun
 from tf_metaloss.validation import check_int
 from tf_metaloss.validation import check_positive
 from tf_metaloss.validation import check_positive_int
@@ -111,6 +113,10 @@ class MetaModel(backend.MetaTrainer, keras.Model):
         self.meta_grad_norm_tracker = records.MeanOfMetaUpdates(name="meta_grad_norm")
         self.skipped_updates_tracker = keras.metrics.Sum(name="skipped_updates")
         self.meta_update_record = records.MetaUpdateRecord()
+        self.meta_guard = None
+        self.loss_reference = None
+        self.guard_reference = None
+        self.guard_reverted = False
 
     # -- Keras model contract -------------------------------------------------
     def call(self, inputs, training=None):
@@ -161,6 +167,7 @@ class MetaModel(backend.MetaTrainer, keras.Model):
         meta_global_clipnorm=None,
         lookahead_learning_rate=None,
         meta_seed=None,
+        meta_guard="auto",
         **kwargs,
     ):
         """Configures the model and the meta-learning of its loss.
@@ -194,6 +201,13 @@ class MetaModel(backend.MetaTrainer, keras.Model):
             lookahead_learning_rate: the lookahead's step size; `None` uses the
                 optimizer's current learning rate.
             meta_seed: seed of the meta batches' shuffling.
+            meta_guard: `"auto"` (default) or a `tml.models.Guard`: train a
+                copy of the network on the loss at its start beside the
+                model, hold part of the meta data out as check data, and if
+                the model scores worse there at the end of `fit`, give it the
+                copy's weights (so it ends no worse than the starting loss;
+                each step costs one plain step more). `None` turns it off.
+                See `tml.models.guard`.
             **kwargs: any other `keras.Model.compile` argument (`metrics`,
                 `jit_compile`, `steps_per_execution`, ...). `meta_loss` and
                 `meta_clipnorm` are deprecated names of `meta_objective` and
@@ -238,6 +252,7 @@ class MetaModel(backend.MetaTrainer, keras.Model):
         lookahead_learning_rate = check_positive(
             "lookahead_learning_rate", lookahead_learning_rate, allow_none=True
         )
+        meta_guard = guard_lib.get(meta_guard)
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
         self._check_precision(loss, estimator)
         if meta_optimizer is None:
@@ -256,6 +271,8 @@ class MetaModel(backend.MetaTrainer, keras.Model):
         self.meta_global_clipnorm = meta_global_clipnorm
         self.lookahead_learning_rate = lookahead_learning_rate
         self.meta_seed = meta_seed
+        # A frozen loss has nothing to guard.
+        self.meta_guard = meta_guard if meta_every > 0 else None
         self._meta_compile_config = {
             "meta_optimizer": meta_optimizer,
             "meta_objective": meta_objective,
@@ -264,7 +281,64 @@ class MetaModel(backend.MetaTrainer, keras.Model):
             "meta_global_clipnorm": meta_global_clipnorm,
             "lookahead_learning_rate": lookahead_learning_rate,
             "meta_seed": meta_seed,
+            "meta_guard": None if meta_guard is None else meta_guard.get_config(),
         }
+        self.loss_reference = self.guard_reference = None
+        self.guard_reverted = False
+        self._build_references()
+
+    # -- reference runs and the guard -------------------------------------------
+    @property
+    def reference_runs(self):
+        """The `ReferenceRun`s trained beside the model (loss's, then guard's)."""
+        return [r for r in (self.loss_reference, self.guard_reference) if r is not None]
+
+    def _build_references(self):
+        """Creates the loss's state and the reference runs, once the model is built."""
+        if not self.compiled or not self.built or self.reference_runs:
+            return
+        loss = self.loss
+        if getattr(loss, "num_classes", 0) is None:
+            loss.build_state(self._output_units())
+        frozen = not self._meta_compile_config.get("meta_every", 1)
+        with self.distribute_strategy.scope():
+            if loss.reference_objective and not frozen:
+                objective = FixedLoss(
+                    loss.reference_objective, from_logits=loss.from_logits, name="reference"
+                )
+                self.loss_reference = ReferenceRun(self, objective, "loss_reference")
+            if self.meta_guard is not None:
+                self.guard_reference = ReferenceRun(self, loss.starting_copy(), "guard_reference")
+
+    def _output_units(self):
+        outputs = self.outputs
+        if outputs:
+            units = keras.tree.flatten(outputs)[0].shape[-1]
+            if units:
+                return int(units)
+        raise ValueError(
+            f"Invalid value for argument `loss`. {type(self.loss).__name__} needs the "
+            "number of classes, and the model does not say how many outputs it has "
+            "(a subclassed model). Received: a loss without `num_classes`. Pass "
+            "`num_classes=...` to the loss."
+        )
+
+    def revert_to_guard_reference(self):
+        """Gives the model the starting loss's run: its weights, optimizer slots, phi.
+
+        Called by the guard (`tml.models.guard.GuardCheck`) when the model
+        scores worse than that run on the check data. The loss parameters go
+        back to their start and the loss is frozen (`meta_every = 0`).
+        """
+        if self.guard_reference is None:
+            raise ValueError(
+                "`revert_to_guard_reference` needs a model compiled with a guard "
+                "(`meta_guard='auto'`). Received: meta_guard=None."
+            )
+        self.guard_reference.copy_to(self)
+        self.loss.reset_parameters()
+        self.meta_every = 0
+        self.guard_reverted = True
 
     def _check_precision(self, loss, estimator):
         """float32, float64 or mixed bfloat16 models; phi and its gradient in float32+."""
@@ -529,8 +603,18 @@ class MetaModel(backend.MetaTrainer, keras.Model):
                 self._check_meta_data(meta_data),
                 meta_batch_size or arguments.get("batch_size") or 32,
             )
+        callbacks = arguments.get("callbacks")
+        if self.meta_guard is not None and meta_data is not None and self.meta_every > 0:
+            meta_data, check_data = guard_lib.split_check_data(
+                meta_data_lib.unpack_meta_data(meta_data), self.meta_guard
+            )
+            if check_data is not None:
+                self._meta_source = (self._check_meta_data(meta_data), self._meta_source[1])
+                callbacks = [guard_lib.GuardCheck(check_data, self.meta_guard)] + _as_list(
+                    callbacks
+                )
         arguments["callbacks"] = progress.with_progress_bar(
-            _restoring_callbacks_first(arguments.get("callbacks")),
+            _restoring_callbacks_first(callbacks),
             arguments.get("verbose", "auto"),
         )
         self._host_step = None
@@ -611,6 +695,14 @@ class MetaModel(backend.MetaTrainer, keras.Model):
             meta_data, batch_size, seed=self.meta_seed, skip_batches=meta_steps_done
         )
         return iter(self.distribute_strategy.experimental_distribute_dataset(dataset))
+
+
+def _as_list(callbacks):
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        return list(callbacks.callbacks)
+    return list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
 
 
 def _restoring_callbacks_first(callbacks):

@@ -55,6 +55,7 @@ class MetaTrainer:
         strategy = self._distribute_strategy
         if strategy is None:
             self._symbolic_build(iterator=iterator, data_batch=data_batch)
+            self._build_references()
             return
         if iterator is not None and data_batch is None:
             # Keras reduces the first batch across replicas, eagerly, which
@@ -65,6 +66,7 @@ class MetaTrainer:
                 break
         with strategy.scope():
             self._symbolic_build(data_batch=data_batch)
+        self._build_references()
 
     # -- per-replica steps -------------------------------------------------------
     def train_step(self, data):
@@ -82,6 +84,7 @@ class MetaTrainer:
         )
         grads = backend.all_reduce_sum(local_grads)
         finite = self._update_weights(loss, grads, local_grads, aux.new_state)
+        self._train_references(x, y, sample_weight)
         self._record_step(x, y, aux.y_pred, sample_weight, loss, tf.logical_not(finite))
         return self.get_metrics_result()
 
@@ -103,6 +106,8 @@ class MetaTrainer:
         )
         phi_grads = backend.all_reduce_sum(result.phi_grads)
         norm, meta_finite = self._update_loss_parameters(phi_grads, finite)
+        self._train_references(x, y, sample_weight)
+        self._observe_reference(meta_batch)
         skipped = tf.logical_not(tf.logical_and(finite, meta_finite))
         meta_objective = backend.all_reduce_sum([result.meta_objective])[0]
         self.meta_objective_tracker.update_state(backend.global_value(result.meta_objective))
@@ -235,6 +240,43 @@ class MetaTrainer:
             self.meta_optimizer, share, self.loss.trainable_variables, finite
         )
         return norm, finite
+
+    def _train_references(self, x, y, sample_weight):
+        """A plain step of each reference run on this batch (see `ReferenceRun`)."""
+        for run in self.reference_runs:
+            state = [tf.convert_to_tensor(v) for v in run.state]
+
+            def objective(weights, run=run, state=state):
+                y_pred, new_state, layer_losses = self.stateless_call(
+                    weights, state, x, training=True, return_losses=True
+                )
+                loss = run.objective(y, y_pred, sample_weight=sample_weight)
+                if layer_losses:
+                    loss = loss + backend.replica_share(tf.add_n(layer_losses))
+                return loss, new_state
+
+            loss, new_state, local_grads = lookahead.loss_and_gradient(
+                objective, [tf.convert_to_tensor(v) for v in run.weights]
+            )
+            finite = tf.logical_and(
+                gradients.all_finite(backend.all_reduce_sum(local_grads)),
+                gradients.all_finite(backend.all_reduce_sum([loss])),
+            )
+            distribution.apply_if_finite(run.optimizer, local_grads, run.weights, finite)
+            for variable, value in zip(run.state, new_state):
+                if value.dtype.is_floating:
+                    value = tf.where(finite, value, variable)
+                variable.assign(value)
+
+    def _observe_reference(self, meta_batch):
+        """Feeds the loss's reference run's meta predictions to the loss."""
+        run = self.loss_reference
+        if run is None:
+            return
+        x_meta, y_meta, _ = _unpack(meta_batch)
+        y_pred = run.predict_on(self, self._in_input_order(x_meta))
+        statistics = backend.all_reduce_sum(self.loss.reference_statistics(y_meta, y_pred))
+        self.loss.update_from_reference(statistics)
 
     def _track_loss(self, x, loss):
         self._loss_tracker.update_state(

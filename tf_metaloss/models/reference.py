@@ -1,0 +1,92 @@
+"""`ReferenceRun`: a copy of a model trained beside it on a fixed loss."""
+
+import keras
+from keras.src.saving.keras_saveable import KerasSaveable
+
+
+class ReferenceRun(KerasSaveable):
+    """The weights, state and optimizer of a plain run of a model's network.
+
+    `MetaModel` keeps up to two: the loss's reference (e.g. cross-entropy on
+    the noisy labels, whose predictions on the meta data estimate the noise
+    for `NoiseCorrectedLoss`) and the guard's (the loss at its start, the run
+    a user of the fixed loss would get). Each starts from the model's weights
+    when it is created and then trains on the same batches with a copy of the
+    model's optimizer; the network is the model's own, called with these
+    weights through `stateless_call`. The run is saved and restored with the
+    model (`model.save()`, backups), so a resumed or reloaded model goes on
+    with it.
+
+    Args:
+        model: the (built) `MetaModel`.
+        objective: the Keras loss the run trains on.
+        name: the run's name in logs and saved files.
+    """
+
+    def __init__(self, model, objective, name):
+        self.name = name
+        self.objective = objective
+        self.weights = [
+            keras.Variable(v, dtype=v.dtype, trainable=False, name=f"{name}_{_short(v)}")
+            for v in model.trainable_variables
+        ]
+        self.state = [
+            keras.Variable(v, dtype=v.dtype, trainable=False, name=f"{name}_{_short(v)}")
+            for v in model.non_trainable_variables
+        ]
+        optimizer = model.optimizer
+        self.optimizer = optimizer.__class__.from_config(optimizer.get_config())
+        self.optimizer.build(self.weights)
+
+    @property
+    def variables(self):
+        return self.weights + self.state
+
+    def copy_from(self, model):
+        """Sets the weights and state to the model's (the optimizer restarts its step)."""
+        for target, source in zip(self.variables, _model_variables(model)):
+            target.assign(source)
+
+    def copy_to(self, model):
+        """Sets the model's weights, state and optimizer slots to this run's."""
+        for target, source in zip(_model_variables(model), self.variables):
+            target.assign(source)
+        for target, source in zip(model.optimizer.variables, self.optimizer.variables):
+            if tuple(target.shape) == tuple(source.shape):
+                target.assign(source)
+
+    def predict_on(self, model, x):
+        """The run's predictions for `x` (inference mode)."""
+        y_pred, _ = model.stateless_call(
+            [keras.ops.convert_to_tensor(v) for v in self.weights],
+            [keras.ops.convert_to_tensor(v) for v in self.state],
+            x,
+            training=False,
+        )
+        return y_pred
+
+    # -- saving ----------------------------------------------------------------
+    def _obj_type(self):
+        return "Loss"  # saving_lib walks its attributes with the skip set of a Loss
+
+    def save_own_variables(self, store):
+        for i, variable in enumerate(self.variables):
+            store[str(i)] = keras.ops.convert_to_numpy(variable)
+
+    def load_own_variables(self, store):
+        if len(store.keys()) != len(self.variables):
+            raise ValueError(
+                f"The saved reference run {self.name!r} holds {len(store.keys())} "
+                f"variables; this model's has {len(self.variables)}. Load the file into "
+                "a model compiled with the same loss and `meta_guard`."
+            )
+        for i, variable in enumerate(self.variables):
+            variable.assign(store[str(i)])
+
+
+def _short(variable):
+    return variable.path.replace("/", "_")
+
+
+def _model_variables(model):
+    return list(model.trainable_variables) + list(model.non_trainable_variables)
