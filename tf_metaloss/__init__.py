@@ -17,7 +17,8 @@ Example:
 >>> model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_optimizer="adam")
 >>> history = model.fit(x, y, meta_split=0.1, epochs=2, verbose=0)
 >>> sorted(history.history)  # the meta objective and phi are logged with the loss
-['loss', 'meta_grad_norm', 'meta_objective', 'phi/q', 'skipped_updates']
+['guard_objective', 'guard_reverted', 'guard_start_objective', 'loss', 'meta_grad_norm',
+ 'meta_objective', 'phi/correction', 'skipped_updates']
 """
 
 import importlib

@@ -221,7 +221,7 @@ def check_meta_gradient(model, data, meta_data, eps=1e-6, rtol=1e-5):
     )
     numeric = []
     for variable in model.loss.trainable_variables:
-        start = variable.numpy().copy()
+        start = np.array(variable.numpy())  # a 0-d array for a scalar parameter
         for index in np.ndindex(start.shape):
             values = []
             for sign in (1.0, -1.0):

@@ -6,6 +6,7 @@ import tf_metaloss as tml
 from tf_metaloss.losses import BlendLoss
 from tf_metaloss.losses import GeneralizedCELoss
 from tf_metaloss.losses import MetaLoss
+from tf_metaloss.losses import NoiseCorrectedLoss
 from tf_metaloss.losses.meta_loss import BLEND_BASE_LOSSES
 
 LABELS = np.array([0, 2, 1, 1])
@@ -16,8 +17,38 @@ LOGITS = np.array(
 
 
 class TestMetaLoss:
-    def test_classification_default_is_generalized_ce_with_learned_q(self):
+    def test_classification_default_is_noise_corrected_starting_as_gce(self):
         loss = MetaLoss(from_logits=True, reduction=None)
+        assert isinstance(loss.family, NoiseCorrectedLoss) and loss.family_name == "noise_corrected"
+        assert loss.parameter_names == ["correction"] and loss.q == 0.7
+        np.testing.assert_allclose(loss.trainable_variables[0], 0.0)
+        assert loss.reference_objective == "crossentropy"
+        p_true = keras.ops.softmax(LOGITS).numpy()[np.arange(4), LABELS]
+        np.testing.assert_allclose(loss(LABELS, LOGITS), (1 - p_true**0.7) / 0.7, rtol=1e-5)
+        # c = 1 without an estimate (C = identity): cross-entropy.
+        loss.trainable_variables[0].assign(1.0)
+        np.testing.assert_allclose(loss(LABELS, LOGITS), -np.log(p_true), rtol=1e-5)
+        loss.reset_parameters()
+        np.testing.assert_allclose(loss.family.trainable_variables[0], 0.0)
+
+    def test_old_configs_load_as_the_learned_q_family(self):
+        config = MetaLoss(from_logits=True, family="generalized_ce").get_config()
+        del config["family"]  # as saved by version 0.3
+        assert isinstance(MetaLoss.from_config(config).family, GeneralizedCELoss)
+        loss = MetaLoss(from_logits=True, num_classes=3)
+        restored = MetaLoss.from_config(loss.get_config())
+        assert restored.family_name == "noise_corrected" and restored.num_classes == 3
+
+    def test_family_errors(self):
+        with pytest.raises(ValueError, match="`family`"):
+            MetaLoss(family="nope")
+        with pytest.raises(ValueError, match="`family`"):
+            MetaLoss(task="regression", family="generalized_ce")
+        with pytest.raises(ValueError, match="num_classes"):
+            MetaLoss(family="generalized_ce", num_classes=3)
+
+    def test_learned_q_family(self):
+        loss = MetaLoss(from_logits=True, reduction=None, family="generalized_ce")
         assert isinstance(loss.family, GeneralizedCELoss)
         assert loss.task == "classification" and not loss.regression
         assert loss.parameter_names == ["q"] and loss.q == 0.7
@@ -31,7 +62,7 @@ class TestMetaLoss:
         np.testing.assert_allclose(loss.family.trainable_variables[0], 0.7)
 
     def test_starting_q(self):
-        loss = MetaLoss(from_logits=True, q=0.3)
+        loss = MetaLoss(from_logits=True, q=0.3, family="generalized_ce")
         np.testing.assert_allclose(loss.trainable_variables[0], 0.3)
         assert MetaLoss.from_config(loss.get_config()).q == 0.3
 
@@ -135,9 +166,10 @@ def test_task_and_base_losses_must_agree():
 
 
 def test_default_q_only_moves_toward_crossentropy():
-    loss = MetaLoss(from_logits=True, q=0.5)
+    loss = MetaLoss(from_logits=True, q=0.5, family="generalized_ce")
     (q,) = loss.trainable_variables
     assert float(q.constraint(keras.ops.convert_to_tensor(0.9))) == pytest.approx(0.5)
     assert float(q.constraint(keras.ops.convert_to_tensor(0.0))) == pytest.approx(0.001)
-    full_range = MetaLoss(from_logits=True, bounds=(0.001, 1.0)).trainable_variables[0]
+    full_range = MetaLoss(from_logits=True, bounds=(0.001, 1.0), family="generalized_ce")
+    full_range = full_range.trainable_variables[0]
     assert float(full_range.constraint(keras.ops.convert_to_tensor(0.9))) == pytest.approx(0.9)

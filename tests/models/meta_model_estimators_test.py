@@ -10,7 +10,9 @@ from tf_metaloss.losses.meta_loss import BLEND_BASE_LOSSES
 from tf_metaloss.meta import estimators
 
 FAMILIES = {
-    "meta_loss": lambda: tml.MetaLoss(from_logits=True, regularization=0.1, bounds=(0.001, 1.0)),
+    "meta_loss": lambda: tml.MetaLoss(
+        from_logits=True, family="generalized_ce", regularization=0.1, bounds=(0.001, 1.0)
+    ),
     "neural": lambda: tml.NeuralLoss(from_logits=True, hidden_units=(4,), seed=3),
     "sample_weighted": lambda: tml.SampleWeightedLoss(from_logits=True, hidden_units=(4,), seed=3),
 }
@@ -176,7 +178,9 @@ def _train_on(strategy, method, jit_compile=False, dtype="float32"):
         model = tml.MetaModel(inputs, keras.layers.Dense(3)(h))
         model.compile(
             optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
-            loss=tml.MetaLoss(from_logits=True, regularization=0.01, bounds=(0.001, 1.0)),
+            loss=tml.MetaLoss(
+                from_logits=True, family="generalized_ce", regularization=0.01, bounds=(0.001, 1.0)
+            ),
             meta_optimizer=keras.optimizers.SGD(0.5),
             meta_global_clipnorm=0.05,
             meta_method=method,

@@ -37,7 +37,7 @@ FAMILIES = {
     "polynomial_one_minus_p": lambda: tml.PolynomialLoss(from_logits=True, expansion="one_minus_p"),
     "neural": lambda: tml.NeuralLoss(from_logits=True, hidden_units=(4,), seed=3),
     "sample_weighted": lambda: tml.SampleWeightedLoss(from_logits=True, hidden_units=(4,), seed=3),
-    "meta_loss": lambda: tml.MetaLoss(from_logits=True),
+    "meta_loss": lambda: tml.MetaLoss(from_logits=True, family="generalized_ce"),
     "generalized_ce": lambda: tml.losses.GeneralizedCELoss(
         q=0.3, per_class=True, num_classes=3, from_logits=True
     ),
@@ -125,7 +125,7 @@ def _copy_weights(source, target):
 def test_frozen_loss_trains_exactly_like_plain_keras_model(make_data):
     x, y, _, _ = make_data(n=96)
     meta = _meta_model(
-        tml.MetaLoss(from_logits=True),
+        tml.MetaLoss(from_logits=True, family="generalized_ce"),
         meta_every=0,
         optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
     )
@@ -148,7 +148,7 @@ def test_frozen_loss_trains_exactly_like_plain_keras_model(make_data):
 def test_fit_changes_phi_and_logs_meta_quantities(make_data):
     x, y, x_meta, y_meta = make_data()
     model = _meta_model(
-        tml.MetaLoss(from_logits=True, bounds=(0.001, 1.0)),
+        tml.MetaLoss(from_logits=True, family="generalized_ce", bounds=(0.001, 1.0)),
         meta_optimizer=keras.optimizers.Adam(0.05),
         meta_global_clipnorm=1.0,
         metrics=["accuracy"],
@@ -187,7 +187,7 @@ def test_fit_changes_phi_and_logs_meta_quantities(make_data):
 
 def test_meta_every_k_updates_phi_every_kth_step(make_data):
     x, y, x_meta, y_meta = make_data()
-    model = _meta_model(tml.MetaLoss(from_logits=True), meta_every=3)
+    model = _meta_model(tml.MetaLoss(from_logits=True, family="generalized_ce"), meta_every=3)
     model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=8, epochs=1, verbose=0)
     # 8 steps: meta steps at iterations 0, 3 and 6.
     assert int(model.meta_optimizer.iterations.numpy()) == 3
@@ -196,7 +196,7 @@ def test_meta_every_k_updates_phi_every_kth_step(make_data):
 
 def test_meta_split_holds_out_the_last_samples(make_data):
     x, y, _, _ = make_data(n=100)
-    model = _meta_model(tml.MetaLoss(from_logits=True))
+    model = _meta_model(tml.MetaLoss(from_logits=True, family="generalized_ce"))
     history = model.fit(x, y, meta_split=0.2, batch_size=10, epochs=1, verbose=0)
     assert int(model.optimizer.iterations.numpy()) == 8
     assert "meta_objective" in history.history
@@ -206,7 +206,7 @@ def test_dataset_meta_data_and_wrapped_model(make_data):
     x, y, x_meta, y_meta = make_data()
     base = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
     model = tml.MetaModel(base)
-    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True, family="generalized_ce"))
     meta = tf.data.Dataset.from_tensor_slices((x_meta, y_meta)).batch(8)
     train = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
     model.fit(train, meta_data=meta, epochs=1, shuffle=False, verbose=0)
@@ -244,7 +244,7 @@ def test_batch_norm_and_dropout_model_trains_with_meta_steps(make_data):
         ]
     )
     model = tml.MetaModel(base)
-    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True, family="generalized_ce"))
     moving_mean = base.layers[1].moving_mean.numpy()
     model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=16, epochs=1, verbose=0)
     assert np.abs(base.layers[1].moving_mean.numpy() - moving_mean).max() > 0
@@ -263,7 +263,7 @@ def test_save_load_restores_phi_and_meta_optimizer_and_resumes_identically(make_
 
     def make():
         return _meta_model(
-            tml.MetaLoss(from_logits=True, regularization=0.1),
+            tml.MetaLoss(from_logits=True, family="generalized_ce", regularization=0.1),
             optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
             meta_optimizer=keras.optimizers.Adam(0.05),
             meta_every=2,
@@ -333,7 +333,7 @@ def _train_on(make_data, strategy, jit_compile=False, dtype="float32"):
     x, y, x_meta, y_meta = make_data(dtype=dtype)
     with strategy.scope():
         model = _meta_model(
-            tml.MetaLoss(from_logits=True, regularization=0.01),
+            tml.MetaLoss(from_logits=True, family="generalized_ce", regularization=0.01),
             optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
             meta_optimizer=keras.optimizers.SGD(0.5),
             meta_global_clipnorm=0.05,
@@ -380,7 +380,7 @@ def test_non_finite_loss_skips_update_and_keeps_weights_and_phi(make_data):
     x, y, x_meta, y_meta = make_data(n=32)
     x[:16] = np.nan  # The first batch gives a NaN loss.
     model = _meta_model(
-        tml.MetaLoss(from_logits=True, bounds=(0.001, 1.0)),
+        tml.MetaLoss(from_logits=True, family="generalized_ce", bounds=(0.001, 1.0)),
         optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
         meta_optimizer=keras.optimizers.Adam(0.05),
     )
@@ -404,7 +404,7 @@ def test_non_finite_loss_skips_update_and_keeps_weights_and_phi(make_data):
 def test_non_finite_meta_gradient_skips_only_phi(make_data):
     x, y, x_meta, y_meta = make_data(n=16)
     x_meta[:] = np.nan
-    model = _meta_model(tml.MetaLoss(from_logits=True))
+    model = _meta_model(tml.MetaLoss(from_logits=True, family="generalized_ce"))
     weights = [v.numpy() for v in model.trainable_variables]
     phi = model.loss.trainable_variables[0].numpy()
     history = model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=16, epochs=1, verbose=0)
@@ -456,13 +456,15 @@ def test_registered_loss_name_and_config_compile():
 )
 def test_compile_argument_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        _model().compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), **kwargs)
+        _model().compile(
+            optimizer="sgd", loss=tml.MetaLoss(from_logits=True, family="generalized_ce"), **kwargs
+        )
 
 
 def test_fit_without_meta_data_raises(make_data):
     x, y, _, _ = make_data()
     model = _model()
-    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True, family="generalized_ce"))
     with pytest.raises(ValueError, match="meta_data=.*meta_split"):
         model.fit(x, y, epochs=1, verbose=0)
 
@@ -471,7 +473,7 @@ def test_fit_without_meta_data_raises(make_data):
 def test_meta_split_outside_open_interval_raises(make_data, meta_split):
     x, y, _, _ = make_data()
     model = _model()
-    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True, family="generalized_ce"))
     with pytest.raises(
         ValueError, match="argument `meta_split`. Expected a float in the open interval"
     ):
@@ -481,7 +483,7 @@ def test_meta_split_outside_open_interval_raises(make_data, meta_split):
 def test_meta_data_and_meta_split_together_raise(make_data):
     x, y, x_meta, y_meta = make_data()
     model = _model()
-    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True, family="generalized_ce"))
     with pytest.raises(ValueError, match="mutually exclusive"):
         model.fit(x, y, meta_data=(x_meta, y_meta), meta_split=0.1, verbose=0)
 
@@ -489,7 +491,7 @@ def test_meta_data_and_meta_split_together_raise(make_data):
 def test_meta_data_that_does_not_fit_the_model_raises(make_data):
     x, y, x_meta, y_meta = make_data()
     model = _model()
-    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True, family="generalized_ce"))
     with pytest.raises(ValueError, match=r"shape \(batch,\) \+ \(6,\).*\(32, 5\)"):
         model.fit(x, y, meta_data=(x_meta[:, :5], y_meta), verbose=0)
     with pytest.raises(ValueError, match=r"labels in \[0, 2\].*values in \[1, 7\]"):
@@ -532,8 +534,10 @@ def test_get_config_round_trip():
 def test_frozen_loss_logs_no_meta_quantities_and_recompile_keeps_metrics_unique(make_data):
     x, y, _, _ = make_data()
     model = _model()
-    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
-    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_every=0)
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True, family="generalized_ce"))
+    model.compile(
+        optimizer="sgd", loss=tml.MetaLoss(from_logits=True, family="generalized_ce"), meta_every=0
+    )
     names = [m.name for m in model.metrics]
     assert len(names) == len(set(names))
     history = model.fit(x, y, batch_size=16, epochs=1, verbose=0)
@@ -555,7 +559,7 @@ class SubclassedNet(keras.Model):
 def test_unbuilt_subclassed_model_trains(make_data):
     x, y, x_meta, y_meta = make_data()
     model = tml.MetaModel(SubclassedNet())
-    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True, family="generalized_ce"))
     model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=16, epochs=1, verbose=0)
     assert int(model.meta_optimizer.iterations.numpy()) == 4
 
@@ -563,7 +567,9 @@ def test_unbuilt_subclassed_model_trains(make_data):
 def test_fit_keeps_keras_positional_arguments(make_data):
     x, y, _, _ = make_data()
     model = _model()
-    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_every=0)
+    model.compile(
+        optimizer="sgd", loss=tml.MetaLoss(from_logits=True, family="generalized_ce"), meta_every=0
+    )
     history = model.fit(x, y, 16, 2, 0)  # batch_size, epochs, verbose
     assert len(history.history["loss"]) == 2
     assert int(model.optimizer.iterations.numpy()) == 8
@@ -574,7 +580,7 @@ def test_train_on_batch_meta_learns_with_a_meta_batch(make_data):
     model = _model()
     model.compile(
         optimizer="sgd",
-        loss=tml.MetaLoss(from_logits=True),
+        loss=tml.MetaLoss(from_logits=True, family="generalized_ce"),
         meta_optimizer=keras.optimizers.Adam(0.05),
     )
     phi = model.loss.trainable_variables[0].numpy()
@@ -596,7 +602,9 @@ def test_same_optimizer_for_weights_and_phi_is_rejected():
     optimizer = keras.optimizers.SGD()
     with pytest.raises(ValueError, match="must be different optimizer instances"):
         _model().compile(
-            optimizer=optimizer, loss=tml.MetaLoss(from_logits=True), meta_optimizer=optimizer
+            optimizer=optimizer,
+            loss=tml.MetaLoss(from_logits=True, family="generalized_ce"),
+            meta_optimizer=optimizer,
         )
 
 
@@ -610,7 +618,11 @@ def test_same_optimizer_for_weights_and_phi_is_rejected():
 )
 def test_meta_objective_names_resolve_to_keras_classes(name, class_name):
     model = _model()
-    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_objective=name)
+    model.compile(
+        optimizer="sgd",
+        loss=tml.MetaLoss(from_logits=True, family="generalized_ce"),
+        meta_objective=name,
+    )
     assert type(model.meta_objective).__name__ == class_name
 
 
@@ -619,7 +631,9 @@ def test_unknown_meta_objective_name_raises():
         ValueError, match="argument `meta_objective`.*Received: meta_objective='nope'"
     ):
         _model().compile(
-            optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_objective="nope"
+            optimizer="sgd",
+            loss=tml.MetaLoss(from_logits=True, family="generalized_ce"),
+            meta_objective="nope",
         )
 
 
@@ -650,19 +664,23 @@ def test_fit_meta_argument_errors(make_data, kwargs, message):
     x, y, x_meta, y_meta = make_data()
     kwargs.setdefault("meta_data", (x_meta, y_meta))
     model = _model()
-    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True, family="generalized_ce"))
     with pytest.raises(ValueError, match=message):
         model.fit(x, y, verbose=0, **kwargs)
 
 
 def test_meta_seed_must_be_an_integer():
     with pytest.raises(ValueError, match="argument `meta_seed`"):
-        _model().compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_seed="abc")
+        _model().compile(
+            optimizer="sgd",
+            loss=tml.MetaLoss(from_logits=True, family="generalized_ce"),
+            meta_seed="abc",
+        )
 
 
 def test_defaults_bounded_meta_objective_and_adam_for_phi():
     model = _model()
-    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True, family="generalized_ce"))
     assert isinstance(model.meta_objective, tml.losses.FixedLoss)
     assert model.meta_objective.base_loss == "mae_classification"
     assert model.meta_objective.from_logits is True
@@ -678,7 +696,7 @@ def test_steps_per_execution_runs_the_same_training_in_one_compiled_loop(make_da
     results = {}
     for spe in (1, 4):
         model = _meta_model(
-            tml.MetaLoss(from_logits=True),
+            tml.MetaLoss(from_logits=True, family="generalized_ce"),
             meta_every=3,
             meta_optimizer=keras.optimizers.Adam(0.05),
             steps_per_execution=spe,
@@ -716,7 +734,9 @@ def test_subclass_steps_are_what_fit_runs(make_data):
 
     x, y, x_meta, y_meta = make_data()
     model = Counting(*_mlp())
-    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_every=4)
+    model.compile(
+        optimizer="sgd", loss=tml.MetaLoss(from_logits=True, family="generalized_ce"), meta_every=4
+    )
     model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=8, epochs=1, verbose=0)
     assert model.counts.numpy().tolist() == [6, 2]  # 8 steps, meta at 0 and 4
 
@@ -726,7 +746,7 @@ def test_deprecated_compile_names_warn_and_still_work():
     with pytest.warns(DeprecationWarning) as caught:
         model.compile(
             optimizer="sgd",
-            loss=tml.MetaLoss(from_logits=True),
+            loss=tml.MetaLoss(from_logits=True, family="generalized_ce"),
             meta_loss="sparse_categorical_crossentropy",
             meta_clipnorm=2.0,
         )
@@ -741,7 +761,7 @@ def test_deprecated_compile_names_warn_and_still_work():
     with pytest.raises(ValueError, match="were both given"):
         model.compile(
             optimizer="sgd",
-            loss=tml.MetaLoss(from_logits=True),
+            loss=tml.MetaLoss(from_logits=True, family="generalized_ce"),
             meta_loss="mse",
             meta_objective="mse",
         )
@@ -749,7 +769,7 @@ def test_deprecated_compile_names_warn_and_still_work():
 
 def test_compute_meta_gradient_changes_nothing(make_data):
     x, y, x_meta, y_meta = make_data()
-    model = _meta_model(tml.MetaLoss(from_logits=True))
+    model = _meta_model(tml.MetaLoss(from_logits=True, family="generalized_ce"))
     before = [v.numpy() for v in model.trainable_variables + model.loss.trainable_variables]
     result = model.compute_meta_gradient((x[:16], y[:16]), (x_meta, y_meta))
     assert np.linalg.norm(_flat(result.phi_grads)) > 0

@@ -46,7 +46,7 @@ def _data(n=256, seed=0):
 def _compile(model, loss=None, **kwargs):
     model.compile(
         optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
-        loss=loss or tml.MetaLoss(from_logits=True, bounds=(0.001, 1.0)),
+        loss=loss or tml.MetaLoss(from_logits=True, family="generalized_ce", bounds=(0.001, 1.0)),
         meta_optimizer=keras.optimizers.Adam(0.05),
         meta_seed=0,
         **kwargs,
@@ -81,7 +81,9 @@ def test_mixed_bfloat16_trains_close_to_float32(policy):
     state = model.loss.variables + model.meta_optimizer.variables
     assert all(v.dtype == "float32" for v in state if "float" in v.dtype)
     phi, phi_reference = (m.loss.trainable_variables[0].numpy() for m in (model, reference))
-    phi_start = tml.MetaLoss(from_logits=True).trainable_variables[0].numpy()
+    phi_start = (
+        tml.MetaLoss(from_logits=True, family="generalized_ce").trainable_variables[0].numpy()
+    )
     assert np.abs(phi_reference - phi_start).max() > 0.05  # phi moved
     assert np.linalg.norm(phi - phi_reference) < 0.05 * np.linalg.norm(phi_reference)
     for key in ("loss", "meta_objective"):
@@ -92,7 +94,7 @@ def test_mixed_bfloat16_trains_close_to_float32(policy):
 # The default (generalized cross-entropy, one parameter q) and the blend (five
 # weights, where the cosine similarity says more).
 LOSSES = {
-    "default": lambda: tml.MetaLoss(from_logits=True),
+    "default": lambda: tml.MetaLoss(from_logits=True, family="generalized_ce"),
     "blend": lambda: tml.MetaLoss(
         from_logits=True, base_losses=BLEND_BASE_LOSSES["classification"]
     ),
@@ -162,13 +164,16 @@ def test_mixed_bfloat16_with_batch_norm_and_dropout_trains(policy):
 def test_float16_is_rejected_with_a_clear_error(policy):
     model = policy("mixed_float16")
     with pytest.raises(ValueError, match="float16 needs loss scaling.*mixed_bfloat16"):
-        model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
+        model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True, family="generalized_ce"))
 
 
 def test_half_precision_loss_is_rejected(policy):
     model = policy("mixed_bfloat16")
     with pytest.raises(ValueError, match="argument `loss`.*float32 or float64.*bfloat16"):
-        model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True, dtype="bfloat16"))
+        model.compile(
+            optimizer="sgd",
+            loss=tml.MetaLoss(from_logits=True, family="generalized_ce", dtype="bfloat16"),
+        )
 
 
 @pytest.mark.parametrize("meta_method", ["neumann", "conjugate_gradient"])

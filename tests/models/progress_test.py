@@ -41,7 +41,10 @@ def _fit(verbose, callbacks=()):
     y = (x[:, 0] > 0).astype("int32")
     model = tml.MetaModel(keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]))
     model.compile(
-        optimizer="sgd", loss=tml.MetaLoss(from_logits=True), metrics=["accuracy"], meta_every=1
+        optimizer="sgd",
+        loss=tml.MetaLoss(from_logits=True, family="generalized_ce"),
+        metrics=["accuracy"],
+        meta_every=1,
     )
     return model.fit(
         x[:64],

@@ -68,7 +68,7 @@ class LossAuditLog(keras.callbacks.Callback):
     >>> [r["event"] for r in records]  # 4 steps, each a meta step
     ['train_begin', 'meta_update', 'meta_update', 'meta_update', 'meta_update', 'train_end']
     >>> records[1]["step"], records[1]["phi_before"]
-    (0, {'q': 0.699999988079071})
+    (0, {'correction': 0.0})
     """
 
     def __init__(self, path):

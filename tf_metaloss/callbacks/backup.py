@@ -32,6 +32,8 @@ def training_state_variables(model):
         model.loss.variables,
         model.optimizer.variables,
         model.meta_optimizer.variables,
+        # The runs trained beside the model (`MetaModel.reference_runs`).
+        *[run.variables + list(run.optimizer.variables) for run in model.reference_runs],
     )
     for group in groups:
         for variable in group:

@@ -542,7 +542,7 @@ def scalar_bounds(loss):
     Example:
 
     >>> tml.evaluation.metrics.scalar_bounds(tml.MetaLoss(from_logits=True))
-    {'phi/q': [0.001, 0.7]}
+    {'phi/correction': [0.0, 1.0]}
     """
     bounds = {}
     labels = monitor.element_labels(loss)

@@ -48,7 +48,8 @@ class NoiseCorrectedLoss(LearnableLoss):
     the meta samples of class `i`. `MetaModel` runs that reference (it reads
     `reference_objective`) and feeds its predictions to
     `update_from_reference`; the estimate is saved with the loss. `C` starts
-    as the identity (no correction).
+    as the identity (no correction), as it is while the loss has no
+    `num_classes`.
 
     Args:
         q: the exponent of the generalized cross-entropy term, in `(0, 1]`.
@@ -123,15 +124,20 @@ class NoiseCorrectedLoss(LearnableLoss):
         c = parameters["correction"]
         robust = -ops.expm1(self.q * ops.sum(one_hot * log_probs, axis=-1)) / self.q
         if self.confusion is None:
-            raise ValueError(
-                "`NoiseCorrectedLoss` has no noise estimate yet: it needs `num_classes`. "
-                "Pass `num_classes=...`, or compile a `MetaModel` with it (which "
-                "sets it from the model's output)."
-            )
-        confusion = ops.cast(self.confusion, probs.dtype)
-        noisy = ops.sum(one_hot * ops.matmul(probs, confusion), axis=-1)
+            # Not built yet (no `num_classes`): no estimate, no correction.
+            noisy = ops.sum(one_hot * probs, axis=-1)
+        else:
+            confusion = ops.cast(self.confusion, probs.dtype)
+            noisy = ops.sum(one_hot * ops.matmul(probs, confusion), axis=-1)
         corrected = -ops.log(ops.clip(noisy, functional.EPSILON, 1.0))
         return (1.0 - c) * robust + c * corrected
+
+    def sample_weights(self, y_true, y_pred, parameter_values=None):
+        """`p_true^q`: the per-sample weights of the GCE term relative to cross-entropy."""
+        one_hot, log_probs, _ = functional.classification_terms(
+            y_true, ops.convert_to_tensor(y_pred, dtype=self.dtype), self.from_logits
+        )
+        return ops.exp(self.q * ops.sum(one_hot * log_probs, axis=-1))
 
     # -- the noise estimate ------------------------------------------------
     def reference_statistics(self, y_true, reference_y_pred):

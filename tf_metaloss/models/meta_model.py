@@ -66,7 +66,8 @@ class MetaModel(backend.MetaTrainer, keras.Model):
     ... )
     >>> history = model.fit(x_train, y_train, meta_data=(x_meta, y_meta), epochs=2, verbose=0)
     >>> sorted(k for k in history.history if not k.startswith("phi/"))
-    ['accuracy', 'loss', 'meta_grad_norm', 'meta_objective', 'skipped_updates']
+    ['accuracy', 'guard_objective', 'guard_reverted', 'guard_start_objective', 'loss',
+     'meta_grad_norm', 'meta_objective', 'skipped_updates']
     >>> model.meta_optimizer.iterations.numpy()  # 8 steps an epoch, each a meta step
     np.int64(16)
     >>> model.save("model.keras")
@@ -298,11 +299,13 @@ class MetaModel(backend.MetaTrainer, keras.Model):
         if not self.compiled or not self.built or self.reference_runs:
             return
         loss = self.loss
-        if getattr(loss, "num_classes", 0) is None:
+        if getattr(loss, "num_classes", 0) is None and self._output_units():
             loss.build_state(self._output_units())
         frozen = not self._meta_compile_config.get("meta_every", 1)
         with self.distribute_strategy.scope():
-            if loss.reference_objective and not frozen:
+            # A loss still without `num_classes` (a subclassed model) has no
+            # state to feed: it keeps its neutral start (no correction).
+            if loss.reference_objective and not frozen and getattr(loss, "num_classes", 1):
                 objective = FixedLoss(
                     loss.reference_objective, from_logits=loss.from_logits, name="reference"
                 )
@@ -311,17 +314,13 @@ class MetaModel(backend.MetaTrainer, keras.Model):
                 self.guard_reference = ReferenceRun(self, loss.starting_copy(), "guard_reference")
 
     def _output_units(self):
+        """The model's number of outputs, or `None` if it does not say (subclassed)."""
         outputs = self.outputs
         if outputs:
             units = keras.tree.flatten(outputs)[0].shape[-1]
             if units:
                 return int(units)
-        raise ValueError(
-            f"Invalid value for argument `loss`. {type(self.loss).__name__} needs the "
-            "number of classes, and the model does not say how many outputs it has "
-            "(a subclassed model). Received: a loss without `num_classes`. Pass "
-            "`num_classes=...` to the loss."
-        )
+        return None
 
     def revert_to_guard_reference(self):
         """Gives the model the starting loss's run: its weights, optimizer slots, phi.

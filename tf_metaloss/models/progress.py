@@ -8,7 +8,7 @@ from tf_metaloss.meta import records
 # callbacks read (every step) and in `History` and TensorBoard (every epoch,
 # except the per-update record, which is per step only).
 HIDDEN_KEYS = frozenset({"meta_grad_norm", "skipped_updates", *records.LOG_KEYS})
-HIDDEN_PREFIXES = ("phi/",)
+HIDDEN_PREFIXES = ("phi/", "guard_")
 
 
 def shown_on_progress_bar(key):
@@ -46,7 +46,8 @@ class MetaProgbarLogger(keras.callbacks.ProgbarLogger):
     >>> history = model.fit(x, y, meta_split=0.25, epochs=1, verbose=2)
     2/2 - ... - accuracy: ... - loss: ... - meta_objective: ...
     >>> sorted(history.history)  # History keeps every entry
-    ['accuracy', 'loss', 'meta_grad_norm', 'meta_objective', 'phi/q', 'skipped_updates']
+    ['accuracy', 'guard_objective', 'guard_reverted', 'guard_start_objective', 'loss',
+     'meta_grad_norm', 'meta_objective', 'phi/correction', 'skipped_updates']
     """
 
     def on_train_batch_end(self, batch, logs=None):
