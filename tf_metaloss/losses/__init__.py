@@ -1,5 +1,6 @@
 """Learnable losses: Keras `Loss` subclasses with trainable parameters phi."""
 
+from tf_metaloss.losses import expressions
 from tf_metaloss.losses import functional
 from tf_metaloss.losses.base import ClipConstraint
 from tf_metaloss.losses.base import LearnableLoss
@@ -10,16 +11,21 @@ from tf_metaloss.losses.meta_loss import MetaLoss
 from tf_metaloss.losses.neural import NeuralLoss
 from tf_metaloss.losses.polynomial import PolynomialLoss
 from tf_metaloss.losses.sample_weighted import SampleWeightedLoss
+from tf_metaloss.losses.symbolic import FormulaLoss
+from tf_metaloss.losses.symbolic import SymbolicLoss
 
 __all__ = [
     "BlendLoss",
     "ClipConstraint",
     "FixedLoss",
+    "FormulaLoss",
     "GeneralizedCELoss",
     "LearnableLoss",
     "MetaLoss",
     "NeuralLoss",
     "PolynomialLoss",
     "SampleWeightedLoss",
+    "SymbolicLoss",
+    "expressions",
     "functional",
 ]
