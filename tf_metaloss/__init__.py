@@ -36,6 +36,7 @@ _SUBMODULES = (
     "meta",
     "models",
     "plotting",
+    "search",
     "testing",
     "text",
 )

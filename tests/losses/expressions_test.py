@@ -89,6 +89,8 @@ def test_formula_precedence():
         Expression("min(exp(margin), sqrt(p_true))").formula() == "min(exp(margin), sqrt(p_true))"
     )
     assert Expression("mul(0.123456, p_true)").formula(digits=3) == "0.123 * p_true"
+    assert Expression("add(p_true, -0.5)").formula() == "p_true - 0.5"
+    assert Expression("sub(p_true, -0.5)").formula() == "p_true + 0.5"
 
 
 def test_canonical_ignores_argument_order_and_rounding():

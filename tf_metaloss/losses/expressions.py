@@ -538,6 +538,10 @@ def _infix(tree, digits):
         return text, (9 if not text.startswith("-") else 3)
     name, arguments = tree[0], tree[1:]
     parts = [_infix(a, digits) for a in arguments]
+    if name in ("add", "sub") and isinstance(arguments[1], float) and arguments[1] < 0:
+        # a + -c reads a - c, and a - -c reads a + c.
+        name = "sub" if name == "add" else "add"
+        parts[1] = (_number(-arguments[1], digits), 9)
     if name in _INFIX:
         symbol, level = _INFIX[name]
         left = parts[0][0] if parts[0][1] >= level else f"({parts[0][0]})"
