@@ -6,7 +6,7 @@ Example:
 >>> digits = tml.evaluation.load_digits()
 >>> task = data.make_task(digits, noise=0.4, hidden_units=8, epochs=1)
 >>> len(task.x_train), len(task.x_meta), len(task.x_holdout)
-(1151, 143, 143)
+(1149, 144, 144)
 """
 
 import numpy as np

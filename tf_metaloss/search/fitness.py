@@ -197,7 +197,7 @@ def evaluate_candidate(tree, task):
     ...     data.y_train[250:300], num_classes=10, hidden_units=8, epochs=1, tune_epochs=0)
     >>> fitness.evaluate_candidate(["neg", "log_p_true"], task)["status"]
     'ok'
-    >>> fitness.evaluate_candidate(["exp", ["mul", 1000.0, "p_true"]], task)["reason"]
+    >>> fitness.evaluate_candidate(["pow", "p_true", -100.0], task)["reason"]
     'non-finite loss on random logits (scale 1)'
     """
     start = time.time()
