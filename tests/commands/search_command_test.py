@@ -62,3 +62,14 @@ def test_help(capsys):
     assert cli.main(["search", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--executor {local,ray}" in out and "resume" in out
+
+
+@pytest.mark.integration
+def test_tiny_search_on_a_local_ray(tmp_path, capsys):
+    pytest.importorskip("ray")
+    argv = ["search", "--tiny", "--executor", "ray", "--workers", "2", "--output", str(tmp_path)]
+    assert cli.main(argv) == 0
+    with open(tmp_path / "search_log.json") as file:
+        log = json.load(file)
+    assert len(log["generations"]) == search_command.TINY["generations"]
+    assert "Best formula:" in capsys.readouterr().out
