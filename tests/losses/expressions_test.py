@@ -40,6 +40,11 @@ def test_vector_terminals_are_summed_over_classes():
         functional.mae_classification(LABELS, LOGITS, True),
         rtol=1e-6,
     )
+    # A constant is its own sum or max over the classes.
+    np.testing.assert_allclose(
+        Expression("add(p_true, max_c(0.5))").evaluate(LABELS, LOGITS, from_logits=True),
+        Expression("add(p_true, 0.5)").evaluate(LABELS, LOGITS, from_logits=True),
+    )
     p_max = Expression("max_c(p)").evaluate(LABELS, LOGITS, from_logits=True)
     probs = np.exp(LOGITS) / np.exp(LOGITS).sum(-1, keepdims=True)
     np.testing.assert_allclose(p_max, probs.max(-1), rtol=1e-6)

@@ -97,3 +97,13 @@ def test_make_task_holds_out_clean_labels_from_the_training_split():
     assert wrong == pytest.approx(0.4, abs=0.01)
     with pytest.raises(ValueError, match="argument `noise`"):
         tml.search.make_task(digits, noise=1.5)
+
+
+def test_an_error_while_training_rejects_the_candidate(task, monkeypatch):
+    def broken(expression, task):
+        raise RuntimeError("the device is on fire\nsecond line")
+
+    monkeypatch.setattr(fitness, "tune_constants", broken)
+    record = fitness.evaluate_candidate(expressions.KNOWN["generalized_crossentropy"], task)
+    assert record["status"] == "rejected"
+    assert record["reason"] == "error: RuntimeError: the device is on fire"

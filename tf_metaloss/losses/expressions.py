@@ -73,6 +73,13 @@ def _sqrt(a):
     return ops.sqrt(ops.maximum(ops.abs(a), EPSILON))
 
 
+def _over_classes(reduce, a):
+    # A constant (no class axis) is its own sum or max over classes.
+    if len(a.shape) < 2:
+        return a
+    return reduce(a, axis=-1, keepdims=True)
+
+
 # name -> (arity, function of tensors)
 PRIMITIVES = {
     "add": (2, lambda a, b: a + b),
@@ -89,8 +96,8 @@ PRIMITIVES = {
     "abs": (1, ops.abs),
     "tanh": (1, ops.tanh),
     "square": (1, ops.square),
-    "sum_c": (1, lambda a: ops.sum(a, axis=-1, keepdims=True)),
-    "max_c": (1, lambda a: ops.max(a, axis=-1, keepdims=True)),
+    "sum_c": (1, lambda a: _over_classes(ops.sum, a)),
+    "max_c": (1, lambda a: _over_classes(ops.max, a)),
 }
 REDUCTIONS = ("sum_c", "max_c")
 COMMUTATIVE = ("add", "mul", "min", "max")

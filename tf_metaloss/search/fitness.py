@@ -183,6 +183,9 @@ def holdout_scores(model, task):
 def evaluate_candidate(tree, task):
     """Screens, tunes and scores one candidate; returns a JSON-able record.
 
+    An error while a candidate trains rejects it (the reason names the
+    error) instead of stopping the search.
+
     The record holds `status` (`"ok"` or `"rejected"`), `reason` (why it was
     rejected), `fitness` (the holdout objective, lower is better),
     `accuracy` (holdout accuracy), `tuned` (the tree with the tuned constants),
@@ -201,7 +204,16 @@ def evaluate_candidate(tree, task):
     'non-finite loss on random logits (scale 1)'
     """
     start = time.time()
-    record = {
+    try:
+        return _evaluate(tree, task, start)
+    except Exception as error:  # noqa: BLE001 -- one bad candidate must not end a search.
+        record = _empty_record(tree)
+        message = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        return _rejected(record, f"error: {type(error).__name__}: {message}", start)
+
+
+def _empty_record(tree):
+    return {
         "expression": tree,
         "status": "ok",
         "reason": None,
@@ -211,6 +223,10 @@ def evaluate_candidate(tree, task):
         "formula": None,
         "seconds": None,
     }
+
+
+def _evaluate(tree, task, start):
+    record = _empty_record(tree)
     try:
         expression = expressions.Expression(tree)
     except ValueError as error:
