@@ -36,6 +36,8 @@ def block(monkeypatch):
         ("sklearn.datasets", "scikit-learn", "eval"),
         ("tensorflow_datasets", "tensorflow-datasets", "datasets"),
         ("keras_hub", "keras-hub", "nlp"),
+        ("sympy", "sympy", "symbolic"),
+        ("ray", "ray", "search"),
     ],
 )
 def test_import_optional_names_the_package_and_the_extra(block, module, package, extra):
@@ -70,6 +72,20 @@ def test_import_optional_rejects_a_module_that_is_not_an_extra():
 
 
 # -- each feature that needs an extra -------------------------------------------
+
+
+def test_ray_executor_needs_search(block):
+    from tf_metaloss.search import executors
+
+    block("ray")
+    with pytest.raises(ImportError, match=r'The Ray executor needs ray.*"tf_metaloss\[search\]"'):
+        executors.RayExecutor().start(task=None)
+
+
+def test_formulas_are_printed_unsimplified_without_sympy(block):
+    block("sympy")
+    loss = tml.losses.SymbolicLoss(from_logits=True)
+    assert loss.formula(simplify=True) == loss.formula() == "-log(p_true + 0)"
 
 
 def test_load_digits_needs_eval(block):

@@ -45,7 +45,9 @@ def extras():
 def test_extras_all_and_test_cover_the_feature_extras():
     declared = extras()
     assert {"datasets", "nlp", "eval", "all", "test"} <= set(declared)
-    features = {r for name in ("datasets", "nlp", "eval") for r in declared[name]}
+    features = {
+        r for name in ("datasets", "nlp", "eval", "symbolic", "search") for r in declared[name]
+    }
     assert set(declared["all"]) == features
     # The test suite imports what every feature extra brings (tests/text_test.py
     # imports keras-hub): CI installs only `.[test]`.

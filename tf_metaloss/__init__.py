@@ -37,6 +37,7 @@ _SUBMODULES = (
     "meta",
     "models",
     "plotting",
+    "search",
     "testing",
     "text",
 )

@@ -14,6 +14,8 @@ OPTIONAL_MODULES = {
     "sklearn": ("scikit-learn", "eval"),
     "tensorflow_datasets": ("tensorflow-datasets", "datasets"),
     "keras_hub": ("keras-hub", "nlp"),
+    "sympy": ("sympy", "symbolic"),
+    "ray": ("ray", "search"),
 }
 
 

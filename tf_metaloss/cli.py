@@ -38,7 +38,7 @@ import tempfile
 from tf_metaloss.commands import SUMMARIES
 from tf_metaloss.commands.arguments import UsageError
 
-COMMANDS = ("demo", "compare", "audit", "landscape", "plot")
+COMMANDS = ("demo", "compare", "audit", "landscape", "plot", "search")
 
 PROG = "tf-metaloss"
 

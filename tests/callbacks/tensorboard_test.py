@@ -235,6 +235,20 @@ def test_update_freq_epoch_writes_epoch_means(make_data, tmp_path):
     assert "loss_curve" not in ev.Tags()["tensors"]  # image_freq=0
 
 
+def test_symbolic_loss_formula_as_text_each_epoch(make_data, tmp_path):
+    x, y = make_data()
+    loss = tml.losses.SymbolicLoss("div(sub(1, pow(p_true, 0.7)), 0.7)", from_logits=True)
+    model = _model(loss)
+    tb = callbacks.MetaTensorBoard(str(tmp_path), histogram_freq=0, image_freq=0)
+    model.fit(x, y, meta_data=(x, y), batch_size=16, epochs=2, verbose=0, callbacks=[tb])
+    ev = _events(str(tmp_path / "metaloss"))
+    assert _plugin(ev, "loss/formula") == "text"
+    steps, texts = _series(ev, "loss/formula")
+    assert steps == [4, 8]
+    assert texts[-1].item().decode() == loss.formula()
+    assert texts[0].item().decode() != "(1 - |p_true|^0.7) / 0.7"  # the constants moved
+
+
 def test_sample_weights_split_into_clean_and_corrupted(make_data, tmp_path):
     x, y_clean = make_data(n=48)
     noisy = inject_label_noise(y_clean, rate=0.25, num_classes=3, seed=0)

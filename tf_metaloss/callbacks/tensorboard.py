@@ -117,6 +117,9 @@ class MetaTensorBoard(keras.callbacks.Callback):
     (classification) or the residual (regression), drawn over the same curve
     at the start of the first `fit` (see `learned_loss_curve`).
 
+    Every epoch, for a loss with a `formula()` (`SymbolicLoss`): the text
+    `loss/formula`, the formula with the constants of the epoch's end.
+
     Under `MultiWorkerMirroredStrategy` only the chief writes summaries; the
     other workers write nothing.
 
@@ -302,6 +305,8 @@ class MetaTensorBoard(keras.callbacks.Callback):
                 self._write_histograms()
             if self.image_freq and (epoch + 1) % self.image_freq == 0:
                 self._write_loss_curve(epoch)
+            if callable(getattr(self.model.loss, "formula", None)):
+                tf.summary.text("loss/formula", self.model.loss.formula())
         self._writer.flush()
 
     def on_train_end(self, logs=None):

@@ -10,4 +10,5 @@ SUMMARIES = {
     "audit": "summarise a loss audit log (tml.callbacks.LossAuditLog)",
     "landscape": "loss landscapes (and sharpness) of one or two saved models",
     "plot": "plot the loss parameters over training from an audit log",
+    "search": "search for a loss formula (genetic programming, proxy training runs)",
 }

@@ -1,5 +1,6 @@
 """Learnable losses: Keras `Loss` subclasses with trainable parameters phi."""
 
+from tf_metaloss.losses import expressions
 from tf_metaloss.losses import functional
 from tf_metaloss.losses.base import ClipConstraint
 from tf_metaloss.losses.base import LearnableLoss
@@ -11,11 +12,14 @@ from tf_metaloss.losses.neural import NeuralLoss
 from tf_metaloss.losses.noise_corrected import NoiseCorrectedLoss
 from tf_metaloss.losses.polynomial import PolynomialLoss
 from tf_metaloss.losses.sample_weighted import SampleWeightedLoss
+from tf_metaloss.losses.symbolic import FormulaLoss
+from tf_metaloss.losses.symbolic import SymbolicLoss
 
 __all__ = [
     "BlendLoss",
     "ClipConstraint",
     "FixedLoss",
+    "FormulaLoss",
     "GeneralizedCELoss",
     "LearnableLoss",
     "MetaLoss",
@@ -23,5 +27,7 @@ __all__ = [
     "NoiseCorrectedLoss",
     "PolynomialLoss",
     "SampleWeightedLoss",
+    "SymbolicLoss",
+    "expressions",
     "functional",
 ]
