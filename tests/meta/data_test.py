@@ -86,8 +86,8 @@ def test_unpack_meta_data_error_names_the_argument():
         data.unpack_meta_data((1, 2, 3))
 
 
-def _balanced_labels(dataset, batches):
-    return [b.numpy() for _, b in dataset.take(batches)]
+def _balanced_inputs(dataset, batches):
+    return [a.numpy() for a, _ in dataset.take(batches)]
 
 
 def test_class_balanced_dataset_has_every_class_equally_often():
@@ -100,9 +100,9 @@ def test_class_balanced_dataset_has_every_class_equally_often():
         # Inputs stay paired with their labels.
         np.testing.assert_array_equal(y[batch_x.numpy()[:, 0].astype(int)], batch_y.numpy())
     # Seeded: the same batches every time; another seed, another order.
-    first = _balanced_labels(data.class_balanced_dataset(x, y, 8, seed=3), 5)
-    again = _balanced_labels(data.class_balanced_dataset(x, y, 8, seed=3), 5)
-    other = _balanced_labels(data.class_balanced_dataset(x, y, 8, seed=4), 5)
+    first = _balanced_inputs(data.class_balanced_dataset(x, y, 8, seed=3), 5)
+    again = _balanced_inputs(data.class_balanced_dataset(x, y, 8, seed=3), 5)
+    other = _balanced_inputs(data.class_balanced_dataset(x, y, 8, seed=4), 5)
     np.testing.assert_array_equal(np.stack(first), np.stack(again))
     assert not np.array_equal(np.stack(first), np.stack(other))
 
