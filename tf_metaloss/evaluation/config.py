@@ -200,6 +200,15 @@ class CompareConfig:
             `holdout_fraction` of the training split with clean labels).
         meta_fraction: share of the (remaining) training data held out as the
             meta set; `meta_labels` `"clean"` or `"noisy"`.
+        imbalance_ratio: `None` (the data as it is), or a long-tailed training
+            part: after a class-balanced meta set of `meta_per_class` samples
+            per class is held out, class `c` keeps `n_max *
+            ratio^(-c / (K - 1))` samples (seeded; `n_max` the smallest
+            class's remaining count), see `imbalance.long_tailed_indices`.
+            The evaluation set stays as it is (balanced). `meta_fraction` is
+            then not used.
+        meta_per_class: with `imbalance_ratio`, the meta set's samples per
+            class (`None`: `imbalance.DEFAULT_META_PER_CLASS`, 20).
         meta_learning_rate, meta_every, meta_batch_size, meta_clipnorm,
             regularization, unroll_steps, lookahead_learning_rate: the
             meta-learning settings (Adam on phi; `meta_batch_size=None` uses
@@ -247,6 +256,8 @@ class CompareConfig:
     holdout_fraction: float = 0.2
     meta_fraction: float = 0.1
     meta_labels: str = "clean"
+    imbalance_ratio: float = None
+    meta_per_class: int = None
     meta_learning_rate: float = 0.01
     meta_every: int = 1
     meta_batch_size: int = None
@@ -298,7 +309,7 @@ class CompareConfig:
             minimum=1,
             expected="an integer >= 1 (the frozen ablation is its own method)",
         )
-        for name in ("train_subset", "meta_batch_size"):
+        for name in ("train_subset", "meta_batch_size", "meta_per_class"):
             validation.check_positive_int(name, getattr(self, name), allow_none=True)
         validation.check_choice("noise_kind", self.noise_kind, noise_lib.KINDS)
         validation.check_choice("eval_split", self.eval_split, EVAL_SPLITS)
@@ -311,6 +322,21 @@ class CompareConfig:
         validation.check_fraction("noise_rate", self.noise_rate, low_closed=True, high_closed=True)
         validation.check_fraction("holdout_fraction", self.holdout_fraction)
         validation.check_fraction("meta_fraction", self.meta_fraction)
+        if self.imbalance_ratio is not None and (
+            not validation.is_number(self.imbalance_ratio) or self.imbalance_ratio < 1
+        ):
+            validation.invalid(
+                "imbalance_ratio",
+                self.imbalance_ratio,
+                "None or a number >= 1 (the most frequent class's count over the rarest's)",
+            )
+        if self.meta_per_class is not None and self.imbalance_ratio is None:
+            validation.invalid(
+                "meta_per_class",
+                self.meta_per_class,
+                "None without imbalance_ratio (meta_fraction sets the meta set then)",
+                "Pass imbalance_ratio, or drop meta_per_class",
+            )
         validation.check_fraction(
             "convergence_fraction", self.convergence_fraction, high_closed=True
         )
