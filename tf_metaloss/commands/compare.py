@@ -76,6 +76,7 @@ FIELDS = {
     "meta_learning_rate": "meta_learning_rate",
     "meta_every": "meta_every",
     "meta_batch_size": "meta_batch_size",
+    "meta_sampler": "meta_sampler",
     "meta_objective": "meta_objective",
     "meta_method": "meta_method",
     "meta_clipnorm": "meta_clipnorm",
@@ -326,6 +327,12 @@ def register(subparsers):
     add(meta, "--meta-batch-size", "meta batch size (None: --batch-size)")
     add(
         meta,
+        "--meta-sampler",
+        "meta batches: random ('shuffle') or every class equally often ('class_balanced')",
+        choices=config_lib.META_SAMPLERS,
+    )
+    add(
+        meta,
         "--meta-objective",
         "base loss the meta step minimises on the meta set",
         choices=functional.CLASSIFICATION_LOSSES,
@@ -518,6 +525,8 @@ def canonical_command(config, output_dir):
     ]
     if config.meta_batch_size is not None:
         parts += ["--meta-batch-size", str(config.meta_batch_size)]
+    if config.meta_sampler != "shuffle":
+        parts += ["--meta-sampler", config.meta_sampler]
     parts += ["--meta-objective", config.meta_objective, "--meta-method", _meta_method_text(config)]
     if config.meta_clipnorm is not None:
         parts += ["--meta-clipnorm", f"{config.meta_clipnorm:g}"]

@@ -29,6 +29,7 @@ from tf_metaloss.meta import estimators
 EVAL_SPLITS = ("val", "holdout")
 OPTIMIZERS = ("sgd", "adam")
 META_LABELS = ("clean", "noisy")
+META_SAMPLERS = ("shuffle", "class_balanced")
 
 # The methods of the full-length benchmark: every fixed robust loss, the
 # baselines that also use the clean meta set (CE and GCE trained on noisy +
@@ -214,6 +215,9 @@ class CompareConfig:
             meta-learning settings (Adam on phi; `meta_batch_size=None` uses
             `batch_size`; `lookahead_learning_rate=None` uses
             `learning_rate`).
+        meta_sampler: how meta batches are drawn from the meta set:
+            `"shuffle"` (random batches) or `"class_balanced"` (every class
+            equally often in every batch, `tml.meta.data.class_balanced_dataset`).
         meta_objective: the fixed loss the meta step minimises on the meta
             set, a base loss name (default `"mae_classification"`, the bounded MAE).
         meta_method: how the meta-gradient is computed (the meta-learned
@@ -261,6 +265,7 @@ class CompareConfig:
     meta_learning_rate: float = 0.01
     meta_every: int = 1
     meta_batch_size: int = None
+    meta_sampler: str = "shuffle"
     meta_objective: str = "mae_classification"
     meta_clipnorm: float = None
     regularization: float = 0.0
@@ -314,6 +319,7 @@ class CompareConfig:
         validation.check_choice("noise_kind", self.noise_kind, noise_lib.KINDS)
         validation.check_choice("eval_split", self.eval_split, EVAL_SPLITS)
         validation.check_choice("meta_labels", self.meta_labels, META_LABELS)
+        validation.check_choice("meta_sampler", self.meta_sampler, META_SAMPLERS)
         validation.check_choice("model", self.model, models.MODELS)
         validation.check_choice("optimizer", self.optimizer, OPTIMIZERS)
         validation.check_choice(

@@ -67,6 +67,7 @@ from tf_metaloss.evaluation import noise as noise_lib
 from tf_metaloss.evaluation import schedules
 from tf_metaloss.evaluation import splits
 from tf_metaloss.evaluation import summary as summary_lib
+from tf_metaloss.meta import data as meta_lib
 from tf_metaloss.models.meta_model import MetaModel
 
 SCHEMA_VERSION = 2
@@ -372,13 +373,16 @@ def _compiled_model(method, split, config, seed, class_counts=None):
     )
     if not meta:
         return model, loss, {}
+    meta_batch_size = config.meta_batch_size or config.batch_size
+    if config.meta_sampler == "class_balanced":
+        meta_data = meta_lib.class_balanced_dataset(
+            split.x_meta, split.y_meta, meta_batch_size, seed=seed
+        )
+        return model, loss, {"meta_data": meta_data}
     return (
         model,
         loss,
-        {
-            "meta_data": (split.x_meta, split.y_meta),
-            "meta_batch_size": config.meta_batch_size or config.batch_size,
-        },
+        {"meta_data": (split.x_meta, split.y_meta), "meta_batch_size": meta_batch_size},
     )
 
 
