@@ -95,11 +95,16 @@ VARIANTS = {
     "ldam_margins": ("ldam_drw_m0.5,ldam_drw_m1,ldam_drw_m4", {}),
     "mlr0.01": ("class_adjusted", {"meta_learning_rate": 0.01}),
     "mlr0.03": ("class_adjusted", {"meta_learning_rate": 0.03}),
+    "mlr0.05": ("class_adjusted", {"meta_learning_rate": 0.05}),
     "mlr0.1": ("class_adjusted", {"meta_learning_rate": 0.1}),
     "mlr0.3": ("class_adjusted", {"meta_learning_rate": 0.3}),
     "mlr0.1_balanced": (
         "class_adjusted",
         {"meta_learning_rate": 0.1, "meta_sampler": "class_balanced"},
+    ),
+    "mlr0.03_balanced": (
+        "class_adjusted",
+        {"meta_learning_rate": 0.03, "meta_sampler": "class_balanced"},
     ),
     "mlr0.03_families": ("ca_weights,ca_margins,ca_all", {"meta_learning_rate": 0.03}),
     "mlr0.1_families": ("ca_weights,ca_margins,ca_all", {"meta_learning_rate": 0.1}),

@@ -347,6 +347,8 @@ def test_a_preset_without_its_dataset_is_an_error():
         ("--preset", "cifar10-dev-full", "--dataset", "a b.npz", "--seeds", "2"),
         ("--preset", "cifar10-dev-smoke", "--dataset", "x.npz", "--train-subset", "all"),
         ("--preset", "digits-smoke", "--methods", "finetune", "--finetune-epochs", "3"),
+        ("--preset", "cifar10-dev-imbalance", "--dataset", "x.npz"),
+        ("--preset", "cifar10-dev-imbalance", "--dataset", "x.npz", "--imbalance", "100"),
         ("--methods", "ce", "--finetune-learning-rate", "0.2"),
         ("--meta-method", "conjugate_gradient"),
         ("--meta-method", '{"class_name": "tf_metaloss>Neumann", "config": {"terms": 2}}'),

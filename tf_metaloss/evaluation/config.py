@@ -82,6 +82,11 @@ _RESULTS_META = {
     "schedule_final": {"mae_classification": 1.0},
 }
 
+# The meta learning rate of ClassAdjustedLoss on long-tailed data, chosen on a
+# holdout of the training split (scripts/imbalance/screen.py, docs/RESULTS.md
+# "Imbalanced classes").
+IMBALANCE_META_LEARNING_RATE = 0.03
+
 PRESETS = {
     "cifar10-dev-full": Preset(
         "The full-length benchmark: the whole cifar10_dev training split (9,000 "
@@ -149,6 +154,31 @@ PRESETS = {
         },
         dataset_hint="'sst2' (TFDS glue/sst2, downloaded) or the directory holding "
         "sst2_train.jsonl and sst2_dev.jsonl, e.g. --dataset /path/to/glue_sst2",
+    ),
+    "cifar10-dev-imbalance": Preset(
+        "Long-tailed cifar10_dev (--imbalance RATIO, 50 unless given): a balanced meta set "
+        "of 20 images per class, the rest subsampled to n_c = n_max * RATIO^(-c/9); "
+        "conv16-pool-conv32-pool-dense64, 20 epochs of batch 128, SGD 0.05 momentum 0.9; "
+        "the imbalance methods, ClassAdjustedLoss meta-learned with meta Adam "
+        f"{IMBALANCE_META_LEARNING_RATE:g} and cross-entropy on the meta set; 3 seeds, "
+        "evaluated on the 2,000 (balanced) validation images.",
+        {
+            "model": "small_cnn",
+            "hidden_units": 64,
+            "batch_size": 128,
+            "epochs": 20,
+            "learning_rate": 0.05,
+            "momentum": 0.9,
+            "imbalance_ratio": 50.0,
+            "meta_per_class": 20,
+            "eval_split": "val",
+            "seeds": (0, 1, 2),
+            "methods": methods_lib.METHOD_SETS["imbalance"],
+            "meta_learning_rate": IMBALANCE_META_LEARNING_RATE,
+            "meta_every": 1,
+            "meta_objective": "crossentropy",
+        },
+        dataset_hint="the path of cifar10_dev.npz, e.g. --dataset /path/cifar10_dev.npz",
     ),
     "digits-smoke": Preset(
         "A short smoke run on scikit-learn's digits: an MLP with 128 hidden units, "
