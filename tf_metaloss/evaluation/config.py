@@ -85,7 +85,7 @@ _RESULTS_META = {
 # The meta learning rate of ClassAdjustedLoss on long-tailed data, chosen on a
 # holdout of the training split (scripts/imbalance/screen.py, docs/RESULTS.md
 # "Imbalanced classes").
-IMBALANCE_META_LEARNING_RATE = 0.03
+IMBALANCE_META_LEARNING_RATE = 0.05
 
 PRESETS = {
     "cifar10-dev-full": Preset(
