@@ -109,6 +109,7 @@ def test_the_readme_has_its_python_examples():
     assert titles == [
         "Use",
         "Text classifiers (`tml.text`, keras-hub)",
+        "Imbalanced classes",
         "Watching the loss learn",
         "Distributed training, exact resume, mixed precision",
     ]
