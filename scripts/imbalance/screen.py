@@ -51,6 +51,17 @@ def _class_adjusted(**options):
     return make
 
 
+def _class_adjusted_prior(config, seed, class_counts):
+    """Offsets starting at log prior (logit adjustment), then meta-learned."""
+    offsets = imbalance.logit_adjustment_offsets(class_counts).tolist()
+    return ClassAdjustedLoss(
+        len(class_counts),
+        from_logits=True,
+        regularization=config.regularization,
+        initial_offsets=offsets,
+    )
+
+
 def _ldam(max_margin):
     def make(config, seed, class_counts):
         margins = imbalance.ldam_margins(class_counts, max_margin=max_margin)
@@ -80,6 +91,7 @@ _register(
     _class_adjusted(weights=True, margins=True),
     "meta",
 )
+_register("ca_prior", "ClassAdjusted offsets from log prior", _class_adjusted_prior, "meta")
 for _m in (0.5, 1.0, 4.0):
     _register(
         f"ldam_drw_m{_m:g}",
@@ -106,6 +118,8 @@ VARIANTS = {
         "class_adjusted",
         {"meta_learning_rate": 0.03, "meta_sampler": "class_balanced"},
     ),
+    "mlr0.05_prior": ("ca_prior", {"meta_learning_rate": 0.05}),
+    "mlr0.05_clip1": ("class_adjusted", {"meta_learning_rate": 0.05, "meta_clipnorm": 1.0}),
     "mlr0.03_families": ("ca_weights,ca_margins,ca_all", {"meta_learning_rate": 0.03}),
     "mlr0.1_families": ("ca_weights,ca_margins,ca_all", {"meta_learning_rate": 0.1}),
 }
