@@ -20,6 +20,7 @@ tf-metaloss compare --eval-split holdout ...   # choose settings without the val
 tf-metaloss compare --preset cifar10-dev-full --dataset cifar10_dev.npz --noise 0.4 \
     --noise-kind asymmetric --seeds 0 --methods glc --output-dir runs/asym40_glc_s0
 tf-metaloss compare --merge runs/*/results.json --output-dir runs/asym40
+tf-metaloss compare --preset cifar10-dev-imbalance --dataset cifar10_dev.npz --imbalance 100
 tf-metaloss compare --methods ce,meta_loss --meta-method neumann ...   # the estimator's effect
 tf-metaloss compare --preset sst2-tiny --dataset path/to/glue_sst2 --noise 0.3 --seeds 0 \
     --methods gce --output-dir runs/sst2_sym30/gce_s0
