@@ -110,6 +110,7 @@ def test_the_readme_has_its_python_examples():
         "Use",
         "Text classifiers (`tml.text`, keras-hub)",
         "Symbolic losses and the loss search (`tml.losses.SymbolicLoss`, `tml.search`)",
+        "Imbalanced classes",
         "Watching the loss learn",
         "Distributed training, exact resume, mixed precision",
     ]

@@ -402,3 +402,26 @@ def test_live_tensorboard_serves_a_learned_loss_scalar(blend_run, tmp_path):
     np.testing.assert_allclose(
         [p[2] for p in points], [r["phi_after"]["blend_weights"][1] for r in records], rtol=1e-6
     )
+
+
+def test_class_adjusted_offsets_get_one_curve_per_class(make_data, tmp_path):
+    x, y = make_data()
+    # 10 classes: more than the 8 elements below which every loss logs each one.
+    model = _model(tml.losses.ClassAdjustedLoss(10), outputs=10)
+    model.fit(
+        x,
+        y,
+        meta_data=(x, y),
+        batch_size=16,
+        epochs=1,
+        verbose=0,
+        callbacks=[callbacks.MetaTensorBoard(str(tmp_path), histogram_freq=0, image_freq=0)],
+    )
+    ev = _events(str(tmp_path / "metaloss"))
+    tags = ev.Tags()["tensors"]
+    offsets = model.loss.trainable_variables[0].numpy()
+    for c in range(10):
+        steps, values = _series(ev, f"phi/offset/{c}")
+        assert len(steps) == 4  # one value per meta-update (64 samples, batches of 16)
+        assert float(values[-1]) == pytest.approx(float(offsets[c]), rel=1e-6, abs=1e-7)
+    assert "phi/offset_norm" not in tags

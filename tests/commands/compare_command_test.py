@@ -347,6 +347,8 @@ def test_a_preset_without_its_dataset_is_an_error():
         ("--preset", "cifar10-dev-full", "--dataset", "a b.npz", "--seeds", "2"),
         ("--preset", "cifar10-dev-smoke", "--dataset", "x.npz", "--train-subset", "all"),
         ("--preset", "digits-smoke", "--methods", "finetune", "--finetune-epochs", "3"),
+        ("--preset", "cifar10-dev-imbalance", "--dataset", "x.npz"),
+        ("--preset", "cifar10-dev-imbalance", "--dataset", "x.npz", "--imbalance", "100"),
         ("--methods", "ce", "--finetune-learning-rate", "0.2"),
         ("--meta-method", "conjugate_gradient"),
         ("--meta-method", '{"class_name": "tf_metaloss>Neumann", "config": {"terms": 2}}'),
@@ -449,3 +451,72 @@ def test_sst2_from_jsonl_files_with_class_flip_noise(tmp_path, capsys):
         assert 0.0 <= run["final"]["val_macro_f1"] <= 1.0
     assert "tiny_bert" in (out / "results.md").read_text()
     assert "| MetaLoss (meta) | " in capsys.readouterr().out
+
+
+def test_imbalance_sets_its_methods_and_meta_objective_and_is_reproduced():
+    args = _parse("--imbalance", "50", "--meta-per-class", "10", "--meta-sampler", "class_balanced")
+    config = compare.config_from_args(args)
+    assert (config.imbalance_ratio, config.meta_per_class) == (50.0, 10)
+    assert config.methods == methods_lib.METHOD_SETS["imbalance"]
+    assert config.meta_objective == "crossentropy" and config.meta_sampler == "class_balanced"
+    argv = shlex.split(config.command)
+    assert argv[argv.index("--imbalance") + 1] == "50" and "--meta-fraction" not in argv
+    again = compare.config_from_args(_parse(*argv[2:]))
+    assert again.to_dict() == config.to_dict()
+    # Given options win over the imbalance defaults.
+    chosen = compare.config_from_args(
+        _parse("--imbalance", "10", "--methods", "ce", "--meta-objective", "focal")
+    )
+    assert chosen.methods == ("ce",) and chosen.meta_objective == "focal"
+    assert compare.config_from_args(_parse()).imbalance_ratio is None
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--imbalance", "0.5"], "argument --imbalance: expected a number >= 1"),
+        (["--meta-per-class", "0"], "argument --meta-per-class: expected a positive integer"),
+        (["--meta-sampler", "x"], "argument --meta-sampler: invalid choice"),
+    ],
+)
+def test_imbalance_options_reject_bad_values(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _parse(*argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_meta_per_class_needs_imbalance():
+    with pytest.raises(arguments.UsageError, match="--meta-per-class"):
+        compare.config_from_args(_parse("--meta-per-class", "5"))
+
+
+def test_run_with_imbalance_prints_the_rare_class_columns(toy_npz, tmp_path, capsys):
+    path = toy_npz(tmp_path / "toy.npz", n_train=150, n_val=30, classes=3, features=4)
+    args = _parse(
+        "--dataset",
+        path,
+        "--imbalance",
+        "5",
+        "--meta-per-class",
+        "4",
+        "--methods",
+        "ce,logit_adjusted,class_adjusted",
+        "--seeds",
+        "0",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--hidden-units",
+        "8",
+        "--no-figures",
+        "--output-dir",
+        str(tmp_path / "out"),
+    )
+    assert compare.run(args) == 0
+    printed = capsys.readouterr().out
+    assert "balanced acc %" in printed and "3 rarest classes acc %" in printed
+    assert "| logit adjustment (tau=1) | " in printed
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["data"]["per_seed"]["0"]["train_class_counts"] == [46, 20, 9]

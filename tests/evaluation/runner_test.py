@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+from tf_metaloss.evaluation import imbalance
 from tf_metaloss.evaluation import methods
 from tf_metaloss.evaluation import report
 from tf_metaloss.evaluation import runner
@@ -379,3 +380,55 @@ def test_adam_and_the_lookahead_learning_rate_reach_every_model(toy_dataset, sma
     assert meta.lookahead_learning_rate == 0.2
     sgd = runner._optimizer(0.1, small_config())
     assert isinstance(sgd, keras.optimizers.SGD) and float(sgd.momentum) == 0.9
+
+
+def test_imbalanced_comparison_reports_balanced_and_rare_class_accuracy(toy_dataset, small_config):
+    config = small_config(
+        methods="imbalance",
+        imbalance_ratio=10,
+        meta_per_class=5,
+        meta_objective="crossentropy",
+        meta_sampler="class_balanced",
+        epochs=3,
+    )
+    results = runner.run_comparison(config, data=toy_dataset(n_train=300, classes=3))
+    assert [r["method"] for r in results["runs"]] == list(methods.METHOD_SETS["imbalance"])
+    counts = results["data"]["per_seed"]["0"]["train_class_counts"]
+    assert counts == [95, 30, 9]
+    for run in results["runs"]:
+        final = run["final"]
+        assert 0.0 <= final["val_rare3_accuracy"] <= 1.0
+        per_class = run["diagnostics"]["val_class_accuracy"]
+        assert final["val_balanced_accuracy"] == pytest.approx(np.mean(per_class))
+        # 3 classes: the 3 rarest are all of them.
+        assert final["val_rare3_accuracy"] == pytest.approx(np.mean(per_class))
+    runs = {r["method"]: r for r in results["runs"]}
+    # The learned loss moved its per-class offsets; LDAM-DRW re-weighted.
+    assert runs["class_adjusted"]["loss"] == "ClassAdjustedLoss"
+    offsets = [v for k, v in runs["class_adjusted"]["phi"].items() if k.startswith("phi/offset/")]
+    assert len(offsets) == 3 and any(abs(curve[-1]) > 0 for curve in offsets)
+    assert "balanced acc %" in report.format_table(results)
+
+
+def test_imbalance_baselines_are_built_from_the_training_counts(toy_dataset, small_config):
+    config = small_config(
+        methods="cb_ce,logit_adjusted,ldam_drw", imbalance_ratio=10, meta_per_class=5
+    )
+    split = splits.make_split(toy_dataset(n_train=300, classes=3), config, seed=0)
+    x, y, _ = splits.training_data(split, "train+meta")
+    counts = np.bincount(y, minlength=3)
+    # The baselines train on the long-tailed part plus the balanced meta set.
+    assert counts.tolist() == [95 + 5, 30 + 5, 9 + 5]
+    losses = {}
+    for name in ("cb_ce", "logit_adjusted", "ldam_drw"):
+        _, loss, _ = runner._compiled_model(methods.METHODS[name], split, config, 0, counts)
+        losses[name] = loss
+    np.testing.assert_allclose(
+        losses["cb_ce"].weights, imbalance.class_balanced_weights(counts), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        losses["logit_adjusted"].offsets, np.log(counts / counts.sum()), rtol=1e-6
+    )
+    np.testing.assert_allclose(losses["ldam_drw"].margins, imbalance.ldam_margins(counts))
+    (drw,) = methods.METHODS["ldam_drw"].make_callbacks(losses["ldam_drw"], config, counts)
+    assert drw.start_epoch == int(0.8 * config.epochs)

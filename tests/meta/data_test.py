@@ -84,3 +84,61 @@ def test_resumable_dataset_argument_errors(kwargs, message):
 def test_unpack_meta_data_error_names_the_argument():
     with pytest.raises(ValueError, match="argument `meta_data`"):
         data.unpack_meta_data((1, 2, 3))
+
+
+def _balanced_inputs(dataset, batches):
+    return [a.numpy() for a, _ in dataset.take(batches)]
+
+
+def test_class_balanced_dataset_has_every_class_equally_often():
+    y = np.array([0] * 50 + [1] * 5 + [2] * 2 + [3] * 1)
+    x = np.arange(len(y), dtype="float32")[:, None]
+    dataset = data.class_balanced_dataset(x, y, batch_size=8, seed=3)
+    assert dataset.element_spec[0].shape == (8, 1)
+    for batch_x, batch_y in dataset.take(20):
+        assert np.bincount(batch_y.numpy(), minlength=4).tolist() == [2, 2, 2, 2]
+        # Inputs stay paired with their labels.
+        np.testing.assert_array_equal(y[batch_x.numpy()[:, 0].astype(int)], batch_y.numpy())
+    # Seeded: the same batches every time; another seed, another order.
+    first = _balanced_inputs(data.class_balanced_dataset(x, y, 8, seed=3), 5)
+    again = _balanced_inputs(data.class_balanced_dataset(x, y, 8, seed=3), 5)
+    other = _balanced_inputs(data.class_balanced_dataset(x, y, 8, seed=4), 5)
+    np.testing.assert_array_equal(np.stack(first), np.stack(again))
+    assert not np.array_equal(np.stack(first), np.stack(other))
+
+
+def test_class_balanced_dataset_with_a_batch_not_a_multiple_of_the_classes():
+    y = np.array([0] * 30 + [1] * 3 + [2] * 3)
+    x = np.zeros((len(y), 2), "float32")
+    for _, batch_y in data.class_balanced_dataset(x, y, batch_size=7, seed=0).take(9):
+        counts = np.bincount(batch_y.numpy(), minlength=3)
+        assert counts.sum() == 7 and counts.max() - counts.min() <= 1
+
+
+def test_class_balanced_dataset_is_meta_data_of_a_meta_model(classification_data):
+    import keras
+
+    import tf_metaloss as tml
+
+    x, y, x_meta, y_meta = classification_data(n=32, n_meta=12, features=4, classes=3)
+    inputs = keras.Input((4,))
+    model = tml.MetaModel(inputs, keras.layers.Dense(3)(inputs))
+    model.compile(optimizer="sgd", loss=tml.losses.ClassAdjustedLoss(3), meta_optimizer="adam")
+    meta = data.class_balanced_dataset(x_meta, y_meta, batch_size=6, seed=0)
+    history = model.fit(x, y, meta_data=meta, batch_size=8, epochs=1, verbose=0)
+    assert np.isfinite(history.history["meta_objective"][-1])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batch_size": 0}, "argument `batch_size`"),
+        ({"seed": 1.5}, "argument `seed`"),
+        ({"y": np.array([0.5, 1.0, 0.0, 1.0])}, "argument `y`"),
+        ({"y": np.array([0, 1])}, r"argument `y`.*one label per sample"),
+    ],
+)
+def test_class_balanced_dataset_argument_errors(kwargs, message):
+    arguments = {"x": np.zeros((4, 1)), "y": np.array([0, 1, 0, 1]), "batch_size": 2, "seed": 0}
+    with pytest.raises(ValueError, match=message):
+        data.class_balanced_dataset(**{**arguments, **kwargs})

@@ -20,6 +20,7 @@ tf-metaloss compare --eval-split holdout ...   # choose settings without the val
 tf-metaloss compare --preset cifar10-dev-full --dataset cifar10_dev.npz --noise 0.4 \
     --noise-kind asymmetric --seeds 0 --methods glc --output-dir runs/asym40_glc_s0
 tf-metaloss compare --merge runs/*/results.json --output-dir runs/asym40
+tf-metaloss compare --preset cifar10-dev-imbalance --dataset cifar10_dev.npz --imbalance 100
 tf-metaloss compare --methods ce,meta_loss --meta-method neumann ...   # the estimator's effect
 tf-metaloss compare --preset sst2-tiny --dataset path/to/glue_sst2 --noise 0.3 --seeds 0 \
     --methods gce --output-dir runs/sst2_sym30/gce_s0
@@ -36,6 +37,7 @@ from tf_metaloss.commands import SUMMARIES
 from tf_metaloss.commands import arguments
 from tf_metaloss.evaluation import config as config_lib
 from tf_metaloss.evaluation import datasets
+from tf_metaloss.evaluation import imbalance
 from tf_metaloss.evaluation import methods as methods_lib
 from tf_metaloss.evaluation import models
 from tf_metaloss.evaluation import report
@@ -57,6 +59,8 @@ FIELDS = {
     "holdout_fraction": "holdout_fraction",
     "meta_fraction": "meta_fraction",
     "meta_labels": "meta_labels",
+    "imbalance": "imbalance_ratio",
+    "meta_per_class": "meta_per_class",
     "methods": "methods",
     "seeds": "seeds",
     "epochs": "epochs",
@@ -73,6 +77,7 @@ FIELDS = {
     "meta_learning_rate": "meta_learning_rate",
     "meta_every": "meta_every",
     "meta_batch_size": "meta_batch_size",
+    "meta_sampler": "meta_sampler",
     "meta_objective": "meta_objective",
     "meta_method": "meta_method",
     "meta_clipnorm": "meta_clipnorm",
@@ -123,6 +128,10 @@ TYPES = {
     "noise": arguments.fraction(low_closed=True, high_closed=True),
     "holdout_fraction": arguments.fraction(),
     "meta_fraction": arguments.fraction(),
+    "imbalance": arguments.argument_type(
+        float, imbalance.check_ratio, "a number >= 1 (the imbalance ratio)"
+    ),
+    "meta_per_class": arguments.positive_int,
     "seeds": arguments.int_at_least(0),
     "epochs": arguments.positive_int,
     "batch_size": arguments.positive_int,
@@ -256,6 +265,21 @@ def register(subparsers):
     add(data, "--holdout-fraction", "share of the training split held out")
     add(data, "--meta-fraction", "share of the training data held out as the meta set")
     add(data, "--meta-labels", "labels of the meta set", choices=config_lib.META_LABELS)
+    add(
+        data,
+        "--imbalance",
+        "long-tailed training data: class c keeps n_max * RATIO^(-c/(K-1)) samples (seeded), "
+        "a balanced meta set of --meta-per-class per class is held out, and the balanced "
+        "evaluation split reports balanced accuracy and the 3 rarest classes' accuracy; "
+        "--methods then defaults to the 'imbalance' set and --meta-objective to crossentropy",
+        metavar="RATIO",
+    )
+    add(
+        data,
+        "--meta-per-class",
+        "with --imbalance: samples per class of the balanced meta set (None: "
+        f"{imbalance.DEFAULT_META_PER_CLASS})",
+    )
 
     runs = parser.add_argument_group("runs")
     add(
@@ -302,6 +326,12 @@ def register(subparsers):
     add(meta, "--meta-learning-rate", "Adam learning rate of the loss parameters phi")
     add(meta, "--meta-every", "a meta step every this many steps")
     add(meta, "--meta-batch-size", "meta batch size (None: --batch-size)")
+    add(
+        meta,
+        "--meta-sampler",
+        "meta batches: random ('shuffle') or every class equally often ('class_balanced')",
+        choices=config_lib.META_SAMPLERS,
+    )
     add(
         meta,
         "--meta-objective",
@@ -369,6 +399,12 @@ def config_from_args(args):
     """
     given = _given(args)
     preset = getattr(args, "preset", None)
+    if given.get("imbalance_ratio") is not None:
+        # Imbalanced data: its methods, and the meta objective that scores
+        # every class's accuracy (the bounded MAE of the noise benchmark
+        # discounts the rare classes' hard samples).
+        given.setdefault("methods", methods_lib.METHOD_SETS["imbalance"])
+        given.setdefault("meta_objective", "crossentropy")
     try:
         if preset is not None:
             config = config_lib.CompareConfig.from_preset(preset, **given)
@@ -462,12 +498,16 @@ def canonical_command(config, output_dir):
     parts += ["--eval-split", config.eval_split]
     if config.eval_split == "holdout":
         parts += ["--holdout-fraction", f"{config.holdout_fraction:g}"]
-    parts += [
-        "--meta-fraction",
-        f"{config.meta_fraction:g}",
-        "--meta-labels",
-        config.meta_labels,
-    ]
+    if config.imbalance_ratio is not None:
+        parts += [
+            "--imbalance",
+            f"{config.imbalance_ratio:g}",
+            "--meta-per-class",
+            str(config.meta_per_class or imbalance.DEFAULT_META_PER_CLASS),
+        ]
+    else:
+        parts += ["--meta-fraction", f"{config.meta_fraction:g}"]
+    parts += ["--meta-labels", config.meta_labels]
     if any(methods_lib.METHODS[m].training == "finetune" for m in config.methods) or (
         config.finetune_epochs,
         config.finetune_learning_rate,
@@ -486,6 +526,8 @@ def canonical_command(config, output_dir):
     ]
     if config.meta_batch_size is not None:
         parts += ["--meta-batch-size", str(config.meta_batch_size)]
+    if config.meta_sampler != "shuffle":
+        parts += ["--meta-sampler", config.meta_sampler]
     parts += ["--meta-objective", config.meta_objective, "--meta-method", _meta_method_text(config)]
     if config.meta_clipnorm is not None:
         parts += ["--meta-clipnorm", f"{config.meta_clipnorm:g}"]

@@ -29,6 +29,7 @@ from tf_metaloss.meta import estimators
 EVAL_SPLITS = ("val", "holdout")
 OPTIMIZERS = ("sgd", "adam")
 META_LABELS = ("clean", "noisy")
+META_SAMPLERS = ("shuffle", "class_balanced")
 
 # The methods of the full-length benchmark: every fixed robust loss, the
 # baselines that also use the clean meta set (CE and GCE trained on noisy +
@@ -80,6 +81,11 @@ _RESULTS_META = {
     "meta_objective": "mae_classification",
     "schedule_final": {"mae_classification": 1.0},
 }
+
+# The meta learning rate of ClassAdjustedLoss on long-tailed data, chosen on a
+# holdout of the training split (scripts/imbalance/screen.py, docs/RESULTS.md
+# "Imbalanced classes").
+IMBALANCE_META_LEARNING_RATE = 0.05
 
 PRESETS = {
     "cifar10-dev-full": Preset(
@@ -149,6 +155,31 @@ PRESETS = {
         dataset_hint="'sst2' (TFDS glue/sst2, downloaded) or the directory holding "
         "sst2_train.jsonl and sst2_dev.jsonl, e.g. --dataset /path/to/glue_sst2",
     ),
+    "cifar10-dev-imbalance": Preset(
+        "Long-tailed cifar10_dev (--imbalance RATIO, 50 unless given): a balanced meta set "
+        "of 20 images per class, the rest subsampled to n_c = n_max * RATIO^(-c/9); "
+        "conv16-pool-conv32-pool-dense64, 20 epochs of batch 128, SGD 0.05 momentum 0.9; "
+        "the imbalance methods, ClassAdjustedLoss meta-learned with meta Adam "
+        f"{IMBALANCE_META_LEARNING_RATE:g} and cross-entropy on the meta set; 3 seeds, "
+        "evaluated on the 2,000 (balanced) validation images.",
+        {
+            "model": "small_cnn",
+            "hidden_units": 64,
+            "batch_size": 128,
+            "epochs": 20,
+            "learning_rate": 0.05,
+            "momentum": 0.9,
+            "imbalance_ratio": 50.0,
+            "meta_per_class": 20,
+            "eval_split": "val",
+            "seeds": (0, 1, 2),
+            "methods": methods_lib.METHOD_SETS["imbalance"],
+            "meta_learning_rate": IMBALANCE_META_LEARNING_RATE,
+            "meta_every": 1,
+            "meta_objective": "crossentropy",
+        },
+        dataset_hint="the path of cifar10_dev.npz, e.g. --dataset /path/cifar10_dev.npz",
+    ),
     "digits-smoke": Preset(
         "A short smoke run on scikit-learn's digits: an MLP with 128 hidden units, "
         "60 epochs of batch 64.",
@@ -200,11 +231,23 @@ class CompareConfig:
             `holdout_fraction` of the training split with clean labels).
         meta_fraction: share of the (remaining) training data held out as the
             meta set; `meta_labels` `"clean"` or `"noisy"`.
+        imbalance_ratio: `None` (the data as it is), or a long-tailed training
+            part: after a class-balanced meta set of `meta_per_class` samples
+            per class is held out, class `c` keeps `n_max *
+            ratio^(-c / (K - 1))` samples (seeded; `n_max` the smallest
+            class's remaining count), see `imbalance.long_tailed_indices`.
+            The evaluation set stays as it is (balanced). `meta_fraction` is
+            then not used.
+        meta_per_class: with `imbalance_ratio`, the meta set's samples per
+            class (`None`: `imbalance.DEFAULT_META_PER_CLASS`, 20).
         meta_learning_rate, meta_every, meta_batch_size, meta_clipnorm,
             regularization, unroll_steps, lookahead_learning_rate: the
             meta-learning settings (Adam on phi; `meta_batch_size=None` uses
             `batch_size`; `lookahead_learning_rate=None` uses
             `learning_rate`).
+        meta_sampler: how meta batches are drawn from the meta set:
+            `"shuffle"` (random batches) or `"class_balanced"` (every class
+            equally often in every batch, `tml.meta.data.class_balanced_dataset`).
         meta_objective: the fixed loss the meta step minimises on the meta
             set, a base loss name (default `"mae_classification"`, the bounded MAE).
         meta_method: how the meta-gradient is computed (the meta-learned
@@ -247,9 +290,12 @@ class CompareConfig:
     holdout_fraction: float = 0.2
     meta_fraction: float = 0.1
     meta_labels: str = "clean"
+    imbalance_ratio: float = None
+    meta_per_class: int = None
     meta_learning_rate: float = 0.01
     meta_every: int = 1
     meta_batch_size: int = None
+    meta_sampler: str = "shuffle"
     meta_objective: str = "mae_classification"
     meta_clipnorm: float = None
     regularization: float = 0.0
@@ -298,11 +344,12 @@ class CompareConfig:
             minimum=1,
             expected="an integer >= 1 (the frozen ablation is its own method)",
         )
-        for name in ("train_subset", "meta_batch_size"):
+        for name in ("train_subset", "meta_batch_size", "meta_per_class"):
             validation.check_positive_int(name, getattr(self, name), allow_none=True)
         validation.check_choice("noise_kind", self.noise_kind, noise_lib.KINDS)
         validation.check_choice("eval_split", self.eval_split, EVAL_SPLITS)
         validation.check_choice("meta_labels", self.meta_labels, META_LABELS)
+        validation.check_choice("meta_sampler", self.meta_sampler, META_SAMPLERS)
         validation.check_choice("model", self.model, models.MODELS)
         validation.check_choice("optimizer", self.optimizer, OPTIMIZERS)
         validation.check_choice(
@@ -311,6 +358,21 @@ class CompareConfig:
         validation.check_fraction("noise_rate", self.noise_rate, low_closed=True, high_closed=True)
         validation.check_fraction("holdout_fraction", self.holdout_fraction)
         validation.check_fraction("meta_fraction", self.meta_fraction)
+        if self.imbalance_ratio is not None and (
+            not validation.is_number(self.imbalance_ratio) or self.imbalance_ratio < 1
+        ):
+            validation.invalid(
+                "imbalance_ratio",
+                self.imbalance_ratio,
+                "None or a number >= 1 (the most frequent class's count over the rarest's)",
+            )
+        if self.meta_per_class is not None and self.imbalance_ratio is None:
+            validation.invalid(
+                "meta_per_class",
+                self.meta_per_class,
+                "None without imbalance_ratio (meta_fraction sets the meta set then)",
+                "Pass imbalance_ratio, or drop meta_per_class",
+            )
         validation.check_fraction(
             "convergence_fraction", self.convergence_fraction, high_closed=True
         )

@@ -31,6 +31,7 @@ from collections.abc import Callable
 
 from tf_metaloss import losses as tml_losses
 from tf_metaloss import validation
+from tf_metaloss.evaluation import imbalance
 from tf_metaloss.evaluation import probes as probes_lib
 from tf_metaloss.losses.meta_loss import BLEND_BASE_LOSSES
 
@@ -66,6 +67,11 @@ class Method:
         probes: hooks run after training, each `probe(model, loss, split) ->
             dict` (see `probes`); numbers go to the run's final metrics,
             anything else to its `diagnostics`.
+        uses_class_counts: `make_loss` takes a third argument, the number of
+            samples of each class in the data the method trains on (the
+            imbalance baselines).
+        make_callbacks: optional `(loss, config, class_counts) -> list` of
+            Keras callbacks for the training (e.g. deferred re-weighting).
     """
 
     name: str
@@ -76,6 +82,8 @@ class Method:
     clean_labels: bool = False
     train_data: str = None
     probes: tuple = probes_lib.DEFAULT_PROBES
+    uses_class_counts: bool = False
+    make_callbacks: Callable = None
 
     def __post_init__(self):
         validation.check_choice("group", self.group, GROUPS)
@@ -211,11 +219,85 @@ METHODS = {
     )
 }
 DEFAULT_METHODS = tuple(METHODS)
+
+
+def _class_weighted(class_weights):
+    def make(config, seed, class_counts):
+        return imbalance.AdjustedCrossEntropy(weights=class_weights(class_counts))
+
+    return make
+
+
+def _logit_adjusted(config, seed, class_counts):
+    return imbalance.AdjustedCrossEntropy(
+        offsets=imbalance.logit_adjustment_offsets(class_counts, tau=1.0)
+    )
+
+
+def _ldam(config, seed, class_counts):
+    return imbalance.AdjustedCrossEntropy(margins=imbalance.ldam_margins(class_counts))
+
+
+def _deferred_reweighting(loss, config, class_counts):
+    start = int(imbalance.DRW_START_FRACTION * config.epochs)
+    weights = imbalance.effective_number_weights(class_counts)
+    return [imbalance.DeferredReweighting(loss, weights, start_epoch=start)]
+
+
+def _class_adjusted(config, seed, class_counts):
+    return tml_losses.ClassAdjustedLoss(
+        len(class_counts), from_logits=True, regularization=config.regularization
+    )
+
+
+# The methods of imbalanced data (`--imbalance`): the baselines a user would
+# try and the learned per-class loss. Not in "all": they need per-class counts.
+IMBALANCE_METHODS = {
+    m.name: m
+    for m in (
+        Method(
+            "cb_ce",
+            "class-balanced CE (1/n_c)",
+            "baseline",
+            _class_weighted(imbalance.class_balanced_weights),
+            uses_class_counts=True,
+        ),
+        Method(
+            "logit_adjusted",
+            "logit adjustment (tau=1)",
+            "baseline",
+            _logit_adjusted,
+            uses_class_counts=True,
+        ),
+        Method(
+            "ldam_drw",
+            "LDAM-DRW",
+            "baseline",
+            _ldam,
+            uses_class_counts=True,
+            make_callbacks=_deferred_reweighting,
+        ),
+        Method(
+            "class_adjusted",
+            "ClassAdjustedLoss (meta)",
+            "learned",
+            _class_adjusted,
+            "meta",
+            uses_class_counts=True,
+        ),
+    )
+}
+METHODS.update(IMBALANCE_METHODS)
 METHOD_SETS = {
     "all": DEFAULT_METHODS,
-    "baselines": tuple(n for n, m in METHODS.items() if m.group == "baseline"),
-    "learned": tuple(n for n, m in METHODS.items() if m.group == "learned"),
+    "baselines": tuple(
+        n for n, m in METHODS.items() if m.group == "baseline" and n in DEFAULT_METHODS
+    ),
+    "learned": tuple(
+        n for n, m in METHODS.items() if m.group == "learned" and n in DEFAULT_METHODS
+    ),
     "ablations": tuple(n for n, m in METHODS.items() if m.group == "ablation"),
+    "imbalance": ("ce", "focal", *IMBALANCE_METHODS),
 }
 
 

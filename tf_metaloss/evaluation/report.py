@@ -21,6 +21,8 @@ from tf_metaloss.evaluation import figures as figures_lib
 
 TABLE_COLUMNS = (
     ("val_accuracy", "val acc %", 100.0, 2),
+    ("val_balanced_accuracy", "balanced acc %", 100.0, 2),
+    ("val_rare3_accuracy", "3 rarest classes acc %", 100.0, 2),
     ("delta_vs_ce", "vs CE (pts)", 100.0, 2),
     ("val_macro_f1", "macro-F1 %", 100.0, 2),
     ("train_accuracy", "train acc % (clean)", 100.0, 1),

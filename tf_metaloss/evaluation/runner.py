@@ -59,6 +59,7 @@ import tensorflow as tf
 from tf_metaloss import losses as tml_losses
 from tf_metaloss.evaluation import correction
 from tf_metaloss.evaluation import datasets
+from tf_metaloss.evaluation import imbalance
 from tf_metaloss.evaluation import methods as methods_lib
 from tf_metaloss.evaluation import metrics
 from tf_metaloss.evaluation import models
@@ -66,6 +67,7 @@ from tf_metaloss.evaluation import noise as noise_lib
 from tf_metaloss.evaluation import schedules
 from tf_metaloss.evaluation import splits
 from tf_metaloss.evaluation import summary as summary_lib
+from tf_metaloss.meta import data as meta_lib
 from tf_metaloss.models.meta_model import MetaModel
 
 SCHEMA_VERSION = 2
@@ -102,10 +104,13 @@ def run_method(method, split, config, seed, callbacks=()):
 def _train_one_stage(method, split, config, seed, callbacks):
     """Fixed baselines, meta-learned losses, the ablations and the oracle."""
     _reset(seed)
-    model, loss, fit_kwargs = _compiled_model(method, split, config, seed)
     x, y, _ = splits.training_data(split, method.train_data, method.clean_labels)
+    counts = np.bincount(np.asarray(y).reshape(-1), minlength=split.num_classes)
+    model, loss, fit_kwargs = _compiled_model(method, split, config, seed, counts)
     monitors = _Monitors(method, split, config, seed)
     stage_callbacks = monitors.callbacks()
+    if method.make_callbacks is not None:
+        stage_callbacks += method.make_callbacks(loss, config, counts)
     if method.training == "schedule":
         steps = -(-len(x) // config.batch_size)
         stage_callbacks.append(
@@ -336,12 +341,19 @@ def _stage(name, data, samples, epochs, learning_rate, seconds, val_accuracy):
     }
 
 
-def _compiled_model(method, split, config, seed):
-    """`(model, loss, fit_kwargs)`: the compared network, compiled for `method`."""
+def _compiled_model(method, split, config, seed, class_counts=None):
+    """`(model, loss, fit_kwargs)`: the compared network, compiled for `method`.
+
+    `class_counts`: the samples per class of the data trained on, for the
+    methods that use them (`Method.uses_class_counts`).
+    """
     base = _build(split, config)
     # The loss is built after the model, so the model's initial weights are
     # the same for every method.
-    loss = method.make_loss(config, seed)
+    if method.uses_class_counts:
+        loss = method.make_loss(config, seed, class_counts)
+    else:
+        loss = method.make_loss(config, seed)
     optimizer = _optimizer(config.learning_rate, config)
     if method.training == "fixed":
         base.compile(optimizer=optimizer, loss=loss)
@@ -361,13 +373,16 @@ def _compiled_model(method, split, config, seed):
     )
     if not meta:
         return model, loss, {}
+    meta_batch_size = config.meta_batch_size or config.batch_size
+    if config.meta_sampler == "class_balanced":
+        meta_data = meta_lib.class_balanced_dataset(
+            split.x_meta, split.y_meta, meta_batch_size, seed=seed
+        )
+        return model, loss, {"meta_data": meta_data}
     return (
         model,
         loss,
-        {
-            "meta_data": (split.x_meta, split.y_meta),
-            "meta_batch_size": config.meta_batch_size or config.batch_size,
-        },
+        {"meta_data": (split.x_meta, split.y_meta), "meta_batch_size": meta_batch_size},
     )
 
 
@@ -426,6 +441,10 @@ def _run_record(method, seed, config, model, loss, split, monitors, histories, s
     }
     if "train_memorized" in curves:
         final["memorized"] = curves["train_memorized"][-1]
+    diagnostics = {}
+    if split.class_counts is not None:
+        final_class, diagnostics = _class_metrics(model, split)
+        final.update(final_class)
     try:
         stability = metrics.gradient_norm_stability(monitors.gradients.norms)
     except ValueError:  # every update was skipped (non-finite gradients)
@@ -437,7 +456,6 @@ def _run_record(method, seed, config, model, loss, split, monitors, histories, s
             "steps": 0,
         }
     final.update({f"grad_norm_{k}": v for k, v in stability.items() if k != "steps"})
-    diagnostics = {}
     for probe in method.probes:
         for key, value in probe(model, loss, split).items():
             if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
@@ -456,6 +474,27 @@ def _run_record(method, seed, config, model, loss, split, monitors, histories, s
         "stages": stages,
         "diagnostics": diagnostics,
     }
+
+
+def _class_metrics(model, split):
+    """Balanced accuracy and the 3 rarest classes' accuracy on the evaluation set.
+
+    Returns `(final metrics, diagnostics)`; the diagnostics hold the accuracy
+    of every class (`val_class_accuracy`) and the training counts.
+    """
+    scores = metrics.predict_in_batches(model, split.x_eval, _PREDICT_BATCH)
+    per_class = imbalance.class_accuracies(split.y_eval, scores, split.num_classes)
+    final = {
+        "val_balanced_accuracy": imbalance.balanced_accuracy(
+            split.y_eval, scores, split.num_classes
+        ),
+        "val_rare3_accuracy": imbalance.rarest_accuracy(split.y_eval, scores, split.class_counts),
+    }
+    diagnostics = {
+        "val_class_accuracy": [None if np.isnan(a) else float(a) for a in per_class],
+        "train_class_counts": [int(c) for c in split.class_counts],
+    }
+    return final, diagnostics
 
 
 def run_comparison(config, progress=None, on_run_end=None, data=None, make_callbacks=None):

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from tf_metaloss import validation
 from tf_metaloss.evaluation import datasets
+from tf_metaloss.evaluation import imbalance
 from tf_metaloss.evaluation import noise as noise_lib
 
 
@@ -27,6 +28,8 @@ class Split:
     labels `y_meta` are clean or noisy according to the config. The
     evaluation set (`x_eval`, `y_eval`) always has clean labels. For
     tokenized text, `vocabulary_size` is the size of the token vocabulary.
+    With `imbalance_ratio`, `class_counts` holds the number of training
+    samples of each class (the long-tailed profile realised).
     """
 
     x_train: np.ndarray
@@ -41,10 +44,15 @@ class Split:
     num_classes: int
     noise_transition: np.ndarray = None
     vocabulary_size: int = None
+    class_counts: np.ndarray = None
 
     def describe(self):
         """Sizes and noise rates (JSON-able)."""
+        counts = {}
+        if self.class_counts is not None:
+            counts = {"train_class_counts": [int(c) for c in self.class_counts]}
         return {
+            **counts,
             "num_train": int(len(self.x_train)),
             "num_meta": int(len(self.x_meta)),
             "num_eval": int(len(self.x_eval)),
@@ -77,14 +85,19 @@ def make_split(data, config, seed):
         num_classes=data.num_classes,
         seed=seed,
     )
-    order = np.random.default_rng([seed, 2]).permutation(len(x))
-    n_meta = int(round(config.meta_fraction * len(x)))
-    if n_meta < 1 or n_meta >= len(x):
-        raise ValueError(
-            f"meta_fraction={config.meta_fraction} of {len(x)} training samples "
-            f"leaves {n_meta} meta samples; both parts must be non-empty."
-        )
-    meta, train = np.sort(order[:n_meta]), np.sort(order[n_meta:])
+    class_counts = None
+    if config.imbalance_ratio is not None:
+        meta, train = _long_tailed_parts(y, data.num_classes, config, seed)
+        class_counts = np.bincount(y[train], minlength=data.num_classes)
+    else:
+        order = np.random.default_rng([seed, 2]).permutation(len(x))
+        n_meta = int(round(config.meta_fraction * len(x)))
+        if n_meta < 1 or n_meta >= len(x):
+            raise ValueError(
+                f"meta_fraction={config.meta_fraction} of {len(x)} training samples "
+                f"leaves {n_meta} meta samples; both parts must be non-empty."
+            )
+        meta, train = np.sort(order[:n_meta]), np.sort(order[n_meta:])
     y_meta = y[meta] if config.meta_labels == "clean" else noisy.labels[meta]
     return Split(
         x_train=x[train],
@@ -101,7 +114,17 @@ def make_split(data, config, seed):
             y[train], noisy.labels[train], data.num_classes
         ),
         vocabulary_size=None if data.vocabulary is None else len(data.vocabulary),
+        class_counts=class_counts,
     )
+
+
+def _long_tailed_parts(y, num_classes, config, seed):
+    """`(meta, train)` indices: a balanced meta set, then a long-tailed rest."""
+    per_class = config.meta_per_class or imbalance.DEFAULT_META_PER_CLASS
+    meta = imbalance.balanced_indices(y, per_class, num_classes, seed)
+    rest = np.setdiff1d(np.arange(len(y)), meta)
+    train = rest[imbalance.long_tailed_indices(y[rest], config.imbalance_ratio, num_classes, seed)]
+    return meta, train
 
 
 def training_data(split, train_data="train+meta", clean_labels=False):

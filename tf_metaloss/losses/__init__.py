@@ -5,6 +5,7 @@ from tf_metaloss.losses import functional
 from tf_metaloss.losses.base import ClipConstraint
 from tf_metaloss.losses.base import LearnableLoss
 from tf_metaloss.losses.blend import BlendLoss
+from tf_metaloss.losses.class_adjusted import ClassAdjustedLoss
 from tf_metaloss.losses.fixed import FixedLoss
 from tf_metaloss.losses.generalized_ce import GeneralizedCELoss
 from tf_metaloss.losses.meta_loss import MetaLoss
@@ -17,6 +18,7 @@ from tf_metaloss.losses.symbolic import SymbolicLoss
 
 __all__ = [
     "BlendLoss",
+    "ClassAdjustedLoss",
     "ClipConstraint",
     "FixedLoss",
     "FormulaLoss",

@@ -280,3 +280,70 @@ def resumable_dataset(x, y, batch_size, seed=0, sample_weight=None):
         .batch(batch_size, drop_remainder=True)
         .prefetch(tf.data.AUTOTUNE)
     )
+
+
+def class_balanced_dataset(x, y, batch_size, seed=0):
+    """An endless, seeded dataset of meta batches with every class equally often.
+
+    The samples of each class are shuffled (seeded, reshuffled each pass) and
+    drawn in turn, class 0, 1, ..., K-1, 0, ...: a batch whose size is a
+    multiple of the number of classes `K` holds exactly `batch_size / K`
+    samples of each; otherwise the classes' counts differ by at most one. A
+    small class repeats more often than a large one. Pass it to `fit` as
+    `meta_data` when the meta set is imbalanced or meta batches are small, so
+    the meta objective is the class-balanced one in every step.
+
+    Args:
+        x: inputs, an array (or a tuple/dict of arrays) with one row per sample.
+        y: integer class labels, shape `(n,)`.
+        batch_size: samples per batch.
+        seed: the shuffle seed.
+
+    Returns:
+        A `tf.data.Dataset` of `(x, y)` batches of static size `batch_size`.
+
+    Example:
+
+    >>> x, y = np.arange(12, dtype="float32")[:, None], np.array([0] * 9 + [1, 2, 2])
+    >>> dataset = tml.meta.data.class_balanced_dataset(x, y, batch_size=6, seed=0)
+    >>> [np.bincount(b.numpy(), minlength=3).tolist() for _, b in dataset.take(2)]
+    [[2, 2, 2], [2, 2, 2]]
+    """
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(
+            "Invalid value for argument `batch_size`. Expected a positive integer. "
+            f"Received: batch_size={batch_size!r}"
+        )
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(
+            f"Invalid value for argument `seed`. Expected an integer. Received: seed={seed!r}"
+        )
+    labels = np.asarray(y)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or labels.size == 0:
+        raise ValueError(
+            "Invalid value for argument `y`. Expected a non-empty 1-D array of integer "
+            f"class labels. Received: y with shape {labels.shape} and dtype {labels.dtype}. "
+            "Pass sparse labels (e.g. `np.argmax(one_hot, -1)`)."
+        )
+    n = int(tree.flatten(x)[0].shape[0])
+    if n != labels.size:
+        raise ValueError(
+            "Invalid value for argument `y`. Expected one label per sample of `x` "
+            f"({n}). Received: {labels.size} labels."
+        )
+    classes = np.unique(labels)
+    streams = []
+    for i, c in enumerate(classes):
+        index = np.flatnonzero(labels == c)
+        part = tree.map_structure(lambda t, index=index: np.asarray(t)[index], (x, labels))
+        streams.append(
+            tf.data.Dataset.from_tensor_slices(part)
+            .shuffle(len(index), seed=seed * 1009 + i, reshuffle_each_iteration=True)
+            .repeat()
+        )
+    choice = tf.data.Dataset.range(len(classes)).repeat()
+    return (
+        tf.data.Dataset.choose_from_datasets(streams, choice)
+        .batch(batch_size, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )

@@ -1,0 +1,217 @@
+"""Tests of `ClassAdjustedLoss` (per-class offsets, weights and margins)."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tf_metaloss as tml
+from tf_metaloss.losses import ClassAdjustedLoss
+
+LABELS = np.array([0, 2, 1, 1, 3])
+LOGITS = np.random.default_rng(0).normal(size=(5, 4)).astype("float32") * 2
+OFFSETS = np.array([0.5, -0.3, 1.0, 0.0], "float32")
+WEIGHTS = np.array([1.0, 2.0, 0.5, 0.5], "float32")
+MARGINS = np.array([0.1, 0.4, 0.0, 0.7], "float32")
+
+
+def _ce(logits, labels=LABELS):
+    logits = logits.astype("float64")
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    return -log_p[np.arange(len(labels)), labels]
+
+
+def _assign(loss, **values):
+    for name, variable in zip(loss.parameter_names, loss.trainable_variables):
+        variable.assign(values[name])
+
+
+def test_starts_as_cross_entropy():
+    loss = ClassAdjustedLoss(4, weights=True, margins=True, reduction=None)
+    np.testing.assert_allclose(loss(LABELS, LOGITS), _ce(LOGITS), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"offsets": True},
+        {"offsets": False, "weights": True},
+        {"offsets": False, "margins": True},
+        {"offsets": True, "weights": True, "margins": True},
+    ],
+)
+def test_golden_values(kwargs):
+    loss = ClassAdjustedLoss(4, reduction=None, **kwargs)
+    values = {"offset": OFFSETS, "weight": WEIGHTS, "margin": MARGINS}
+    _assign(loss, **values)
+    z = LOGITS.copy()
+    if kwargs.get("offsets"):
+        z = z + OFFSETS
+    if kwargs.get("margins"):
+        z[np.arange(len(LABELS)), LABELS] -= MARGINS[LABELS]
+    expected = _ce(z)
+    if kwargs.get("weights"):
+        expected = expected * (WEIGHTS / WEIGHTS.mean())[LABELS]
+    np.testing.assert_allclose(loss(LABELS, LOGITS), expected, rtol=1e-5)
+
+
+def test_probabilities_one_hot_labels_and_binary_output():
+    probs = tf.nn.softmax(LOGITS).numpy()
+    loss = ClassAdjustedLoss(4, from_logits=False, reduction=None)
+    loss.trainable_variables[0].assign(OFFSETS)
+    np.testing.assert_allclose(loss(LABELS, probs), _ce(LOGITS + OFFSETS), rtol=1e-4)
+    one_hot = np.eye(4, dtype="float32")[LABELS]
+    np.testing.assert_allclose(loss(one_hot, probs), loss(LABELS, probs), rtol=1e-6)
+    binary = ClassAdjustedLoss(2, reduction=None)
+    logit = np.array([[0.3], [-1.2]], "float32")
+    two_class = np.concatenate([np.zeros_like(logit), logit], -1)
+    np.testing.assert_allclose(
+        binary(np.array([1, 0]), logit), _ce(two_class, np.array([1, 0])), rtol=1e-5
+    )
+
+
+def test_weights_are_normalised_to_mean_one():
+    loss = ClassAdjustedLoss(4, offsets=False, weights=True, reduction=None)
+    loss.trainable_variables[0].assign(WEIGHTS)
+    scaled = ClassAdjustedLoss(4, offsets=False, weights=True, reduction=None)
+    scaled.trainable_variables[0].assign(WEIGHTS * 3)
+    np.testing.assert_allclose(loss(LABELS, LOGITS), scaled(LABELS, LOGITS), rtol=1e-6)
+    np.testing.assert_allclose(np.mean(loss.class_weights()), 1.0, rtol=1e-6)
+
+
+def test_initial_offsets_start_and_reset():
+    prior = np.log([0.5, 0.25, 0.15, 0.1])
+    loss = ClassAdjustedLoss(4, initial_offsets=prior.tolist(), reduction=None)
+    np.testing.assert_allclose(loss(LABELS, LOGITS), _ce(LOGITS + prior), rtol=1e-5)
+    loss.trainable_variables[0].assign(np.zeros(4))
+    loss.reset_parameters()
+    np.testing.assert_allclose(loss.trainable_variables[0].numpy(), prior, rtol=1e-6)
+
+
+def test_default_bounds():
+    loss = ClassAdjustedLoss(4, weights=True, margins=True)
+    offset, weight, margin = loss.trainable_variables
+    assert offset.constraint.low == -10.0 and offset.constraint.high == 10.0
+    assert float(weight.constraint(np.float32(-1.0))) == pytest.approx(0.01)
+    assert float(margin.constraint(np.float32(-1.0))) == 0.0
+
+
+def test_parameter_summary_names_every_class():
+    loss = ClassAdjustedLoss(10, margins=True)
+    keys = list(loss.parameter_summary())
+    assert keys == [f"phi/offset/{i}" for i in range(10)] + [f"phi/margin/{i}" for i in range(10)]
+    assert loss.element_labels("offset", 3) == ["offset/0", "offset/1", "offset/2"]
+
+
+@pytest.mark.parametrize("weights, margins", [(False, False), (True, True)])
+def test_contract(weights, margins):
+    tml.testing.run_learnable_loss_test(
+        lambda **kw: ClassAdjustedLoss(4, weights=weights, margins=margins, **kw),
+        starts_as="crossentropy",
+    )
+
+
+def test_serialization_round_trip():
+    loss = ClassAdjustedLoss(
+        3, weights=True, margins=True, initial_offsets=[0.1, 0.0, -0.1], name="adjusted"
+    )
+    config = loss.get_config()
+    assert ClassAdjustedLoss.from_config(config).get_config() == config
+    serialized = json.loads(json.dumps(keras.saving.serialize_keras_object(loss)))
+    restored = keras.saving.deserialize_keras_object(serialized)
+    assert type(restored) is ClassAdjustedLoss and restored.get_config() == config
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_classes": 1}, "argument `num_classes`"),
+        ({"num_classes": 2.0}, "argument `num_classes`"),
+        ({"num_classes": 3, "offsets": False}, "argument `offsets`"),
+        ({"num_classes": 3, "weights": "yes"}, "argument `weights`"),
+        ({"num_classes": 3, "initial_offsets": [0.0, 1.0]}, "argument `initial_offsets`"),
+        ({"num_classes": 2, "initial_offsets": [0.0, float("nan")]}, "argument `initial_offsets`"),
+        (
+            {"num_classes": 2, "offsets": False, "weights": True, "initial_offsets": [0, 0]},
+            "argument `initial_offsets`",
+        ),
+    ],
+)
+def test_argument_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ClassAdjustedLoss(**kwargs)
+
+
+def test_wrong_number_of_classes_says_how_to_fix():
+    with pytest.raises(ValueError, match=r"argument `y_pred`.*Pass num_classes=4"):
+        ClassAdjustedLoss(3)(LABELS, LOGITS)
+
+
+def _meta_model(loss, classes=3, features=6, seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((features,))
+    hidden = keras.layers.Dense(8, activation="tanh")(inputs)
+    model = tml.MetaModel(inputs, keras.layers.Dense(classes)(hidden))
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.5), loss=loss, meta_optimizer=keras.optimizers.Adam(0.05)
+    )
+    return model
+
+
+@pytest.mark.parametrize("unroll_steps", [1, 2])
+def test_meta_gradient_matches_finite_differences(classification_data, float64, unroll_steps):
+    x, y, x_meta, y_meta = classification_data(
+        n=16, n_meta=8, features=6, classes=3, dtype="float64", label_dtype="int64"
+    )
+    loss = ClassAdjustedLoss(3, weights=True, margins=True)
+    rng = np.random.default_rng(1)
+    for variable in loss.trainable_variables:
+        variable.assign(variable.numpy() + 0.3 * np.abs(rng.normal(size=variable.shape)))
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(8, activation="tanh")(inputs)
+    model = tml.MetaModel(inputs, keras.layers.Dense(3)(hidden))
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.5),
+        loss=loss,
+        meta_optimizer="sgd",
+        unroll_steps=unroll_steps,
+    )
+    batch = (tf.constant(x), tf.constant(y))
+    meta_batch = (tf.constant(x_meta), tf.constant(y_meta))
+    error = tml.testing.check_meta_gradient(model, batch, meta_batch, rtol=1e-5)
+    assert error < 1e-5
+
+
+def test_offsets_learn_toward_the_frequent_classes(classification_data):
+    # Training labels mostly class 0, a balanced meta set: the meta step must
+    # raise class 0's offset above the rare classes' (logit adjustment's sign).
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(3, 6)) * 1.5
+    y = np.array([0] * 90 + [1] * 6 + [2] * 4)
+    x = (centers[y] + rng.normal(size=(100, 6))).astype("float32")
+    y_meta = np.repeat(np.arange(3), 10)
+    x_meta = (centers[y_meta] + rng.normal(size=(30, 6))).astype("float32")
+    model = _meta_model(ClassAdjustedLoss(3))
+    model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=20, epochs=5, verbose=0)
+    offset = model.loss.trainable_variables[0].numpy()
+    assert offset[0] > offset[1] and offset[0] > offset[2], offset
+
+
+def test_saves_and_loads_inside_a_meta_model(classification_data, tmp_path):
+    x, y, x_meta, y_meta = classification_data(
+        n=32, n_meta=12, features=6, classes=3, label_dtype="int64"
+    )
+    model = _meta_model(ClassAdjustedLoss(3, weights=True, margins=True))
+    model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=8, epochs=1, verbose=0)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    restored = keras.models.load_model(path)
+    assert isinstance(restored.loss, ClassAdjustedLoss)
+    assert restored.loss.get_config() == model.loss.get_config()
+    for a, b in zip(restored.loss.trainable_variables, model.loss.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert np.abs(model.loss.trainable_variables[0].numpy()).max() > 0
+    np.testing.assert_allclose(restored.predict(x, verbose=0), model.predict(x, verbose=0))

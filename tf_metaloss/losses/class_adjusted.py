@@ -1,0 +1,204 @@
+"""Cross-entropy with learnable per-class logit offsets, weights and margins."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from tf_metaloss.losses import functional
+from tf_metaloss.losses.base import LearnableLoss
+from tf_metaloss.validation import check_bool
+from tf_metaloss.validation import check_int
+from tf_metaloss.validation import invalid
+from tf_metaloss.validation import is_number
+
+# Default clip ranges: offsets and margins in logit units, weights relative to 1.
+OFFSET_BOUNDS = (-10.0, 10.0)
+WEIGHT_BOUNDS = (0.01, 100.0)
+MARGIN_BOUNDS = (0.0, 10.0)
+# Up to this many classes, `parameter_summary` logs every class separately.
+MAX_LOGGED_CLASSES = 100
+
+
+@keras.saving.register_keras_serializable(package="tf_metaloss")
+class ClassAdjustedLoss(LearnableLoss):
+    """Cross-entropy with learned per-class offsets, weights and margins.
+
+    The per-sample loss is
+
+        w[y] / mean(w) * CE(softmax(z + b - m[y] * onehot(y)), y)
+
+    with `z` the model's logits (log-probabilities with `from_logits=False`),
+    `b` one logit offset per class, `m` one margin per class subtracted from
+    the true class's logit (LDAM, Cao et al. 2019), and `w` one weight per
+    class (normalised to mean 1, so the weights move the balance between
+    classes, not the learning rate). Each of the three is optional and part
+    of phi; at the start (`b = 0`, `m = 0`, `w = 1`) the loss is
+    cross-entropy.
+
+    On long-tailed data the meta step, scored on a class-balanced meta set,
+    moves the offsets toward what logit adjustment (Menon et al. 2021) sets by
+    hand: the frequent classes get positive offsets, so the model learns to
+    lower their logits. `ClassAdjustedLoss(num_classes, from_logits=True)`
+    (offsets only) is the recommended configuration for imbalanced data; see
+    the README section "Imbalanced classes".
+
+    Args:
+        num_classes: the number of classes `K` (2 for a single-unit binary
+            output).
+        from_logits: whether the model outputs logits (default True).
+        offsets: learn per-class logit offsets `b` (default True).
+        weights: learn per-class loss weights `w` (default False).
+        margins: learn per-class margins `m` (default False).
+        initial_offsets: optional list of `K` starting offsets (e.g.
+            `log(class_prior)`, which starts as logit adjustment with
+            `tau = 1`); default zeros.
+        **kwargs: `regularization`, `bounds`, `reduction`, `name`, `dtype`
+            (see `LearnableLoss`). By default offsets are kept in
+            `[-10, 10]`, weights in `[0.01, 100]` and margins in `[0, 10]`.
+
+    Example:
+
+    >>> loss = tml.losses.ClassAdjustedLoss(num_classes=3)
+    >>> y, logits = np.array([0, 2]), np.array([[2.0, 0.0, 1.0], [0.5, 0.0, 1.0]], "float32")
+    >>> ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    >>> bool(np.isclose(loss(y, logits), ce(y, logits)))
+    True
+    >>> _ = loss.trainable_variables[0].assign([1.0, 0.0, -1.0])
+    >>> bool(np.isclose(loss(y, logits), ce(y, logits + np.array([1.0, 0.0, -1.0]))))
+    True
+    >>> sorted(loss.parameter_summary())
+    ['phi/offset/0', 'phi/offset/1', 'phi/offset/2']
+
+    Reference: Menon et al., "Long-tail learning via logit adjustment" (ICLR
+    2021); Cao et al., "Learning imbalanced datasets with label-distribution-
+    aware margin loss" (NeurIPS 2019).
+    """
+
+    def __init__(
+        self,
+        num_classes,
+        from_logits=True,
+        offsets=True,
+        weights=False,
+        margins=False,
+        initial_offsets=None,
+        **kwargs,
+    ):
+        super().__init__(from_logits=from_logits, **kwargs)
+        self.num_classes = check_int("num_classes", num_classes, minimum=2)
+        self.offsets = check_bool("offsets", offsets)
+        self.weights = check_bool("weights", weights)
+        self.margins = check_bool("margins", margins)
+        if not (offsets or weights or margins):
+            invalid(
+                "offsets",
+                offsets,
+                "at least one of `offsets`, `weights`, `margins` to be True",
+                "Pass offsets=True (the recommended configuration)",
+            )
+        if initial_offsets is not None:
+            if not offsets:
+                invalid(
+                    "initial_offsets",
+                    initial_offsets,
+                    "None when offsets=False",
+                    "Drop `initial_offsets` or pass offsets=True",
+                )
+            values = list(np.ravel(np.asarray(initial_offsets, dtype=object)))
+            if len(values) != self.num_classes or not all(is_number(v) for v in values):
+                invalid(
+                    "initial_offsets",
+                    initial_offsets,
+                    f"a list of {self.num_classes} finite numbers (one per class)",
+                )
+            initial_offsets = [float(v) for v in values]
+        self.initial_offsets = initial_offsets
+        self.regression = False
+        shape = (self.num_classes,)
+        if offsets:
+            start = initial_offsets if initial_offsets is not None else 0.0
+            self.add_parameter(
+                "offset",
+                shape=shape,
+                initializer=keras.initializers.Constant(start),
+                default_bounds=OFFSET_BOUNDS,
+            )
+        if weights:
+            self.add_parameter(
+                "weight", shape=shape, initializer="ones", default_bounds=WEIGHT_BOUNDS
+            )
+        if margins:
+            self.add_parameter(
+                "margin", shape=shape, initializer="zeros", default_bounds=MARGIN_BOUNDS
+            )
+
+    def adjusted_logits(self, y_true, y_pred, parameters=None):
+        """`z + b - m * onehot(y)`: the logits cross-entropy is applied to."""
+        parameters = parameters or self.parameters()
+        one_hot, log_probs = self._terms(y_true, y_pred)
+        z = log_probs
+        if "offset" in parameters:
+            z = z + ops.cast(parameters["offset"], z.dtype)
+        if "margin" in parameters:
+            z = z - one_hot * ops.cast(parameters["margin"], z.dtype)
+        return z
+
+    def class_weights(self, parameters=None):
+        """`w / mean(w)` (ones without `weights=True`)."""
+        parameters = parameters or self.parameters()
+        if "weight" not in parameters:
+            return ops.ones((self.num_classes,), dtype=self.dtype)
+        w = parameters["weight"]
+        return w / ops.mean(w)
+
+    def compute(self, parameters, y_true, y_pred):
+        one_hot, _ = self._terms(y_true, y_pred)
+        z = self.adjusted_logits(y_true, y_pred, parameters)
+        ce = -ops.sum(one_hot * ops.log_softmax(z, axis=-1), axis=-1)
+        if "weight" in parameters:
+            w = ops.cast(self.class_weights(parameters), ce.dtype)
+            ce = ce * ops.sum(one_hot * w, axis=-1)
+        return ce
+
+    def _terms(self, y_true, y_pred):
+        y_pred = ops.convert_to_tensor(y_pred)
+        classes = y_pred.shape[-1]
+        if (
+            classes is not None
+            and classes != self.num_classes
+            and not (classes == 1 and self.num_classes == 2)
+        ):
+            raise ValueError(
+                "Invalid value for argument `y_pred`. Expected a last dimension of "
+                f"num_classes={self.num_classes}. Received: y_pred with shape "
+                f"{tuple(y_pred.shape)}. Pass num_classes={classes} to ClassAdjustedLoss."
+            )
+        one_hot, log_probs, _ = functional.classification_terms(y_true, y_pred, self.from_logits)
+        return one_hot, log_probs
+
+    def element_labels(self, name, size):
+        return [f"{name}/{i}" for i in range(size)]
+
+    def parameter_summary(self):
+        """`phi/offset/<class>` etc.: every class's value (up to 100 classes)."""
+        if self.num_classes > MAX_LOGGED_CLASSES:
+            return super().parameter_summary()
+        summary = {}
+        for name, variable in zip(self.parameter_names, self.trainable_variables):
+            labels = self.element_labels(name, self.num_classes)
+            for i, label in enumerate(labels):
+                summary[f"phi/{label}"] = variable[i]
+        return summary
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_classes": self.num_classes,
+                "offsets": self.offsets,
+                "weights": self.weights,
+                "margins": self.margins,
+                "initial_offsets": self.initial_offsets,
+            }
+        )
+        return config
