@@ -29,6 +29,7 @@ def _model(loss=None, **kwargs):
     inputs = keras.Input((5,))
     model = tml.MetaModel(inputs, keras.layers.Dense(3)(inputs))
     kwargs.setdefault("meta_optimizer", keras.optimizers.Adam(0.05))
+    kwargs.setdefault("meta_guard", None)  # every meta sample in the meta batches
     model.compile(
         optimizer=keras.optimizers.SGD(0.1),
         loss=loss if loss is not None else tml.MetaLoss(from_logits=True, base_losses=BLEND),

@@ -47,6 +47,7 @@ def _model(loss, run_eagerly=True, outputs=3, **kwargs):
     inputs = keras.Input((5,))
     model = tml.MetaModel(inputs, keras.layers.Dense(outputs)(inputs))
     model.compile(
+        meta_guard=None,  # every meta sample in the meta batches
         optimizer=keras.optimizers.SGD(0.1),
         loss=loss,
         meta_optimizer=keras.optimizers.Adam(0.05),

@@ -135,7 +135,7 @@ def test_guard_reverts_a_model_worse_than_its_start():
     x, y, noisy = _noisy_problem(1)
     model = _model()
     model.fit(
-        x[:300], noisy[:300], meta_data=(x[300:], y[300:]), epochs=1, batch_size=32, verbose=0
+        x[:300], noisy[:300], meta_data=(x[300:], y[300:]), epochs=3, batch_size=32, verbose=0
     )
     # Spoil the model; the guard's run (the starting loss) is untouched.
     for variable in model.trainable_variables:

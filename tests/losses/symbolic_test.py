@@ -122,7 +122,9 @@ def _mlp_model(loss, features=6, classes=3, seed=0):
     inputs = keras.Input((features,))
     h = keras.layers.Dense(8, activation="tanh")(inputs)
     model = tml.MetaModel(inputs, keras.layers.Dense(classes)(h))
-    model.compile(optimizer=keras.optimizers.SGD(0.5), meta_optimizer="sgd", loss=loss)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.5), meta_optimizer="sgd", loss=loss, meta_guard=None
+    )
     return model
 
 

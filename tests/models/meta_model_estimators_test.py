@@ -186,6 +186,7 @@ def _train_on(strategy, method, jit_compile=False, dtype="float32"):
             meta_method=method,
             meta_seed=0,
             jit_compile=jit_compile,
+            meta_guard=None,  # phi must move (a revert would reset it)
         )
     model.phi_start = model.loss.trainable_variables[0].numpy()
     history = model.fit(x, y, meta_data=(xm, ym), batch_size=16, epochs=2, shuffle=False, verbose=0)

@@ -44,6 +44,7 @@ def _data(n=256, seed=0):
 
 
 def _compile(model, loss=None, **kwargs):
+    kwargs.setdefault("meta_guard", None)  # phi must move (a revert would reset it)
     model.compile(
         optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
         loss=loss or tml.MetaLoss(from_logits=True, family="generalized_ce", bounds=(0.001, 1.0)),

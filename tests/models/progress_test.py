@@ -92,6 +92,9 @@ def test_progress_bar_shows_the_loss_metrics_and_meta_objective(verbose, capsys)
         == sorted(logs.epoch_keys)
         == [
             "accuracy",
+            "guard_objective",
+            "guard_reverted",
+            "guard_start_objective",
             "loss",
             "meta_grad_norm",
             "meta_objective",
