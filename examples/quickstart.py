@@ -80,7 +80,10 @@ def main(argv=None):
     accuracy = scores["accuracy"]
     print(f"validation accuracy: {accuracy:.4f}")
     phi = {k: float(v) for k, v in model.loss.parameter_summary().items()}
-    print(f"learned loss: q {model.loss.q:.3f} at the start, {phi['phi/q']:.3f} now")
+    print(
+        f"learned loss: correction weight {model.loss.correction:.3f} at the start, "
+        f"{phi['phi/correction']:.3f} now (0: generalized cross-entropy, 1: the forward correction)"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         path = args.output or os.path.join(tmp, "quickstart.keras")

@@ -34,9 +34,9 @@ def test_quickstart_tiny(tmp_path, capsys):
     result = load_example("quickstart").main(["--tiny", "--output", str(output)])
     assert output.is_file()
     assert result["phi_restored"] and result["predictions_restored"]
-    # The meta step moved q away from its start, 0.7, and kept it in its bounds.
-    assert list(result["phi"]) == ["phi/q"]
-    assert 0.001 <= result["phi"]["phi/q"] <= 1.0 and result["phi"]["phi/q"] != pytest.approx(0.7)
+    # The default MetaLoss learns one correction weight, kept in its bounds [0, 1].
+    assert list(result["phi"]) == ["phi/correction"]
+    assert 0.0 <= result["phi"]["phi/correction"] <= 1.0
     assert 0.0 <= result["val_accuracy"] <= 1.0
     assert "learned loss" in capsys.readouterr().out
 
@@ -81,8 +81,9 @@ def test_text_classification_tiny(tmp_path, capsys):
     assert output.is_file()
     assert result["phi_restored"] and result["predictions_restored"]
     assert result["num_corrupted"] == 40  # 25% of the 160 toy training sentences
-    # The default MetaLoss: q stays in [0.001, 0.7], its start.
-    assert list(result["phi"]) == ["phi/q"] and 0.001 <= result["phi"]["phi/q"] <= 0.7
+    # The default MetaLoss: one correction weight in [0, 1].
+    assert list(result["phi"]) == ["phi/correction"]
+    assert 0.0 <= result["phi"]["phi/correction"] <= 1.0
     assert 0.0 <= result["val_accuracy"] <= 1.0
     assert "learned loss" in capsys.readouterr().out
 

@@ -48,8 +48,12 @@ def tiny_classifier(seed=0, **kwargs):
 def compiled(classifier, **kwargs):
     model = tml.text.meta_model(classifier)
     kwargs.setdefault("optimizer", keras.optimizers.SGD(0.1, momentum=0.9))
-    kwargs.setdefault("loss", tml.MetaLoss(from_logits=True, bounds=(0.001, 1.0)))
+    kwargs.setdefault(
+        "loss", tml.MetaLoss(family="generalized_ce", from_logits=True, bounds=(0.001, 1.0))
+    )
     kwargs.setdefault("meta_optimizer", keras.optimizers.Adam(0.05))
+    # These tests check the meta step's mechanics: no guard, whose revert would restore phi.
+    kwargs.setdefault("meta_guard", None)
     model.compile(**kwargs)
     return model
 

@@ -213,9 +213,9 @@ def test_run_trains_the_learned_losses_with_the_meta_method(toy_npz, tmp_path, c
     assert results["config"]["meta_method"] == "finite_difference"
     assert "--meta-method finite_difference" in results["config"]["command"]
     (run,) = results["runs"]
-    # phi per epoch: its start (q = 0.7), then after the one epoch of meta steps.
-    assert run["phi"]["phi/q"][0] == pytest.approx(0.7)
-    assert run["phi"]["phi/q"][1] != run["phi"]["phi/q"][0]
+    # phi per epoch: its start (correction weight 0), then after the one epoch of meta steps.
+    assert run["phi"]["phi/correction"][0] == pytest.approx(0.0)
+    assert run["phi"]["phi/correction"][1] != run["phi"]["phi/correction"][0]
     assert run["final"]["skipped_updates"] == 0
     assert "meta-gradient finite_difference, unroll 1" in (out / "results.md").read_text()
 

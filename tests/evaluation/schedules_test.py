@@ -20,7 +20,9 @@ def test_schedule_targets():
         schedules.schedule_targets(loss, {"crossentropy": 0.0})
     with pytest.raises(ValueError, match="needs a blend"):
         schedules.schedule_targets(tml.NeuralLoss(from_logits=True), {"crossentropy": 1})
-    with pytest.raises(ValueError, match=r"needs a blend.*MetaLoss with parameters \['q'\]"):
+    with pytest.raises(
+        ValueError, match=r"needs a blend.*MetaLoss with parameters \['correction'\]"
+    ):
         schedules.schedule_targets(tml.MetaLoss(from_logits=True), {"crossentropy": 1})
 
 

@@ -203,7 +203,7 @@ def test_compile_resolves_new_estimators_trains_and_saves_them(tmp_path, method,
     inputs = keras.Input((4,))
     model = tml.MetaModel(inputs, keras.layers.Dense(3)(inputs))
     # q free in [0.001, 1], so that it moves whichever way its meta-gradient points.
-    loss = tml.MetaLoss(from_logits=True, bounds=(0.001, 1.0))
+    loss = tml.MetaLoss(family="generalized_ce", from_logits=True, bounds=(0.001, 1.0))
     model.compile(optimizer="sgd", loss=loss, meta_method=method)
     assert model.meta_estimator == expected
     assert model.unroll_steps is None
