@@ -322,6 +322,8 @@ def configured(method, config):
         readable = tml_losses.expressions.Expression(config.formula).formula(digits=4)
         return dataclasses.replace(method, label=f"formula: {readable}")
     return method
+
+
 METHOD_SETS = {
     "all": DEFAULT_METHODS,
     "baselines": tuple(
