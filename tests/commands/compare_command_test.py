@@ -520,3 +520,92 @@ def test_run_with_imbalance_prints_the_rare_class_columns(toy_npz, tmp_path, cap
     assert "| logit adjustment (tau=1) | " in printed
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["data"]["per_seed"]["0"]["train_class_counts"] == [46, 20, 9]
+
+
+# -- the method "formula" --------------------------------------------------------------
+
+
+def test_formula_trains_a_fixed_formula_beside_the_baselines(toy_npz, tmp_path, capsys):
+    path = toy_npz(tmp_path / "toy.npz", n_train=40, n_val=10, classes=2, features=3, seed=3)
+    out = tmp_path / "out"
+    args = _parse(
+        "--dataset",
+        path,
+        "--methods",
+        "ce,formula",
+        "--formula",
+        "neg(log(add(p_true, 0.25)))",
+        "--seeds",
+        "0",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--hidden-units",
+        "4",
+        "--quiet",
+        "--no-figures",
+        "--output-dir",
+        str(out),
+    )
+    assert compare.run(args) == 0
+    assert "| formula: -log(p_true + 0.25) | " in capsys.readouterr().out
+    results = report.read_results(out / "results.json")
+    assert results["config"]["formula"] == "neg(log(add(p_true, 0.25)))"
+    assert "--formula 'neg(log(add(p_true, 0.25)))'" in results["config"]["command"]
+    ce, formula = results["runs"]
+    assert (ce["method"], formula["method"]) == ("ce", "formula")
+    assert formula["loss"] == "FormulaLoss"
+    # Cross-entropy and the formula train from the same weights on the same data, and differ.
+    assert ce["curves"]["loss"] != formula["curves"]["loss"]
+
+
+def test_formula_takes_the_best_formula_of_a_search_log(tmp_path):
+    from tf_metaloss.search import search as search_lib
+
+    def candidate(key, tuned, fitness):
+        record = {"status": "ok", "fitness": fitness, "tuned": tuned}
+        return {"key": key, "record": record}
+
+    log = {
+        "version": search_lib.LOG_VERSION,
+        "generations": [
+            {
+                "generation": 0,
+                "candidates": [
+                    candidate("ce", ["neg", "log_p_true"], 2.0),
+                    candidate("truncated", ["neg", ["log", ["add", "p_true", 0.5]]], 1.0),
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "search_log.json"
+    path.write_text(json.dumps(log))
+    config = compare.config_from_args(_parse("--methods", "formula", "--formula", str(path)))
+    assert config.formula == "neg(log(add(p_true, 0.5)))"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--formula", "foo(p_true)"],
+            "argument --formula: expected a loss formula in the function-call syntax",
+        ),
+        (
+            ["--formula", "square(diff)"],
+            "argument --formula: expected a classification formula",
+        ),
+    ],
+)
+def test_formula_rejects_what_is_not_a_classification_formula(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _parse(*argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+
+
+def test_the_method_formula_needs_a_formula():
+    with pytest.raises(arguments.UsageError, match="--formula"):
+        compare.config_from_args(_parse("--methods", "ce,formula"))

@@ -29,6 +29,7 @@ tf-metaloss compare --preset sst2-tiny --dataset path/to/glue_sst2 --noise 0.3 -
 
 import argparse
 import json
+import os
 import shlex
 import textwrap
 
@@ -85,6 +86,7 @@ FIELDS = {
     "unroll_steps": "unroll_steps",
     "lookahead_learning_rate": "lookahead_learning_rate",
     "schedule_final": "schedule_final",
+    "formula": "formula",
 }
 
 
@@ -118,6 +120,29 @@ def _schedule_final(text):
         ) from None
 
 
+def _formula(text):
+    """`--formula`: a loss formula, or the JSON log of a `tf-metaloss search`
+    (its best formula, constants tuned)."""
+    if text.strip().endswith(".json") and os.path.isfile(text):
+        from tf_metaloss.search import search as search_log  # only for a log
+
+        try:
+            best = search_log.best_candidates(search_log.load_log(text), 1)
+        except (ValueError, KeyError, OSError) as error:
+            raise argparse.ArgumentTypeError(
+                f"expected a search log of `tf-metaloss search`, got {text!r}: {error}"
+            ) from None
+        if not best:
+            raise argparse.ArgumentTypeError(f"the search log {text!r} has no scored formula")
+        text = json.dumps(best[0]["tuned"])
+    try:
+        return config_lib.check_formula(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"expected {error.expected} (or a search_log.json), got {text!r}: {error.fix}"
+        ) from None
+
+
 # The argparse type of each option that takes a value to check: a bad value is
 # a usage error (exit 2) naming the option and what it takes, as in every
 # subcommand.
@@ -125,6 +150,7 @@ TYPES = {
     "dataset": _dataset,
     "methods": _methods,
     "schedule_final": _schedule_final,
+    "formula": _formula,
     "noise": arguments.fraction(low_closed=True, high_closed=True),
     "holdout_fraction": arguments.fraction(),
     "meta_fraction": arguments.fraction(),
@@ -366,6 +392,15 @@ def register(subparsers):
         "'crossentropy=1,mae_classification=1'",
     )
 
+    formula = parser.add_argument_group("the method 'formula'")
+    add(
+        formula,
+        "--formula",
+        "the loss of the method 'formula' (a fixed loss, like the baselines): a formula "
+        "such as 'neg(log(add(p_true, 0.3)))', or the search_log.json of a "
+        "`tf-metaloss search` (its best formula)",
+    )
+
     output = parser.add_argument_group("output")
     output.add_argument(
         "--output-dir", default="compare_results", help="(default: compare_results)"
@@ -540,6 +575,10 @@ def canonical_command(config, output_dir):
         str(config.unroll_steps),
         "--schedule-final",
         _format_weights(config.schedule_final),
+    ]
+    if config.formula is not None:
+        parts += ["--formula", config.formula]
+    parts += [
         "--output-dir",
         output_dir,
     ]

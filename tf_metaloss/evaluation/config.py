@@ -23,6 +23,7 @@ from tf_metaloss import validation
 from tf_metaloss.evaluation import methods as methods_lib
 from tf_metaloss.evaluation import models
 from tf_metaloss.evaluation import noise as noise_lib
+from tf_metaloss.losses import expressions
 from tf_metaloss.losses import functional
 from tf_metaloss.meta import estimators
 
@@ -258,6 +259,10 @@ class CompareConfig:
             its config (`tml.meta.estimators.serialize`). Recorded as the name
             or the estimator's full config. `unroll_steps` applies to
             `"second_order"` and `"first_order"` only.
+        formula: the loss of the method `"formula"`: an expression of
+            `tml.losses.expressions` (function-call syntax or its JSON nested
+            list), e.g. the best formula of a `tf-metaloss search`; recorded
+            in the function-call syntax.
         schedule_final: final raw blend weights of the hand schedule, a dict
             `base loss name -> weight` (others 0).
         finetune_epochs, finetune_learning_rate: the second stage of the
@@ -302,6 +307,7 @@ class CompareConfig:
     unroll_steps: int = 1
     meta_method: object = "second_order"
     lookahead_learning_rate: float = None
+    formula: str = None
     schedule_final: dict = dataclasses.field(
         default_factory=lambda: {"generalized_crossentropy": 1.0}
     )
@@ -387,6 +393,15 @@ class CompareConfig:
         )
         validation.check_non_negative("momentum", self.momentum)
         validation.check_non_negative("regularization", self.regularization)
+        if self.formula is not None:
+            self.formula = check_formula(self.formula)
+        if "formula" in self.methods and self.formula is None:
+            validation.invalid(
+                "formula",
+                None,
+                "a loss formula when methods include 'formula'",
+                "Pass formula (`--formula`), or drop 'formula' from methods",
+            )
         if not isinstance(self.schedule_final, dict) or not self.schedule_final:
             validation.invalid(
                 "schedule_final", self.schedule_final, "a non-empty dict {base loss name: weight}"
@@ -407,6 +422,35 @@ class CompareConfig:
             for f in dataclasses.fields(self)
             for v in (getattr(self, f.name),)
         }
+
+
+def check_formula(formula):
+    """A classification loss formula in the function-call syntax, or the `ValueError`
+    naming `formula`.
+
+    Example:
+
+    >>> tml.evaluation.config.check_formula('["neg", ["log", ["add", "p_true", 0.5]]]')
+    'neg(log(add(p_true, 0.5)))'
+    """
+    try:
+        expression = expressions.Expression(formula)
+    except ValueError as error:
+        validation.invalid(
+            "formula",
+            formula,
+            "a loss formula in the function-call syntax (e.g. 'neg(log(add(p_true, 0.3)))') "
+            "or its JSON list",
+            getattr(error, "fix", None) or str(error),
+        )
+    if expression.regression:
+        validation.invalid(
+            "formula",
+            formula,
+            "a classification formula (over p_true, log_p_true, margin, ...)",
+            "The compared networks are classifiers",
+        )
+    return expression.to_string()
 
 
 def check_meta_method(meta_method, unroll_steps=1):

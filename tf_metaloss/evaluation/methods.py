@@ -288,6 +288,42 @@ IMBALANCE_METHODS = {
     )
 }
 METHODS.update(IMBALANCE_METHODS)
+
+
+def _formula(config, seed):
+    if config.formula is None:
+        validation.invalid(
+            "formula",
+            None,
+            "a loss formula for the method 'formula' (e.g. 'neg(log(add(p_true, 0.3)))', as "
+            "`tf-metaloss search` reports it)",
+            "Pass formula (`--formula`), or drop 'formula' from methods",
+        )
+    return tml_losses.FormulaLoss(config.formula, from_logits=True)
+
+
+# A fixed loss written as a formula (`--formula`), e.g. the best of a
+# `tf-metaloss search`, trained like the fixed baselines. Not in "all": it
+# needs the formula.
+METHODS["formula"] = Method("formula", "formula (--formula)", "baseline", _formula)
+
+
+def configured(method, config):
+    """`method` as `config` sets it up: the method "formula" labelled with its formula.
+
+    Example:
+
+    >>> config = tml.evaluation.CompareConfig(methods="formula", formula="neg(log(p_true))")
+    >>> methods = tml.evaluation.methods
+    >>> methods.configured(methods.METHODS["formula"], config).label
+    'formula: -log(p_true)'
+    """
+    if method.name == "formula" and config.formula is not None:
+        readable = tml_losses.expressions.Expression(config.formula).formula(digits=4)
+        return dataclasses.replace(method, label=f"formula: {readable}")
+    return method
+
+
 METHOD_SETS = {
     "all": DEFAULT_METHODS,
     "baselines": tuple(

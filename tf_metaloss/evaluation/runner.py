@@ -525,7 +525,7 @@ def run_comparison(config, progress=None, on_run_end=None, data=None, make_callb
         data = datasets.tokenize(
             data, config.vocabulary_size, config.sequence_length, config.train_subset
         )
-    methods = [methods_lib.METHODS[n] for n in config.methods]
+    methods = [methods_lib.configured(methods_lib.METHODS[n], config) for n in config.methods]
     if config.noise_rate == 0.0 and any(m.clean_labels for m in methods):
         # Without noise the oracle is cross-entropy itself.
         methods = [m for m in methods if not m.clean_labels]

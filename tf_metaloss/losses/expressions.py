@@ -126,7 +126,9 @@ def _error(argument, expected, received, fix=None):
     )
     if fix:
         message += f". {fix}"
-    return ExpressionError(message)
+    error = ExpressionError(message)
+    error.fix = fix
+    return error
 
 
 _EXPECTED = (
