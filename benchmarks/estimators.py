@@ -5,7 +5,9 @@ blend, default bounded-MAE meta objective, SGD with momentum, meta Adam):
 
 - time: ms per step of a plain step and of a meta step with each estimator
   (`Unrolled` K = 1, 2, 4, 8; `Neumann` and `ConjugateGradient` with 1..10
-  terms or iterations; `FiniteDifference`), each compiled on its own and
+  terms or iterations; `FiniteDifference`; `ForwardMode`, one JVP per phi
+  element, here the blend's 5), each compiled on its own (without the guard's
+  reference run) and
   measured interleaved in one process (`--repeats` rounds of `--steps` steps
   each; medians; ratios to the plain step of the same run);
 - the PyTorch peer (`--torch`, needs `pip install torch`): the same network,
@@ -20,7 +22,8 @@ blend, default bounded-MAE meta objective, SGD with momentum, meta Adam):
 - memory (unless `--no-memory`): peak resident set size over 10 steps in a
   fresh process per configuration (the peak is reset after warm-up);
 - accuracy: cosine similarity of each estimator's meta-gradient to the exact
-  one-step meta-gradient (`Unrolled(steps=1)`) on several batches;
+  one-step meta-gradient (`Unrolled(steps=1)`) on several batches (not for
+  `ForwardMode`, which estimates the derivative of the whole run);
 - `--hvp`: one Hessian-vector product of the training loss by nested tapes
   (reverse over reverse) and by `tf.autodiff.ForwardAccumulator` over a
   tape (forward over reverse), interleaved.
@@ -63,6 +66,7 @@ CONFIGS = {
     "cg_5": ("ConjugateGradient", {"iterations": 5}),
     "cg_10": ("ConjugateGradient", {"iterations": 10}),
     "fd": ("FiniteDifference", {}),
+    "forward_mode": ("ForwardMode", {}),
     "fd_one_sided": ("FiniteDifference", {"central": False}),
     "fd_eps1e-3": ("FiniteDifference", {"epsilon": 1e-3}),
     "fd_one_sided_eps1e-3": ("FiniteDifference", {"epsilon": 1e-3, "central": False}),
@@ -84,7 +88,10 @@ MEMORY_CONFIGS = [
     "cg_5",
     "cg_10",
     "fd",
+    "forward_mode",
 ]
+# Estimators of another quantity than the one-step meta-gradient: no cosine.
+NOT_ONE_STEP = ("forward_mode",)
 LEARNING_RATE = 0.01
 
 
@@ -115,6 +122,7 @@ def tf_step(name, config, data, meta_batch):
             loss=model.loss,
             meta_optimizer=keras.optimizers.Adam(1e-3),
             meta_method=estimator(config),
+            meta_guard=None,  # the estimator's cost alone, without the guard's run
         )
     x, y = data
     model.fit(x, y, meta_data=meta_batch, batch_size=len(x), epochs=1, verbose=0)
@@ -473,7 +481,7 @@ def main(argv=None):
                     f"{r['cpu_ms']:.2f} | {_fmt(r['cpu_ratio'], '.2f')}x |"
                 )
         if not args.no_cosine:
-            configs = [c for c in args.configs if c not in ("plain",)]
+            configs = [c for c in args.configs if c not in ("plain", *NOT_ONE_STEP)]
             cosine = measure_cosine(name, configs, args.batch_size, args.cosine_batches)
             results["cosine"][name] = cosine
             print()

@@ -3,7 +3,7 @@
 The loss families (`tf_metaloss.losses`) and the meta-gradient estimators
 (`tf_metaloss.meta.estimators`) are written in `keras.ops` and call the few
 functions below for what `keras.ops` cannot express: differentiation that the
-meta step nests (`value_and_grad`, `vjp`, `stop_weight_gradient`) and the replica
+meta step nests (`value_and_grad`, `vjp`, `jvp`, `stop_weight_gradient`) and the replica
 arithmetic of distributed training (`num_replicas`, `all_reduce_sum`,
 `replica_share`, `global_value`), and which process of a multi-worker job
 writes files (`is_chief`, `worker_index`). `MetaTrainer` is the backend's training
@@ -28,6 +28,7 @@ if _backend not in SUPPORTED_BACKENDS:
         '"backend": "tensorflow" in ~/.keras/keras.json).'
     )
 
+from tf_metaloss.backend.tensorflow.differentiation import jvp  # noqa: E402
 from tf_metaloss.backend.tensorflow.differentiation import stop_weight_gradient  # noqa: E402
 from tf_metaloss.backend.tensorflow.differentiation import value_and_grad  # noqa: E402
 from tf_metaloss.backend.tensorflow.differentiation import vjp  # noqa: E402
@@ -45,6 +46,7 @@ __all__ = [
     "all_reduce_sum",
     "global_value",
     "is_chief",
+    "jvp",
     "num_replicas",
     "replica_share",
     "stop_weight_gradient",

@@ -34,6 +34,8 @@ def training_state_variables(model):
         model.meta_optimizer.variables,
         # The runs trained beside the model (`MetaModel.reference_runs`).
         *[run.variables + list(run.optimizer.variables) for run in model.reference_runs],
+        # A stateful estimator's state (`MetaModel.estimator_state`).
+        [] if model.estimator_state is None else model.estimator_state.variables,
     )
     for group in groups:
         for variable in group:

@@ -14,6 +14,7 @@ from tf_metaloss.meta import estimators
 from tf_metaloss.meta import records
 from tf_metaloss.models import guard as guard_lib
 from tf_metaloss.models import progress
+from tf_metaloss.models.estimator_state import EstimatorState
 from tf_metaloss.models.reference import ReferenceRun
 from tf_metaloss.validation import check_int
 from tf_metaloss.validation import check_positive
@@ -117,6 +118,7 @@ class MetaModel(backend.MetaTrainer, keras.Model):
         self.meta_guard = None
         self.loss_reference = None
         self.guard_reference = None
+        self.estimator_state = None
         self.guard_reverted = False
 
     # -- Keras model contract -------------------------------------------------
@@ -284,7 +286,15 @@ class MetaModel(backend.MetaTrainer, keras.Model):
             "meta_seed": meta_seed,
             "meta_guard": None if meta_guard is None else meta_guard.get_config(),
         }
+        if meta_every > 0:
+            estimator.check_training(
+                self.optimizer,
+                meta_every,
+                lookahead_learning_rate,
+                self.distribute_strategy.num_replicas_in_sync,
+            )
         self.loss_reference = self.guard_reference = None
+        self.estimator_state = None
         self.guard_reverted = False
         self._build_references()
 
@@ -296,7 +306,13 @@ class MetaModel(backend.MetaTrainer, keras.Model):
 
     def _build_references(self):
         """Creates the loss's state and the reference runs, once the model is built."""
-        if not self.compiled or not self.built or self.reference_runs:
+        if not self.compiled or not self.built:
+            return
+        estimator = self.meta_estimator
+        if estimator.stateful and self.estimator_state is None and self.meta_every > 0:
+            with self.distribute_strategy.scope():
+                self.estimator_state = EstimatorState(self)
+        if self.reference_runs:
             return
         loss = self.loss
         if getattr(loss, "num_classes", 0) is None and self._output_units():
@@ -364,8 +380,8 @@ class MetaModel(backend.MetaTrainer, keras.Model):
             raise ValueError(
                 "Invalid value for argument `meta_method`. Expected an estimator "
                 "that is accurate for a model computing in bfloat16: "
-                f"{type(estimator).__name__} perturbs the weights by a step that "
-                "bfloat16 rounds away. Received: "
+                f"{type(estimator).__name__} perturbs the weights or carries tangents "
+                "that bfloat16 rounds away. Received: "
                 f"meta_method={estimator!r} with a model computing in bfloat16. Use "
                 "'second_order', 'neumann' or 'conjugate_gradient', or build the model "
                 "under the 'float32' dtype policy."

@@ -10,6 +10,10 @@ cotangents of its output to cotangents of `primals`, as often as needed
 without running `fn` again (like `jax.vjp`): Hessian-vector products at one
 point for an iterative solver.
 
+`jvp(fn, primals, tangents)` pushes a direction forward through `fn` (forward
+mode), also through gradients computed inside `fn`: the tangents of a weight
+update for a forward-mode (real-time) meta-gradient.
+
 `stop_weight_gradient(x)` marks a value that the gradient with respect to the
 model's weights treats as a constant, while gradients with respect to the
 loss parameters still flow through it. A loss family uses it for inputs it
@@ -126,6 +130,46 @@ def vjp(fn, primals, has_aux=False, wrt_weights=True):
         return [tf.convert_to_tensor(g) for g in grads]
 
     return out, pullback
+
+
+def jvp(fn, primals, tangents, has_aux=False):
+    """`fn(primals)` and its Jacobian-vector product along `tangents` (like `jax.jvp`).
+
+    Forward mode: one evaluation of `fn` carries the tangents along, whatever
+    `fn` computes inside, including gradients (`value_and_grad` within `fn`
+    gives a Hessian-vector product, forward over reverse).
+
+    Args:
+        fn: a function of a list of tensors returning a list of tensors, or
+            `(list, aux)` when `has_aux`.
+        primals: the point (a list of tensors).
+        tangents: the direction (a list like `primals`).
+        has_aux: whether `fn` returns auxiliary outputs (not differentiated).
+
+    Returns:
+        `(outputs, output_tangents)`, or `(outputs, output_tangents, aux)`
+        when `has_aux`; `output_tangents` is a list like `outputs`, zeros where
+        an output does not depend on `primals`.
+
+    Example:
+
+    >>> f = lambda w: [w[0] ** 2]
+    >>> out, tangent = tml.backend.jvp(f, [keras.ops.convert_to_tensor([1.0, 3.0])],
+    ...                                [keras.ops.convert_to_tensor([1.0, 0.5])])
+    >>> tangent[0].numpy().tolist()  # 2 w * t
+    [2.0, 3.0]
+    """
+    primals = [tf.convert_to_tensor(p) for p in primals]
+    tangents = [tf.cast(t, p.dtype) for p, t in zip(primals, tangents)]
+    with tf.autodiff.ForwardAccumulator(primals, tangents) as accumulator:
+        out = fn(primals)
+    outputs = list(out[0] if has_aux else out)
+    output_tangents = [
+        accumulator.jvp(o, unconnected_gradients=tf.UnconnectedGradients.ZERO) for o in outputs
+    ]
+    if has_aux:
+        return outputs, output_tangents, out[1]
+    return outputs, output_tangents
 
 
 def stop_weight_gradient(x):

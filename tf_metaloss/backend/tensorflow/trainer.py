@@ -104,6 +104,8 @@ class MetaTrainer:
         finite = self._update_weights(
             result.loss, result.grads, result.local_grads, result.aux.new_state
         )
+        if result.state is not None:
+            self.estimator_state.assign(result.state, finite)
         phi_grads = backend.all_reduce_sum(result.phi_grads)
         norm, meta_finite = self._update_loss_parameters(phi_grads, finite)
         self._train_references(x, y, sample_weight)
@@ -167,6 +169,8 @@ class MetaTrainer:
             weights=self._weight_values(),
             phi=[tf.convert_to_tensor(v) for v in self.loss.trainable_variables],
             learning_rate=self._lookahead_learning_rate(),
+            state=None if self.estimator_state is None else self.estimator_state.values(),
+            momentum=getattr(self.optimizer, "momentum", 0.0),
         )
 
     def _weight_values(self):

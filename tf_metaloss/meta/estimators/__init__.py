@@ -27,6 +27,10 @@ The estimators ("meta" is the meta objective's forward and backward pass,
 - `FiniteDifference(epsilon, central)`: the one-step meta-gradient with its
   second-order term by finite differences; meta and two forward passes, no
   second-order pass; a plain step's memory plus the meta pass.
+- `ForwardMode(decay, normalize)`: stateful and non-greedy: the tangents
+  `d w / d phi` carried through every real SGD step (real-time
+  hypergradients); one JVP of the training gradient per phi element a step;
+  two weight copies per phi element of memory.
 
 Estimators are registered Keras-serialisable objects, resolved from
 `compile(meta_method=...)` by `get` the way `keras.optimizers.get` resolves
@@ -49,6 +53,7 @@ from tf_metaloss.meta.estimators.base import MetaGradient
 from tf_metaloss.meta.estimators.base import MetaProblem
 from tf_metaloss.meta.estimators.conjugate_gradient import ConjugateGradient
 from tf_metaloss.meta.estimators.finite_difference import FiniteDifference
+from tf_metaloss.meta.estimators.forward_mode import ForwardMode
 from tf_metaloss.meta.estimators.neumann import Neumann
 from tf_metaloss.meta.estimators.unrolled import Unrolled
 
@@ -57,6 +62,7 @@ __all__ = [
     "ConjugateGradient",
     "Estimator",
     "FiniteDifference",
+    "ForwardMode",
     "MetaGradient",
     "MetaProblem",
     "Neumann",
@@ -72,6 +78,7 @@ ALIASES = {
     "neumann": Neumann,
     "conjugate_gradient": ConjugateGradient,
     "finite_difference": FiniteDifference,
+    "forward_mode": ForwardMode,
 }
 # The names that `compile(unroll_steps=K)` applies to.
 UNROLLED_ALIASES = ("second_order", "first_order")
