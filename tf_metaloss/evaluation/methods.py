@@ -291,14 +291,7 @@ METHODS.update(IMBALANCE_METHODS)
 
 
 def _formula(config, seed):
-    if config.formula is None:
-        validation.invalid(
-            "formula",
-            None,
-            "a loss formula for the method 'formula' (e.g. 'neg(log(add(p_true, 0.3)))', as "
-            "`tf-metaloss search` reports it)",
-            "Pass formula (`--formula`), or drop 'formula' from methods",
-        )
+    # `CompareConfig` rejects the method "formula" without a formula.
     return tml_losses.FormulaLoss(config.formula, from_logits=True)
 
 

@@ -1,10 +1,11 @@
 """`EstimatorState`: the variables of a stateful meta-gradient estimator."""
 
 import keras
-from keras.src.saving.keras_saveable import KerasSaveable
+
+from tf_metaloss.models.saved_variables import SavedVariables
 
 
-class EstimatorState(KerasSaveable):
+class EstimatorState(SavedVariables):
     """Holds a stateful estimator's state (e.g. `ForwardMode`'s tangents) for a model.
 
     `MetaModel` creates it from `estimator.initial_state(weights, phi)` once the
@@ -16,6 +17,9 @@ class EstimatorState(KerasSaveable):
     Args:
         model: the built, compiled `MetaModel`.
     """
+
+    saved_what = "estimator state"
+    compiled_with = "the same loss and `meta_method`"
 
     def __init__(self, model):
         estimator = model.meta_estimator
@@ -36,26 +40,3 @@ class EstimatorState(KerasSaveable):
         """Stores `values` where `applied` (a boolean scalar) is true."""
         for variable, value in zip(self.variables, values):
             variable.assign(keras.ops.where(applied, value, variable))
-
-    def reset(self):
-        """Back to the start (zeros)."""
-        for variable in self.variables:
-            variable.assign(keras.ops.zeros_like(variable))
-
-    # -- saving ----------------------------------------------------------------
-    def _obj_type(self):
-        return "Loss"  # saving_lib walks its attributes with the skip set of a Loss
-
-    def save_own_variables(self, store):
-        for i, variable in enumerate(self.variables):
-            store[str(i)] = keras.ops.convert_to_numpy(variable)
-
-    def load_own_variables(self, store):
-        if len(store.keys()) != len(self.variables):
-            raise ValueError(
-                f"The saved estimator state holds {len(store.keys())} variables; this "
-                f"model's has {len(self.variables)}. Load the file into a model compiled "
-                "with the same loss and `meta_method`."
-            )
-        for i, variable in enumerate(self.variables):
-            variable.assign(store[str(i)])

@@ -305,7 +305,7 @@ class MetaModel(backend.MetaTrainer, keras.Model):
         return [r for r in (self.loss_reference, self.guard_reference) if r is not None]
 
     def _build_references(self):
-        """Creates the loss's state and the reference runs, once the model is built."""
+        """Creates the estimator's and the loss's state and the reference runs, once built."""
         if not self.compiled or not self.built:
             return
         estimator = self.meta_estimator

@@ -1,10 +1,11 @@
 """`ReferenceRun`: a copy of a model trained beside it on a fixed loss."""
 
 import keras
-from keras.src.saving.keras_saveable import KerasSaveable
+
+from tf_metaloss.models.saved_variables import SavedVariables
 
 
-class ReferenceRun(KerasSaveable):
+class ReferenceRun(SavedVariables):
     """The weights, state and optimizer of a plain run of a model's network.
 
     `MetaModel` keeps up to two: the loss's reference (e.g. cross-entropy on
@@ -22,6 +23,8 @@ class ReferenceRun(KerasSaveable):
         objective: the Keras loss the run trains on.
         name: the run's name in logs and saved files.
     """
+
+    compiled_with = "the same loss and `meta_guard`"
 
     def __init__(self, model, objective, name):
         self.name = name
@@ -65,23 +68,9 @@ class ReferenceRun(KerasSaveable):
         )
         return y_pred
 
-    # -- saving ----------------------------------------------------------------
-    def _obj_type(self):
-        return "Loss"  # saving_lib walks its attributes with the skip set of a Loss
-
-    def save_own_variables(self, store):
-        for i, variable in enumerate(self.variables):
-            store[str(i)] = keras.ops.convert_to_numpy(variable)
-
-    def load_own_variables(self, store):
-        if len(store.keys()) != len(self.variables):
-            raise ValueError(
-                f"The saved reference run {self.name!r} holds {len(store.keys())} "
-                f"variables; this model's has {len(self.variables)}. Load the file into "
-                "a model compiled with the same loss and `meta_guard`."
-            )
-        for i, variable in enumerate(self.variables):
-            variable.assign(store[str(i)])
+    @property
+    def saved_what(self):
+        return f"reference run {self.name!r}"
 
 
 def _short(variable):

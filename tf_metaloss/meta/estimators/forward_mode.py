@@ -156,10 +156,9 @@ class ForwardMode(Estimator):
         loss = aux = local_grads = None
         for p in range(count):
             direction = [z[p] for z in tangents] + _unit(phi, p)
-            local, local_tangents, (loss, aux) = backend.jvp(
+            local_grads, local_tangents, (loss, aux) = backend.jvp(
                 gradient, [*weights, *phi], direction, has_aux=True
             )
-            local_grads = local
             for i, u in enumerate(backend.all_reduce_sum(local_tangents)):
                 updates[i].append(u)
         if local_grads is None:  # no phi element: a plain gradient
