@@ -62,6 +62,16 @@ def _class_adjusted_prior(config, seed, class_counts):
     )
 
 
+def _class_adjusted_tau(config, seed, class_counts):
+    """A learned temperature of the known log prior, starting at logit adjustment."""
+    return ClassAdjustedLoss(
+        len(class_counts),
+        from_logits=True,
+        regularization=config.regularization,
+        class_counts=list(class_counts),
+    )
+
+
 def _ldam(max_margin):
     def make(config, seed, class_counts):
         margins = imbalance.ldam_margins(class_counts, max_margin=max_margin)
@@ -70,7 +80,9 @@ def _ldam(max_margin):
     return make
 
 
-def _register(name, label, make, training="fixed", group="learned", callbacks=None):
+def _register(
+    name, label, make, training="fixed", group="learned", callbacks=None, train_data=None
+):
     methods_lib.METHODS[name] = methods_lib.Method(
         name,
         label,
@@ -79,6 +91,7 @@ def _register(name, label, make, training="fixed", group="learned", callbacks=No
         training,
         uses_class_counts=True,
         make_callbacks=callbacks,
+        train_data=train_data,
     )
 
 
@@ -92,6 +105,29 @@ _register(
     "meta",
 )
 _register("ca_prior", "ClassAdjusted offsets from log prior", _class_adjusted_prior, "meta")
+_register("ca_tau", "ClassAdjusted temperature of the prior", _class_adjusted_tau, "meta")
+# The same, its weights trained on the meta set too (like the fixed baselines).
+_register(
+    "ca_tau_tm",
+    "ClassAdjusted temperature of the prior (trains on train+meta)",
+    _class_adjusted_tau,
+    "meta",
+    train_data="train+meta",
+)
+
+
+def _logit_adjusted_tau(tau):
+    def make(config, seed, class_counts):
+        offsets = imbalance.logit_adjustment_offsets(class_counts, tau=tau)
+        return imbalance.AdjustedCrossEntropy(offsets=offsets)
+
+    return make
+
+
+for _t in (0.5, 1.0, 1.5, 2.0):
+    _register(
+        f"la_tau{_t:g}", f"logit adjustment (tau={_t:g})", _logit_adjusted_tau(_t), group="baseline"
+    )
 for _m in (0.5, 1.0, 4.0):
     _register(
         f"ldam_drw_m{_m:g}",
@@ -100,6 +136,15 @@ for _m in (0.5, 1.0, 4.0):
         group="baseline",
         callbacks=methods_lib.METHODS["ldam_drw"].make_callbacks,
     )
+
+# Meta-learn tau on the training part, then train a fresh network on train+meta with it.
+_register(
+    "ca_tau_rt",
+    "ClassAdjusted temperature of the prior (meta, then retrain on train+meta)",
+    _class_adjusted_tau,
+    "retrain",
+    train_data="train+meta",
+)
 
 # name -> (methods, overrides)
 VARIANTS = {
@@ -123,6 +168,41 @@ VARIANTS = {
     "mlr0.03_families": ("ca_weights,ca_margins,ca_all", {"meta_learning_rate": 0.03}),
     "mlr0.1_families": ("ca_weights,ca_margins,ca_all", {"meta_learning_rate": 0.1}),
 }
+# Is there anything to learn beyond logit adjustment's tau=1? Three seeds at every ratio.
+for _r in (10, 50, 100):
+    VARIANTS[f"la_tau_r{_r}"] = (
+        "la_tau0.5,la_tau1,la_tau1.5,la_tau2",
+        {"imbalance_ratio": float(_r), "seeds": (0, 1, 2)},
+    )
+    for _lr in (0.01, 0.05, 0.1):
+        for _method in ("ca_tau", "ca_tau_tm"):
+            VARIANTS[f"{_method[3:]}_mlr{_lr:g}_r{_r}"] = (
+                _method,
+                {"imbalance_ratio": float(_r), "seeds": (0, 1, 2), "meta_learning_rate": _lr},
+            )
+        VARIANTS[f"tau_rt_mlr{_lr:g}_r{_r}"] = (
+            "ca_tau_rt",
+            {"imbalance_ratio": float(_r), "seeds": (0, 1, 2), "meta_learning_rate": _lr},
+        )
+        VARIANTS[f"tau_rt_fm_mlr{_lr:g}_r{_r}"] = (
+            "ca_tau_rt",
+            {
+                "imbalance_ratio": float(_r),
+                "seeds": (0, 1, 2),
+                "meta_learning_rate": _lr,
+                "meta_method": "forward_mode",
+            },
+        )
+        # The non-greedy estimator: tau's effect carried over the whole run.
+        VARIANTS[f"tau_fm_mlr{_lr:g}_r{_r}"] = (
+            "ca_tau",
+            {
+                "imbalance_ratio": float(_r),
+                "seeds": (0, 1, 2),
+                "meta_learning_rate": _lr,
+                "meta_method": "forward_mode",
+            },
+        )
 
 
 def _table(names):

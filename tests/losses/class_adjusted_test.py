@@ -57,6 +57,37 @@ def test_golden_values(kwargs):
     np.testing.assert_allclose(loss(LABELS, LOGITS), expected, rtol=1e-5)
 
 
+COUNTS = [50.0, 20.0, 8.0, 2.0]
+LOG_PRIOR = np.log(np.array(COUNTS) / sum(COUNTS))
+
+
+@pytest.mark.parametrize("offsets", [False, True])
+def test_temperature_of_the_prior_golden_values(offsets):
+    loss = ClassAdjustedLoss(4, class_counts=COUNTS, offsets=offsets, reduction=None)
+    np.testing.assert_allclose(loss(LABELS, LOGITS), _ce(LOGITS + LOG_PRIOR), rtol=1e-5)
+    _assign(loss, tau=np.float32(1.7), offset=OFFSETS)
+    expected = LOGITS + 1.7 * LOG_PRIOR + (OFFSETS if offsets else 0.0)
+    np.testing.assert_allclose(loss(LABELS, LOGITS), _ce(expected), rtol=1e-5)
+    assert loss.parameter_names == (["tau", "offset"] if offsets else ["tau"])
+
+
+def test_temperature_changes_nothing_on_balanced_counts():
+    loss = ClassAdjustedLoss(4, class_counts=[30, 30, 30, 30], reduction=None)
+    _assign(loss, tau=np.float32(3.0))
+    np.testing.assert_allclose(loss(LABELS, LOGITS), _ce(LOGITS), rtol=1e-5)
+
+
+def test_temperature_starts_where_asked_and_is_summarised():
+    loss = ClassAdjustedLoss(4, class_counts=np.array([5, 4, 3, 2]), initial_temperature=0.5)
+    assert float(loss.trainable_variables[0].numpy()) == 0.5
+    assert list(loss.parameter_summary()) == ["phi/tau"]
+    np.testing.assert_allclose(
+        loss(LABELS, LOGITS),
+        np.mean(_ce(LOGITS + 0.5 * np.log(np.array([5, 4, 3, 2]) / 14))),
+        rtol=1e-5,
+    )
+
+
 def test_probabilities_one_hot_labels_and_binary_output():
     probs = tf.nn.softmax(LOGITS).numpy()
     loss = ClassAdjustedLoss(4, from_logits=False, reduction=None)
@@ -113,11 +144,25 @@ def test_contract(weights, margins):
     )
 
 
+def test_contract_with_class_counts():
+    # Starts at logit adjustment, not cross-entropy: no `starts_as`.
+    tml.testing.run_learnable_loss_test(
+        lambda **kw: ClassAdjustedLoss(4, class_counts=COUNTS, offsets=True, **kw)
+    )
+
+
 def test_serialization_round_trip():
     loss = ClassAdjustedLoss(
-        3, weights=True, margins=True, initial_offsets=[0.1, 0.0, -0.1], name="adjusted"
+        3,
+        weights=True,
+        margins=True,
+        initial_offsets=[0.1, 0.0, -0.1],
+        class_counts=[9, 3, 1],
+        initial_temperature=1.5,
+        name="adjusted",
     )
     config = loss.get_config()
+    assert config["class_counts"] == [9.0, 3.0, 1.0] and config["initial_temperature"] == 1.5
     assert ClassAdjustedLoss.from_config(config).get_config() == config
     serialized = json.loads(json.dumps(keras.saving.serialize_keras_object(loss)))
     restored = keras.saving.deserialize_keras_object(serialized)
@@ -136,6 +181,13 @@ def test_serialization_round_trip():
         (
             {"num_classes": 2, "offsets": False, "weights": True, "initial_offsets": [0, 0]},
             "argument `initial_offsets`",
+        ),
+        ({"num_classes": 3, "class_counts": [5, 2]}, r"argument `class_counts`.*3 positive"),
+        ({"num_classes": 3, "class_counts": [5, 2, 0]}, r"argument `class_counts`.*np.bincount"),
+        ({"num_classes": 2, "class_counts": ["a", 1]}, "argument `class_counts`"),
+        (
+            {"num_classes": 2, "class_counts": [3, 1], "initial_temperature": -1.0},
+            r"argument `initial_temperature`.*\[0, 10\]",
         ),
     ],
 )
@@ -165,7 +217,7 @@ def test_meta_gradient_matches_finite_differences(classification_data, float64, 
     x, y, x_meta, y_meta = classification_data(
         n=16, n_meta=8, features=6, classes=3, dtype="float64", label_dtype="int64"
     )
-    loss = ClassAdjustedLoss(3, weights=True, margins=True)
+    loss = ClassAdjustedLoss(3, weights=True, margins=True, class_counts=[7, 3, 1], offsets=True)
     rng = np.random.default_rng(1)
     for variable in loss.trainable_variables:
         variable.assign(variable.numpy() + 0.3 * np.abs(rng.normal(size=variable.shape)))
@@ -198,6 +250,27 @@ def test_offsets_learn_toward_the_frequent_classes(classification_data):
     model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=20, epochs=5, verbose=0)
     offset = model.loss.trainable_variables[0].numpy()
     assert offset[0] > offset[1] and offset[0] > offset[2], offset
+
+
+def test_temperature_learns_to_correct_the_prior(classification_data):
+    # Started at tau=0 (cross-entropy) on long-tailed training data with a
+    # balanced meta set, the meta step must raise tau (toward logit adjustment).
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(3, 6)) * 1.5
+    y = np.array([0] * 90 + [1] * 6 + [2] * 4)
+    x = (centers[y] + rng.normal(size=(100, 6))).astype("float32")
+    y_meta = np.repeat(np.arange(3), 10)
+    x_meta = (centers[y_meta] + rng.normal(size=(30, 6))).astype("float32")
+    loss = ClassAdjustedLoss(3, class_counts=np.bincount(y), initial_temperature=0.0)
+    model = _meta_model(loss)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.5),
+        loss=loss,
+        meta_optimizer=keras.optimizers.Adam(0.05),
+        meta_guard=None,
+    )
+    model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=20, epochs=5, verbose=0)
+    assert float(loss.trainable_variables[0].numpy()) > 0.2
 
 
 def test_saves_and_loads_inside_a_meta_model(classification_data, tmp_path):

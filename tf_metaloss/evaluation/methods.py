@@ -36,8 +36,8 @@ from tf_metaloss.evaluation import probes as probes_lib
 from tf_metaloss.losses.meta_loss import BLEND_BASE_LOSSES
 
 GROUPS = ("baseline", "learned", "ablation", "oracle")
-TRAININGS = ("fixed", "meta", "frozen", "schedule", "finetune", "glc", "forward")
-TWO_STAGE = ("finetune", "glc", "forward")
+TRAININGS = ("fixed", "meta", "frozen", "schedule", "finetune", "glc", "forward", "retrain")
+TWO_STAGE = ("finetune", "glc", "forward", "retrain")
 TRAIN_DATA = ("train", "train+meta")
 TRAIN_DATA_DESCRIPTIONS = {
     "train": "the noisy training part (the meta set only through the meta objective)",
@@ -59,8 +59,10 @@ class Method:
             phi meta-learned), `"frozen"` (`MetaModel`, `meta_every=0`),
             `"schedule"` (frozen, phi set by `LinearParameterSchedule`), or a
             two-stage baseline: `"finetune"` (train, then fine-tune on the
-            meta set), `"glc"` (Gold Loss Correction) or `"forward"` (forward
-            correction with an anchor-point estimate of the noise).
+            meta set), `"glc"` (Gold Loss Correction), `"forward"` (forward
+            correction with an anchor-point estimate of the noise) or
+            `"retrain"` (meta-learn phi, then train a fresh network on
+            train+meta with phi frozen).
         clean_labels: train on the clean labels (the oracle).
         train_data: what the weights train on, `"train"` or `"train+meta"`
             (default: `"train"` for `training="meta"`, else `"train+meta"`).

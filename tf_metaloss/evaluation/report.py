@@ -48,6 +48,8 @@ STAGES = {
     "forward": "stage 1: CE on train+meta; T from anchor points; stage 2: forward-corrected "
     "CE on every sample",
     "meta": "phi meta-learned on the meta set",
+    "retrain": "stage 1: phi meta-learned on the meta set (weights on the training part); "
+    "stage 2: a fresh network on train+meta with phi frozen",
     "frozen": "phi frozen at its start",
     "schedule": "phi moved by the hand schedule",
 }

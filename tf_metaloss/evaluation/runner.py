@@ -275,7 +275,86 @@ def _train_corrected(method, split, config, seed, callbacks, first_data, estimat
     return _run_record(method, seed, config, model, loss, split, monitors, [history], stages)
 
 
-_PROCEDURES = {"finetune": _train_finetune, "glc": _train_glc, "forward": _train_forward}
+def _train_meta_then_retrain(method, split, config, seed, callbacks):
+    """Meta-learn the loss, then train a fresh network on all the data with it frozen.
+
+    Stage 1 is the meta-learned run (`training="meta"`): the weights train on
+    the training part, the meta set is seen only through the meta objective
+    (and the guard's check data). Stage 2 trains a fresh model (the same
+    initial weights) on the training part plus the meta set, like the fixed
+    baselines, with the loss's learned phi frozen; a loss built from class
+    counts is rebuilt with the counts of the stage-2 data. The run's `phi`
+    is stage 1's path; its curves and final metrics are stage 2's.
+    """
+    _reset(seed)
+    x_first, y_first, _ = splits.training_data(split, "train", method.clean_labels)
+    counts = np.bincount(np.asarray(y_first).reshape(-1), minlength=split.num_classes)
+    meta_model, learned, fit_kwargs = _compiled_model(method, split, config, seed, counts)
+    first_monitors = _Monitors(method, split, config, seed)
+    _, first_seconds = _fit(
+        meta_model,
+        x_first,
+        y_first,
+        config,
+        seed,
+        config.epochs,
+        first_monitors.callbacks(),
+        **fit_kwargs,
+    )
+
+    x, y, _ = splits.training_data(split, method.train_data, method.clean_labels)
+    loss = _frozen_copy(
+        learned, np.bincount(np.asarray(y).reshape(-1), minlength=split.num_classes)
+    )
+    _reset(seed)
+    model = _build(split, config)
+    model.compile(optimizer=_optimizer(config.learning_rate, config), loss=loss)
+    monitors = _Monitors(method, split, config, seed)
+    monitors.parameters = first_monitors.parameters
+    history, seconds = _fit(
+        model, x, y, config, seed, config.epochs, monitors.callbacks()[:2] + callbacks
+    )
+    stages = [
+        _stage(
+            "meta",
+            "train",
+            len(x_first),
+            config.epochs,
+            config.learning_rate,
+            first_seconds,
+            first_monitors.last_val_accuracy(),
+        ),
+        _stage(
+            "retrain",
+            method.train_data,
+            len(x),
+            config.epochs,
+            config.learning_rate,
+            seconds,
+            monitors.last_val_accuracy(),
+        ),
+    ]
+    stages[0]["guard_reverted"] = bool(getattr(meta_model, "guard_reverted", False))
+    return _run_record(method, seed, config, model, loss, split, monitors, [history], stages)
+
+
+def _frozen_copy(loss, class_counts):
+    """A copy of the learnable `loss` with its current phi (and `class_counts`, if it has any)."""
+    config = loss.get_config()
+    if config.get("class_counts") is not None:
+        config["class_counts"] = [float(c) for c in class_counts]
+    copy = type(loss).from_config(config)
+    for target, source in zip(copy.trainable_variables, loss.trainable_variables):
+        target.assign(source)
+    return copy
+
+
+_PROCEDURES = {
+    "finetune": _train_finetune,
+    "glc": _train_glc,
+    "forward": _train_forward,
+    "retrain": _train_meta_then_retrain,
+}
 _PREDICT_BATCH = 512
 
 
@@ -359,7 +438,7 @@ def _compiled_model(method, split, config, seed, class_counts=None):
         base.compile(optimizer=optimizer, loss=loss)
         return base, loss, {}
     model = MetaModel(base)
-    meta = method.training == "meta"
+    meta = method.training in ("meta", "retrain")
     model.compile(
         optimizer=optimizer,
         loss=loss,

@@ -13,6 +13,7 @@ from tf_metaloss.validation import is_number
 
 # Default clip ranges: offsets and margins in logit units, weights relative to 1.
 OFFSET_BOUNDS = (-10.0, 10.0)
+TEMPERATURE_BOUNDS = (0.0, 10.0)
 WEIGHT_BOUNDS = (0.01, 100.0)
 MARGIN_BOUNDS = (0.0, 10.0)
 # Up to this many classes, `parameter_summary` logs every class separately.
@@ -35,23 +36,38 @@ class ClassAdjustedLoss(LearnableLoss):
     of phi; at the start (`b = 0`, `m = 0`, `w = 1`) the loss is
     cross-entropy.
 
-    On long-tailed data the meta step, scored on a class-balanced meta set,
-    moves the offsets toward what logit adjustment (Menon et al. 2021) sets by
-    hand: the frequent classes get positive offsets, so the model learns to
-    lower their logits. `ClassAdjustedLoss(num_classes, from_logits=True)`
-    (offsets only) is the recommended configuration for imbalanced data; see
-    the README section "Imbalanced classes".
+    With the training set's `class_counts`, the offsets include a learned
+    temperature `tau` of the log prior: `b = tau * log(n / sum(n)) (+ b')`.
+    It starts at `tau = 1`, logit adjustment (Menon et al. 2021), and the
+    meta step, scored on a class-balanced meta set, sets how strongly the
+    prior is corrected (one parameter for all classes). On balanced counts
+    the term is the same for every class and changes nothing. This is the
+    recommended configuration for imbalanced data whose class counts are
+    known: `ClassAdjustedLoss(K, class_counts=np.bincount(y_train))`.
+
+    Without counts, the meta step moves the per-class offsets from 0 toward
+    what logit adjustment sets by hand (the frequent classes get positive
+    offsets, so the model learns to lower their logits), more slowly and
+    more noisily. See the README section "Imbalanced classes".
 
     Args:
         num_classes: the number of classes `K` (2 for a single-unit binary
             output).
         from_logits: whether the model outputs logits (default True).
-        offsets: learn per-class logit offsets `b` (default True).
+        offsets: learn per-class logit offsets `b`. Default: True without
+            `class_counts` or with `initial_offsets`, else False (the
+            temperature plays their role; pass True to learn both).
         weights: learn per-class loss weights `w` (default False).
         margins: learn per-class margins `m` (default False).
         initial_offsets: optional list of `K` starting offsets (e.g.
             `log(class_prior)`, which starts as logit adjustment with
             `tau = 1`); default zeros.
+        class_counts: optional list of `K` positive training-set counts per
+            class (e.g. `np.bincount(y_train, minlength=K)`): learn the
+            temperature `tau` of their log prior, starting at
+            `initial_temperature`.
+        initial_temperature: the starting `tau` (default 1.0: logit
+            adjustment); only with `class_counts`.
         **kwargs: `regularization`, `bounds`, `reduction`, `name`, `dtype`
             (see `LearnableLoss`). By default offsets are kept in
             `[-10, 10]`, weights in `[0.01, 100]` and margins in `[0, 10]`.
@@ -68,6 +84,12 @@ class ClassAdjustedLoss(LearnableLoss):
     True
     >>> sorted(loss.parameter_summary())
     ['phi/offset/0', 'phi/offset/1', 'phi/offset/2']
+    >>> adjusted = tml.losses.ClassAdjustedLoss(num_classes=3, class_counts=[50, 10, 5])
+    >>> prior = np.log(np.array([50, 10, 5]) / 65)
+    >>> bool(np.isclose(adjusted(y, logits), ce(y, logits + prior)))
+    True
+    >>> sorted(adjusted.parameter_summary())
+    ['phi/tau']
 
     Reference: Menon et al., "Long-tail learning via logit adjustment" (ICLR
     2021); Cao et al., "Learning imbalanced datasets with label-distribution-
@@ -78,23 +100,39 @@ class ClassAdjustedLoss(LearnableLoss):
         self,
         num_classes,
         from_logits=True,
-        offsets=True,
+        offsets=None,
         weights=False,
         margins=False,
         initial_offsets=None,
+        class_counts=None,
+        initial_temperature=1.0,
         **kwargs,
     ):
         super().__init__(from_logits=from_logits, **kwargs)
         self.num_classes = check_int("num_classes", num_classes, minimum=2)
+        self.class_counts = self._check_counts(class_counts)
+        if offsets is None:
+            offsets = self.class_counts is None or initial_offsets is not None
+        if not is_number(initial_temperature) or not (
+            TEMPERATURE_BOUNDS[0] <= initial_temperature <= TEMPERATURE_BOUNDS[1]
+        ):
+            invalid(
+                "initial_temperature",
+                initial_temperature,
+                f"a number in [{TEMPERATURE_BOUNDS[0]:g}, {TEMPERATURE_BOUNDS[1]:g}]",
+                "Pass 1.0 to start at logit adjustment",
+            )
+        self.initial_temperature = float(initial_temperature)
         self.offsets = check_bool("offsets", offsets)
         self.weights = check_bool("weights", weights)
         self.margins = check_bool("margins", margins)
-        if not (offsets or weights or margins):
+        if not (offsets or weights or margins or self.class_counts is not None):
             invalid(
                 "offsets",
                 offsets,
-                "at least one of `offsets`, `weights`, `margins` to be True",
-                "Pass offsets=True (the recommended configuration)",
+                "at least one of `offsets`, `weights`, `margins` to be True, or `class_counts`",
+                "Pass class_counts=np.bincount(y_train) (the recommended configuration) "
+                "or offsets=True",
             )
         if initial_offsets is not None:
             if not offsets:
@@ -115,6 +153,15 @@ class ClassAdjustedLoss(LearnableLoss):
         self.initial_offsets = initial_offsets
         self.regression = False
         shape = (self.num_classes,)
+        if self.class_counts is not None:
+            counts = np.asarray(self.class_counts, np.float64)
+            self._log_prior = np.log(counts / counts.sum()).astype("float32")
+            self.add_parameter(
+                "tau",
+                shape=(),
+                initializer=keras.initializers.Constant(self.initial_temperature),
+                default_bounds=TEMPERATURE_BOUNDS,
+            )
         if offsets:
             start = initial_offsets if initial_offsets is not None else 0.0
             self.add_parameter(
@@ -137,6 +184,9 @@ class ClassAdjustedLoss(LearnableLoss):
         parameters = parameters or self.parameters()
         one_hot, log_probs = self._terms(y_true, y_pred)
         z = log_probs
+        if "tau" in parameters:
+            log_prior = ops.convert_to_tensor(self._log_prior, dtype=z.dtype)
+            z = z + ops.cast(parameters["tau"], z.dtype) * log_prior
         if "offset" in parameters:
             z = z + ops.cast(parameters["offset"], z.dtype)
         if "margin" in parameters:
@@ -160,6 +210,20 @@ class ClassAdjustedLoss(LearnableLoss):
             ce = ce * ops.sum(one_hot * w, axis=-1)
         return ce
 
+    def _check_counts(self, class_counts):
+        if class_counts is None:
+            return None
+        values = list(np.ravel(np.asarray(class_counts, dtype=object)))
+        if len(values) != self.num_classes or not all(is_number(v) and v > 0 for v in values):
+            invalid(
+                "class_counts",
+                class_counts,
+                f"{self.num_classes} positive numbers (the training set's count per class)",
+                f"Pass np.bincount(y_train, minlength={self.num_classes}); a class without "
+                "training samples has no prior to correct",
+            )
+        return [float(v) for v in values]
+
     def _terms(self, y_true, y_pred):
         y_pred = ops.convert_to_tensor(y_pred)
         classes = y_pred.shape[-1]
@@ -180,11 +244,14 @@ class ClassAdjustedLoss(LearnableLoss):
         return [f"{name}/{i}" for i in range(size)]
 
     def parameter_summary(self):
-        """`phi/offset/<class>` etc.: every class's value (up to 100 classes)."""
+        """`phi/tau`, `phi/offset/<class>` etc.: every class's value (up to 100 classes)."""
         if self.num_classes > MAX_LOGGED_CLASSES:
             return super().parameter_summary()
         summary = {}
         for name, variable in zip(self.parameter_names, self.trainable_variables):
+            if name == "tau":
+                summary["phi/tau"] = variable
+                continue
             labels = self.element_labels(name, self.num_classes)
             for i, label in enumerate(labels):
                 summary[f"phi/{label}"] = variable[i]
@@ -199,6 +266,8 @@ class ClassAdjustedLoss(LearnableLoss):
                 "weights": self.weights,
                 "margins": self.margins,
                 "initial_offsets": self.initial_offsets,
+                "class_counts": self.class_counts,
+                "initial_temperature": self.initial_temperature,
             }
         )
         return config
