@@ -180,18 +180,12 @@ for _r in (10, 50, 100):
                 _method,
                 {"imbalance_ratio": float(_r), "seeds": (0, 1, 2), "meta_learning_rate": _lr},
             )
-        VARIANTS[f"tau_rt_mlr{_lr:g}_r{_r}"] = (
+        # tau_rt_mlr*: made at commit ecb5a36, whose retrain kept stage 1's guard
+        # and its last phi. The current retrain (no guard, phi averaged over
+        # the second half of stage 1) is screened as tau_rtavg_mlr*.
+        VARIANTS[f"tau_rtavg_mlr{_lr:g}_r{_r}"] = (
             "ca_tau_rt",
             {"imbalance_ratio": float(_r), "seeds": (0, 1, 2), "meta_learning_rate": _lr},
-        )
-        VARIANTS[f"tau_rt_fm_mlr{_lr:g}_r{_r}"] = (
-            "ca_tau_rt",
-            {
-                "imbalance_ratio": float(_r),
-                "seeds": (0, 1, 2),
-                "meta_learning_rate": _lr,
-                "meta_method": "forward_mode",
-            },
         )
         # The non-greedy estimator: tau's effect carried over the whole run.
         VARIANTS[f"tau_fm_mlr{_lr:g}_r{_r}"] = (

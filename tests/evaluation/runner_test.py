@@ -435,3 +435,43 @@ def test_imbalance_baselines_are_built_from_the_training_counts(toy_dataset, sma
     np.testing.assert_allclose(losses["ldam_drw"].margins, imbalance.ldam_margins(counts))
     (drw,) = methods.METHODS["ldam_drw"].make_callbacks(losses["ldam_drw"], config, counts)
     assert drw.start_epoch == int(0.8 * config.epochs)
+
+
+def test_retrain_freezes_the_averaged_phi_and_retrains_on_all_the_data(
+    toy_dataset, small_config, monkeypatch
+):
+    from tf_metaloss.losses import ClassAdjustedLoss
+
+    built = []
+
+    def make(config, seed, class_counts):
+        built.append(list(class_counts))
+        return ClassAdjustedLoss(3, from_logits=True, class_counts=list(class_counts))
+
+    method = methods.Method(
+        "tau_retrain", "tau, retrained", "learned", make, "retrain", uses_class_counts=True
+    )
+    monkeypatch.setitem(methods.METHODS, "tau_retrain", method)
+    config = small_config(
+        methods="tau_retrain",
+        imbalance_ratio=10,
+        meta_per_class=5,
+        meta_objective="crossentropy",
+        meta_learning_rate=0.5,
+        epochs=4,
+    )
+    results = runner.run_comparison(config, data=toy_dataset(n_train=300, classes=3))
+    (run,) = results["runs"]
+    # Stage 1 is built from the long-tailed training part's counts.
+    assert built == [[95, 30, 9]]
+    meta, retrain = run["stages"]
+    assert (meta["name"], meta["data"], meta["samples"]) == ("meta", "train", 134)
+    assert (retrain["name"], retrain["data"], retrain["samples"]) == ("retrain", "train+meta", 149)
+    # Stage 1 moved tau, without a guard to take it back; stage 2 trains with
+    # the mean of its values at the ends of epochs 3 and 4 (the second half).
+    path = run["phi"]["phi/tau"]
+    assert len(path) == 5 and path[0] == 1.0 and path[-1] != 1.0
+    assert retrain["phi"]["phi/tau"] == pytest.approx(np.mean(path[3:]), rel=1e-5)
+    # Stage 2's curves: 4 epochs of 10 batches of 16 (149 samples), phi frozen.
+    assert len(run["curves"]["val_accuracy"]) == 4
+    assert run["grad_norm_steps"] == 4 * 10

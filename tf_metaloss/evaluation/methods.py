@@ -62,7 +62,8 @@ class Method:
             meta set), `"glc"` (Gold Loss Correction), `"forward"` (forward
             correction with an anchor-point estimate of the noise) or
             `"retrain"` (meta-learn phi, then train a fresh network on
-            train+meta with phi frozen).
+            train+meta with phi frozen at its mean over the second half of
+            the first stage).
         clean_labels: train on the clean labels (the oracle).
         train_data: what the weights train on, `"train"` or `"train+meta"`
             (default: `"train"` for `training="meta"`, else `"train+meta"`).
@@ -252,6 +253,15 @@ def _class_adjusted(config, seed, class_counts):
     )
 
 
+def _class_adjusted_tau(config, seed, class_counts):
+    return tml_losses.ClassAdjustedLoss(
+        len(class_counts),
+        from_logits=True,
+        regularization=config.regularization,
+        class_counts=[int(c) for c in class_counts],
+    )
+
+
 # The methods of imbalanced data (`--imbalance`): the baselines a user would
 # try and the learned per-class loss. Not in "all": they need per-class counts.
 IMBALANCE_METHODS = {
@@ -285,6 +295,14 @@ IMBALANCE_METHODS = {
             "learned",
             _class_adjusted,
             "meta",
+            uses_class_counts=True,
+        ),
+        Method(
+            "class_adjusted_tau",
+            "ClassAdjustedLoss, learned tau (retrain)",
+            "learned",
+            _class_adjusted_tau,
+            "retrain",
             uses_class_counts=True,
         ),
     )

@@ -48,8 +48,9 @@ STAGES = {
     "forward": "stage 1: CE on train+meta; T from anchor points; stage 2: forward-corrected "
     "CE on every sample",
     "meta": "phi meta-learned on the meta set",
-    "retrain": "stage 1: phi meta-learned on the meta set (weights on the training part); "
-    "stage 2: a fresh network on train+meta with phi frozen",
+    "retrain": "stage 1: phi meta-learned on the meta set (weights on the training part, "
+    "no guard); stage 2: a fresh network on train+meta with phi frozen at its mean over "
+    "stage 1's second half",
     "frozen": "phi frozen at its start",
     "schedule": "phi moved by the hand schedule",
 }

@@ -278,19 +278,24 @@ def _train_corrected(method, split, config, seed, callbacks, first_data, estimat
 def _train_meta_then_retrain(method, split, config, seed, callbacks):
     """Meta-learn the loss, then train a fresh network on all the data with it frozen.
 
-    Stage 1 is the meta-learned run (`training="meta"`): the weights train on
-    the training part, the meta set is seen only through the meta objective
-    (and the guard's check data). Stage 2 trains a fresh model (the same
-    initial weights) on the training part plus the meta set, like the fixed
-    baselines, with the loss's learned phi frozen; a loss built from class
-    counts is rebuilt with the counts of the stage-2 data. The run's `phi`
-    is stage 1's path; its curves and final metrics are stage 2's.
+    Stage 1 is a meta-learned run without the guard (its weights are thrown
+    away): the weights train on the training part, the meta set is seen only
+    through the meta objective. Phi is averaged over the second half of its
+    epochs (the iterates of a noisy one-step meta-gradient wander; their
+    average does not). Stage 2 trains a fresh model (the same initial
+    weights) on the training part plus the meta set, like the fixed
+    baselines, with that phi frozen; a loss built from class counts is
+    rebuilt with the counts of the stage-2 data. The run's `phi` is stage 1's
+    path; its curves and final metrics are stage 2's.
     """
     _reset(seed)
     x_first, y_first, _ = splits.training_data(split, "train", method.clean_labels)
     counts = np.bincount(np.asarray(y_first).reshape(-1), minlength=split.num_classes)
-    meta_model, learned, fit_kwargs = _compiled_model(method, split, config, seed, counts)
+    meta_model, learned, fit_kwargs = _compiled_model(
+        method, split, config, seed, counts, meta_guard=None
+    )
     first_monitors = _Monitors(method, split, config, seed)
+    average = _PhiAverage(learned, start_epoch=config.epochs // 2)
     _, first_seconds = _fit(
         meta_model,
         x_first,
@@ -298,14 +303,13 @@ def _train_meta_then_retrain(method, split, config, seed, callbacks):
         config,
         seed,
         config.epochs,
-        first_monitors.callbacks(),
+        first_monitors.callbacks() + [average],
         **fit_kwargs,
     )
 
     x, y, _ = splits.training_data(split, method.train_data, method.clean_labels)
-    loss = _frozen_copy(
-        learned, np.bincount(np.asarray(y).reshape(-1), minlength=split.num_classes)
-    )
+    counts = np.bincount(np.asarray(y).reshape(-1), minlength=split.num_classes)
+    loss = _frozen_copy(learned, counts, average.values())
     _reset(seed)
     model = _build(split, config)
     model.compile(optimizer=_optimizer(config.learning_rate, config), loss=loss)
@@ -334,18 +338,44 @@ def _train_meta_then_retrain(method, split, config, seed, callbacks):
             monitors.last_val_accuracy(),
         ),
     ]
-    stages[0]["guard_reverted"] = bool(getattr(meta_model, "guard_reverted", False))
+    stages[1]["phi"] = {key: float(value) for key, value in loss.parameter_summary().items()}
     return _run_record(method, seed, config, model, loss, split, monitors, [history], stages)
 
 
-def _frozen_copy(loss, class_counts):
-    """A copy of the learnable `loss` with its current phi (and `class_counts`, if it has any)."""
+class _PhiAverage(keras.callbacks.Callback):
+    """The mean of `loss`'s trainable variables at the ends of epochs `start_epoch`, ...."""
+
+    def __init__(self, loss, start_epoch):
+        super().__init__()
+        self.loss = loss
+        self.start_epoch = start_epoch
+        self._sums = None
+        self._count = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch < self.start_epoch:
+            return
+        values = [
+            keras.ops.convert_to_numpy(v).astype("float64") for v in self.loss.trainable_variables
+        ]
+        self._sums = values if self._sums is None else [a + b for a, b in zip(self._sums, values)]
+        self._count += 1
+
+    def values(self):
+        """The averages (the current values if no epoch was averaged)."""
+        if not self._count:
+            return [keras.ops.convert_to_numpy(v) for v in self.loss.trainable_variables]
+        return [total / self._count for total in self._sums]
+
+
+def _frozen_copy(loss, class_counts, values):
+    """A copy of the learnable `loss` with phi set to `values` (and its `class_counts`, if any)."""
     config = loss.get_config()
     if config.get("class_counts") is not None:
         config["class_counts"] = [float(c) for c in class_counts]
     copy = type(loss).from_config(config)
-    for target, source in zip(copy.trainable_variables, loss.trainable_variables):
-        target.assign(source)
+    for target, value in zip(copy.trainable_variables, values):
+        target.assign(np.asarray(value, dtype=target.dtype))
     return copy
 
 
@@ -420,7 +450,7 @@ def _stage(name, data, samples, epochs, learning_rate, seconds, val_accuracy):
     }
 
 
-def _compiled_model(method, split, config, seed, class_counts=None):
+def _compiled_model(method, split, config, seed, class_counts=None, meta_guard="auto"):
     """`(model, loss, fit_kwargs)`: the compared network, compiled for `method`.
 
     `class_counts`: the samples per class of the data trained on, for the
@@ -449,6 +479,7 @@ def _compiled_model(method, split, config, seed, class_counts=None):
         meta_global_clipnorm=config.meta_clipnorm,
         lookahead_learning_rate=config.lookahead_learning_rate,
         meta_seed=seed,
+        meta_guard=meta_guard,
     )
     if not meta:
         return model, loss, {}
