@@ -6,7 +6,7 @@ values), and the learned loss's paired difference from logit adjustment and
 from the best baseline, with the seeds it wins.
 
 Usage:
-    python scripts/imbalance/table.py [--root docs/figures/imbalance]
+    python scripts/imbalance/table.py [--root docs/figures/imbalance] [--learned class_adjusted]
 """
 
 import argparse
@@ -38,7 +38,7 @@ def _cell(values):
     return f"{values.mean():.2f} ± {std:.2f}"
 
 
-def ratio_table(results):
+def ratio_table(results, learned=LEARNED):
     runs = _by_method(results)
     labels = {m["name"]: m["label"] for m in results["methods"]}
     lines = [
@@ -50,15 +50,30 @@ def ratio_table(results):
         cells = [_cell([seeds[s][k] for s in order]) for k, _ in METRICS]
         per_seed = " / ".join(f"{100 * seeds[s]['val_accuracy']:.1f}" for s in order)
         lines.append(f"| {labels.get(name, name)} | " + " | ".join(cells) + f" | {per_seed} |")
-    lines += ["", _paired(runs, labels)]
+    lines += ["", _paired(runs, labels, learned), _frozen_phi(results, learned)]
     return "\n".join(lines)
 
 
-def _paired(runs, labels):
-    if LEARNED not in runs:
+def _frozen_phi(results, learned):
+    """The phi a two-stage ("retrain") method trained its second stage with, per seed."""
+    values = {}
+    for run in results["runs"]:
+        stages = run.get("stages") or []
+        if run["method"] == learned and len(stages) > 1 and stages[1].get("phi"):
+            for key, value in stages[1]["phi"].items():
+                values.setdefault(key, {})[run["seed"]] = value
+    return "\n".join(
+        f"- {key} frozen for the retrain, per seed: "
+        + ", ".join(f"{per_seed[s]:.2f}" for s in sorted(per_seed))
+        for key, per_seed in values.items()
+    )
+
+
+def _paired(runs, labels, learned_name):
+    if learned_name not in runs:
         return ""
-    learned = runs[LEARNED]
-    baselines = [n for n in runs if n != LEARNED]
+    learned = runs[learned_name]
+    baselines = [n for n in runs if n != learned_name]
     means = {n: np.mean([runs[n][s]["val_accuracy"] for s in runs[n]]) for n in baselines}
     best = max(means, key=means.get)
     out = []
@@ -70,7 +85,8 @@ def _paired(runs, labels):
         wins = sum(d >= 0 for d in diffs)
         tag = " (best baseline)" if name == best else ""
         out.append(
-            f"ClassAdjustedLoss - {labels.get(name, name)}{tag}: {np.mean(diffs):+.2f} points "
+            f"{labels.get(learned_name, learned_name)} - {labels.get(name, name)}{tag}: "
+            f"{np.mean(diffs):+.2f} points "
             f"(per seed {', '.join(f'{d:+.1f}' for d in diffs)}; >= in {wins} of {len(diffs)})"
         )
     return "\n".join(f"- {line}" for line in out)
@@ -79,6 +95,7 @@ def _paired(runs, labels):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", default="docs/figures/imbalance")
+    parser.add_argument("--learned", default=LEARNED, help="the learned method to compare")
     args = parser.parse_args(argv)
     paths = glob.glob(os.path.join(args.root, "r*", "results.json"))
     ratio = {p: float(re.search(r"/r([0-9.]+)/results.json$", p).group(1)) for p in paths}
@@ -91,7 +108,7 @@ def main(argv=None):
             f"### Ratio {ratio[path]:g} ({len(counts)} seeds; {sizes[0]} training images, "
             f"{next(iter(counts.values()))['num_meta']} meta)\n"
         )
-        print(ratio_table(results))
+        print(ratio_table(results, args.learned))
         print()
     return 0
 
