@@ -9,6 +9,7 @@ import tensorflow as tf
 
 import tf_metaloss as tml
 from tf_metaloss.losses import ClassAdjustedLoss
+from tf_metaloss.losses import FixedLoss
 
 LABELS = np.array([0, 2, 1, 1, 3])
 LOGITS = np.random.default_rng(0).normal(size=(5, 4)).astype("float32") * 2
@@ -75,6 +76,18 @@ def test_temperature_changes_nothing_on_balanced_counts():
     loss = ClassAdjustedLoss(4, class_counts=[30, 30, 30, 30], reduction=None)
     _assign(loss, tau=np.float32(3.0))
     np.testing.assert_allclose(loss(LABELS, LOGITS), _ce(LOGITS), rtol=1e-5)
+    # Exactly cross-entropy, value and gradient, and tau's gradient is 0, not None.
+    logits = tf.constant(LOGITS, dtype="float32")
+    mean_loss = ClassAdjustedLoss(4, from_logits=True, class_counts=[30, 30, 30, 30])
+    _assign(mean_loss, tau=np.float32(3.0))
+    fixed = FixedLoss("crossentropy", from_logits=True)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(logits)
+        adjusted, plain = mean_loss(LABELS, logits), fixed(LABELS, logits)
+    assert float(adjusted) == float(plain)
+    np.testing.assert_array_equal(tape.gradient(adjusted, logits), tape.gradient(plain, logits))
+    (tau_gradient,) = tape.gradient(adjusted, mean_loss.trainable_variables)
+    assert tau_gradient is not None and float(tau_gradient) == 0.0
 
 
 def test_temperature_starts_where_asked_and_is_summarised():

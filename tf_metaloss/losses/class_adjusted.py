@@ -153,9 +153,13 @@ class ClassAdjustedLoss(LearnableLoss):
         self.initial_offsets = initial_offsets
         self.regression = False
         shape = (self.num_classes,)
+        self._uniform_prior = False
         if self.class_counts is not None:
             counts = np.asarray(self.class_counts, np.float64)
             self._log_prior = np.log(counts / counts.sum()).astype("float32")
+            # Equal counts: tau * log prior shifts every logit alike, which
+            # softmax ignores; the loss is then computed as cross-entropy exactly.
+            self._uniform_prior = bool(np.all(counts == counts[0]))
             self.add_parameter(
                 "tau",
                 shape=(),
@@ -184,7 +188,7 @@ class ClassAdjustedLoss(LearnableLoss):
         parameters = parameters or self.parameters()
         one_hot, log_probs = self._terms(y_true, y_pred)
         z = log_probs
-        if "tau" in parameters:
+        if "tau" in parameters and not self._uniform_prior:
             log_prior = ops.convert_to_tensor(self._log_prior, dtype=z.dtype)
             z = z + ops.cast(parameters["tau"], z.dtype) * log_prior
         if "offset" in parameters:
@@ -192,6 +196,11 @@ class ClassAdjustedLoss(LearnableLoss):
         if "margin" in parameters:
             z = z - one_hot * ops.cast(parameters["margin"], z.dtype)
         return z
+
+    def _adjusts(self, parameters):
+        """Whether the logits are changed (tau of an unequal prior, offsets or margins)."""
+        tau = "tau" in parameters and not self._uniform_prior
+        return tau or "offset" in parameters or "margin" in parameters
 
     def class_weights(self, parameters=None):
         """`w / mean(w)` (ones without `weights=True`)."""
@@ -202,9 +211,14 @@ class ClassAdjustedLoss(LearnableLoss):
         return w / ops.mean(w)
 
     def compute(self, parameters, y_true, y_pred):
-        one_hot, _ = self._terms(y_true, y_pred)
-        z = self.adjusted_logits(y_true, y_pred, parameters)
-        ce = -ops.sum(one_hot * ops.log_softmax(z, axis=-1), axis=-1)
+        one_hot, log_probs = self._terms(y_true, y_pred)
+        if self._adjusts(parameters):
+            z = self.adjusted_logits(y_true, y_pred, parameters)
+            log_probs = ops.log_softmax(z, axis=-1)
+        elif "tau" in parameters:
+            # Equal counts: adds exactly 0, and keeps tau's gradient 0 (not None).
+            log_probs = log_probs + 0.0 * ops.cast(parameters["tau"], log_probs.dtype)
+        ce = -ops.sum(one_hot * log_probs, axis=-1)
         if "weight" in parameters:
             w = ops.cast(self.class_weights(parameters), ce.dtype)
             ce = ce * ops.sum(one_hot * w, axis=-1)
