@@ -250,30 +250,31 @@ def test_meta_gradient_matches_finite_differences(classification_data, float64, 
     assert error < 1e-5
 
 
-def test_offsets_learn_toward_the_frequent_classes(classification_data):
-    # Training labels mostly class 0, a balanced meta set: the meta step must
-    # raise class 0's offset above the rare classes' (logit adjustment's sign).
+def _long_tailed_data():
+    """100 training samples of 3 classes (90 / 6 / 4) and a balanced meta set of 30."""
     rng = np.random.default_rng(0)
     centers = rng.normal(size=(3, 6)) * 1.5
     y = np.array([0] * 90 + [1] * 6 + [2] * 4)
     x = (centers[y] + rng.normal(size=(100, 6))).astype("float32")
     y_meta = np.repeat(np.arange(3), 10)
     x_meta = (centers[y_meta] + rng.normal(size=(30, 6))).astype("float32")
+    return x, y, x_meta, y_meta
+
+
+def test_offsets_learn_toward_the_frequent_classes(classification_data):
+    # Training labels mostly class 0, a balanced meta set: the meta step must
+    # raise class 0's offset above the rare classes' (logit adjustment's sign).
+    x, y, x_meta, y_meta = _long_tailed_data()
     model = _meta_model(ClassAdjustedLoss(3))
     model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=20, epochs=5, verbose=0)
     offset = model.loss.trainable_variables[0].numpy()
     assert offset[0] > offset[1] and offset[0] > offset[2], offset
 
 
-def test_temperature_learns_to_correct_the_prior(classification_data):
+def test_temperature_learns_to_correct_the_prior():
     # Started at tau=0 (cross-entropy) on long-tailed training data with a
     # balanced meta set, the meta step must raise tau (toward logit adjustment).
-    rng = np.random.default_rng(0)
-    centers = rng.normal(size=(3, 6)) * 1.5
-    y = np.array([0] * 90 + [1] * 6 + [2] * 4)
-    x = (centers[y] + rng.normal(size=(100, 6))).astype("float32")
-    y_meta = np.repeat(np.arange(3), 10)
-    x_meta = (centers[y_meta] + rng.normal(size=(30, 6))).astype("float32")
+    x, y, x_meta, y_meta = _long_tailed_data()
     loss = ClassAdjustedLoss(3, class_counts=np.bincount(y), initial_temperature=0.0)
     model = _meta_model(loss)
     model.compile(

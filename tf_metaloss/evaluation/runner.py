@@ -105,7 +105,7 @@ def _train_one_stage(method, split, config, seed, callbacks):
     """Fixed baselines, meta-learned losses, the ablations and the oracle."""
     _reset(seed)
     x, y, _ = splits.training_data(split, method.train_data, method.clean_labels)
-    counts = np.bincount(np.asarray(y).reshape(-1), minlength=split.num_classes)
+    counts = _class_counts(y, split)
     model, loss, fit_kwargs = _compiled_model(method, split, config, seed, counts)
     monitors = _Monitors(method, split, config, seed)
     stage_callbacks = monitors.callbacks()
@@ -290,7 +290,7 @@ def _train_meta_then_retrain(method, split, config, seed, callbacks):
     """
     _reset(seed)
     x_first, y_first, _ = splits.training_data(split, "train", method.clean_labels)
-    counts = np.bincount(np.asarray(y_first).reshape(-1), minlength=split.num_classes)
+    counts = _class_counts(y_first, split)
     meta_model, learned, fit_kwargs = _compiled_model(
         method, split, config, seed, counts, meta_guard=None
     )
@@ -308,7 +308,7 @@ def _train_meta_then_retrain(method, split, config, seed, callbacks):
     )
 
     x, y, _ = splits.training_data(split, method.train_data, method.clean_labels)
-    counts = np.bincount(np.asarray(y).reshape(-1), minlength=split.num_classes)
+    counts = _class_counts(y, split)
     loss = _frozen_copy(learned, counts, average.values())
     _reset(seed)
     model = _build(split, config)
@@ -366,6 +366,11 @@ class _PhiAverage(keras.callbacks.Callback):
         if not self._count:
             return [keras.ops.convert_to_numpy(v) for v in self.loss.trainable_variables]
         return [total / self._count for total in self._sums]
+
+
+def _class_counts(y, split):
+    """The number of samples of each class in the labels `y`."""
+    return np.bincount(np.asarray(y).reshape(-1), minlength=split.num_classes)
 
 
 def _frozen_copy(loss, class_counts, values):

@@ -153,13 +153,14 @@ class ClassAdjustedLoss(LearnableLoss):
         self.initial_offsets = initial_offsets
         self.regression = False
         shape = (self.num_classes,)
-        self._uniform_prior = False
+        # None without counts or with equal counts: then tau * log prior would
+        # shift every logit alike, which softmax ignores, and the loss is
+        # computed as cross-entropy exactly.
+        self._log_prior = None
         if self.class_counts is not None:
             counts = np.asarray(self.class_counts, np.float64)
-            self._log_prior = np.log(counts / counts.sum()).astype("float32")
-            # Equal counts: tau * log prior shifts every logit alike, which
-            # softmax ignores; the loss is then computed as cross-entropy exactly.
-            self._uniform_prior = bool(np.all(counts == counts[0]))
+            if np.any(counts != counts[0]):
+                self._log_prior = np.log(counts / counts.sum()).astype("float32")
             self.add_parameter(
                 "tau",
                 shape=(),
@@ -188,7 +189,7 @@ class ClassAdjustedLoss(LearnableLoss):
         parameters = parameters or self.parameters()
         one_hot, log_probs = self._terms(y_true, y_pred)
         z = log_probs
-        if "tau" in parameters and not self._uniform_prior:
+        if self._adjusts_prior(parameters):
             log_prior = ops.convert_to_tensor(self._log_prior, dtype=z.dtype)
             z = z + ops.cast(parameters["tau"], z.dtype) * log_prior
         if "offset" in parameters:
@@ -197,10 +198,13 @@ class ClassAdjustedLoss(LearnableLoss):
             z = z - one_hot * ops.cast(parameters["margin"], z.dtype)
         return z
 
+    def _adjusts_prior(self, parameters):
+        """Whether tau moves the logits (it has a prior of unequal counts)."""
+        return "tau" in parameters and self._log_prior is not None
+
     def _adjusts(self, parameters):
         """Whether the logits are changed (tau of an unequal prior, offsets or margins)."""
-        tau = "tau" in parameters and not self._uniform_prior
-        return tau or "offset" in parameters or "margin" in parameters
+        return self._adjusts_prior(parameters) or "offset" in parameters or "margin" in parameters
 
     def class_weights(self, parameters=None):
         """`w / mean(w)` (ones without `weights=True`)."""
