@@ -46,7 +46,9 @@ def test_extras_all_and_test_cover_the_feature_extras():
     declared = extras()
     assert {"datasets", "nlp", "eval", "all", "test"} <= set(declared)
     features = {
-        r for name in ("datasets", "nlp", "eval", "symbolic", "search") for r in declared[name]
+        r
+        for name in ("datasets", "nlp", "eval", "symbolic", "search", "jax")
+        for r in declared[name]
     }
     assert set(declared["all"]) == features
     # The test suite imports what every feature extra brings (tests/text_test.py

@@ -43,6 +43,7 @@ import re
 
 from keras import ops
 
+from tf_metaloss import backend
 from tf_metaloss.losses import functional
 
 EPSILON = 1e-7
@@ -94,7 +95,7 @@ PRIMITIVES = {
     "exp": (1, lambda a: ops.exp(ops.minimum(a, EXP_CLIP))),
     "sqrt": (1, _sqrt),
     "abs": (1, ops.abs),
-    "tanh": (1, ops.tanh),
+    "tanh": (1, backend.tanh),
     "square": (1, ops.square),
     "sum_c": (1, lambda a: _over_classes(ops.sum, a)),
     "max_c": (1, lambda a: _over_classes(ops.max, a)),

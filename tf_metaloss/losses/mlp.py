@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from tf_metaloss import backend
+
 
 def check_hidden_units(hidden_units):
     """Validates `hidden_units`; returns it as a tuple of positive ints."""
@@ -41,6 +43,6 @@ def apply_mlp(parameters, inputs, num_hidden):
     """`(..., input_dim) -> (...)`: tanh hidden layers, linear output."""
     x = inputs
     for i in range(num_hidden):
-        x = ops.tanh(ops.matmul(x, parameters[f"kernel_{i}"]) + parameters[f"bias_{i}"])
+        x = backend.tanh(ops.matmul(x, parameters[f"kernel_{i}"]) + parameters[f"bias_{i}"])
     out = ops.matmul(x, parameters["kernel_out"]) + parameters["bias_out"]
     return ops.squeeze(out, axis=-1)

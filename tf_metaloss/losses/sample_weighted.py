@@ -62,7 +62,9 @@ class SampleWeightedLoss(LearnableLoss):
         features = ops.expand_dims(base, -1)
         weights = ops.sigmoid(mlp.apply_mlp(parameters, features, len(self.hidden_units)))
         if self.normalize:
-            weights = weights / ops.maximum(ops.mean(weights), functional.EPSILON)
+            # sum / size, not ops.mean: Keras 3.15's mean rounds float64 to float32 on JAX.
+            mean = ops.sum(weights) / ops.cast(ops.size(weights), weights.dtype)
+            weights = weights / ops.maximum(mean, functional.EPSILON)
         return weights
 
     def sample_weights(self, y_true, y_pred, parameter_values=None):

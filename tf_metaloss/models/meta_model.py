@@ -6,7 +6,6 @@ import warnings
 import keras
 
 from tf_metaloss import backend
-from tf_metaloss import text as text_lib
 from tf_metaloss.losses.base import LearnableLoss
 from tf_metaloss.losses.fixed import FixedLoss
 from tf_metaloss.meta import data as meta_data_lib
@@ -14,6 +13,7 @@ from tf_metaloss.meta import estimators
 from tf_metaloss.meta import records
 from tf_metaloss.models import guard as guard_lib
 from tf_metaloss.models import progress
+from tf_metaloss.models import tasks
 from tf_metaloss.models.estimator_state import EstimatorState
 from tf_metaloss.models.reference import ReferenceRun
 from tf_metaloss.validation import check_int
@@ -29,8 +29,15 @@ _DEPRECATED_COMPILE_ARGUMENTS = {
 }
 
 
+# The training loop of the active backend, as Keras picks its own trainer.
+if backend.name() == "jax":
+    from tf_metaloss.backend.jax.trainer import MetaTrainer
+else:
+    from tf_metaloss.backend.tensorflow.trainer import MetaTrainer
+
+
 @keras.saving.register_keras_serializable(package="tf_metaloss")
-class MetaModel(backend.MetaTrainer, keras.Model):
+class MetaModel(MetaTrainer, keras.Model):
     """A model trained on a learnable loss whose parameters phi are meta-learned.
 
     Every `meta_every` steps the meta step forms a differentiable lookahead
@@ -82,11 +89,11 @@ class MetaModel(backend.MetaTrainer, keras.Model):
         self._output_from_logits = None
         if isinstance(inputs, keras.Model) and outputs is None:
             model = inputs
-            if text_lib.is_task(model):
+            if tasks.is_task(model):
                 # Backbone and head only; the preprocessor runs in tf.data.
                 if hasattr(model, "activation"):
-                    self._output_from_logits = text_lib.from_logits(model)
-                model = text_lib.task_without_preprocessor(model)
+                    self._output_from_logits = tasks.from_logits(model)
+                model = tasks.task_without_preprocessor(model)
         elif inputs is not None and outputs is not None:
             model = keras.Model(inputs=inputs, outputs=outputs)
         else:
@@ -291,7 +298,7 @@ class MetaModel(backend.MetaTrainer, keras.Model):
                 self.optimizer,
                 meta_every,
                 lookahead_learning_rate,
-                self.distribute_strategy.num_replicas_in_sync,
+                self._replicas_in_sync(),
             )
         self.loss_reference = self.guard_reference = None
         self.estimator_state = None
@@ -310,7 +317,7 @@ class MetaModel(backend.MetaTrainer, keras.Model):
             return
         estimator = self.meta_estimator
         if estimator.stateful and self.estimator_state is None and self.meta_every > 0:
-            with self.distribute_strategy.scope():
+            with self._variable_scope():
                 self.estimator_state = EstimatorState(self)
         if self.reference_runs:
             return
@@ -318,7 +325,7 @@ class MetaModel(backend.MetaTrainer, keras.Model):
         if getattr(loss, "num_classes", 0) is None and self._output_units():
             loss.build_state(self._output_units())
         frozen = not self._meta_compile_config.get("meta_every", 1)
-        with self.distribute_strategy.scope():
+        with self._variable_scope():
             # A loss still without `num_classes` (a subclassed model) has no
             # state to feed: it keeps its neutral start (no correction).
             if loss.reference_objective and not frozen and getattr(loss, "num_classes", 1):
@@ -588,6 +595,7 @@ class MetaModel(backend.MetaTrainer, keras.Model):
         the metrics and the meta objective; `History` holds every entry.
         """
         self._assert_compile_called("fit")
+        self._check_fit_supported("fit")
         arguments = inspect.signature(keras.Model.fit).bind(self, x, y, *args, **kwargs).arguments
         del arguments["self"]
         if meta_data is not None and meta_split is not None:
@@ -661,6 +669,7 @@ class MetaModel(backend.MetaTrainer, keras.Model):
             Other arguments are those of `keras.Model.train_on_batch`.
         """
         self._assert_compile_called("train_on_batch")
+        self._check_fit_supported("train_on_batch")
         step = int(self.optimizer.iterations.numpy())
         if meta_batch is not None:
             meta_batch = meta_data_lib.unpack_meta_data(meta_batch)

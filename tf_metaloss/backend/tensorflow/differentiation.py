@@ -194,3 +194,13 @@ def stop_weight_gradient(x):
         for tape in tapes:
             stack.enter_context(tape.stop_recording())
         return tf.identity(x)
+
+
+def read(variables):
+    """The current values of Keras variables, as tensors a tape can watch."""
+    return [tf.convert_to_tensor(v) for v in variables]
+
+
+def tanh(x):
+    """`tanh(x)` in `x`'s dtype (`keras.ops.tanh`)."""
+    return tf.math.tanh(x)

@@ -22,21 +22,15 @@ Logs are read after the replicas ran, in cross-replica context, so metrics
 aggregate over the global batch.
 """
 
-import collections
-
-import keras
 import tensorflow as tf
 from keras import tree
 
 from tf_metaloss import backend
 from tf_metaloss.backend.tensorflow import distribution
-from tf_metaloss.meta import estimators
 from tf_metaloss.meta import gradients
 from tf_metaloss.meta import lookahead
-
-
-def _unpack(data):
-    return keras.utils.unpack_x_y_sample_weight(data)
+from tf_metaloss.models.objectives import MetaObjectives
+from tf_metaloss.models.objectives import unpack
 
 
 class _Schedule:
@@ -46,8 +40,18 @@ class _Schedule:
         self.meta_every = tf.Variable(int(meta_every), dtype=tf.int64, trainable=False)
 
 
-class MetaTrainer:
+class MetaTrainer(MetaObjectives):
     """Mixin giving `MetaModel` its TensorFlow training loop."""
+
+    def _variable_scope(self):
+        """Where the model's own extra variables are created (its strategy's scope)."""
+        return self.distribute_strategy.scope()
+
+    def _replicas_in_sync(self):
+        return self.distribute_strategy.num_replicas_in_sync
+
+    def _check_fit_supported(self, method):
+        """Raises for what this backend's loop cannot run (TensorFlow runs all)."""
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # The steps run the model through `stateless_call`, which needs built
@@ -77,7 +81,7 @@ class MetaTrainer:
         Returns the metrics' logs like `keras.Model.train_step`; `fit` reads
         the metrics itself after the step, across replicas.
         """
-        x, y, sample_weight = _unpack(data)
+        x, y, sample_weight = unpack(data)
         objective = self._training_objective(x, y, sample_weight)
         loss, aux, local_grads = lookahead.loss_and_gradient(
             lambda weights: objective(weights, None), self._weight_values()
@@ -98,7 +102,7 @@ class MetaTrainer:
         the clipped, all-reduced meta-gradient. Non-finite values skip the
         update they would corrupt.
         """
-        x, y, sample_weight = _unpack(data)
+        x, y, sample_weight = unpack(data)
         step = tf.convert_to_tensor(self.optimizer.iterations)
         result = self.meta_estimator.estimate(self._meta_problem(data, meta_batch))
         finite = self._update_weights(
@@ -124,7 +128,7 @@ class MetaTrainer:
         return self.get_metrics_result()
 
     def test_step(self, data):
-        x, y, sample_weight = _unpack(data)
+        x, y, sample_weight = unpack(data)
         y_pred = self(x, training=False)
         loss = self._compute_loss(
             x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False
@@ -135,88 +139,7 @@ class MetaTrainer:
         logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
         return {k: v for k, v in logs.items() if k in self._test_log_keys()}
 
-    def compute_meta_gradient(self, data, meta_batch):
-        """The meta-gradient the meta step would compute now; changes nothing.
-
-        Args:
-            data: a training batch `(x, y)` (or `(x, y, sample_weight)`).
-            meta_batch: a meta batch `(x_meta, y_meta)`.
-
-        Returns:
-            A `tf_metaloss.meta.estimators.MetaGradient`: `phi_grads` (one
-            tensor per loss parameter, before clipping), `meta_objective` (the meta
-            objective after the lookahead), and the training loss and gradient
-            at the current weights. Call it outside a distribution strategy.
-
-        Example:
-
-        >>> inputs = keras.Input((4,))
-        >>> model = tml.MetaModel(inputs, keras.layers.Dense(3)(inputs))
-        >>> model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
-        >>> x, y = np.random.rand(8, 4).astype("float32"), np.arange(8) % 3
-        >>> result = model.compute_meta_gradient((x, y), (x, y))
-        >>> [g.shape for g in result.phi_grads]  # one per loss parameter
-        [TensorShape([])]
-        """
-        return self.meta_estimator.estimate(self._meta_problem(data, meta_batch))
-
     # -- stages of a step ----------------------------------------------------------
-    def _meta_problem(self, data, meta_batch):
-        x, y, sample_weight = _unpack(data)
-        return estimators.MetaProblem(
-            training_objective=self._training_objective(x, y, sample_weight),
-            meta_objective=self._meta_objective(meta_batch),
-            weights=self._weight_values(),
-            phi=[tf.convert_to_tensor(v) for v in self.loss.trainable_variables],
-            learning_rate=self._lookahead_learning_rate(),
-            state=None if self.estimator_state is None else self.estimator_state.values(),
-            momentum=getattr(self.optimizer, "momentum", 0.0),
-        )
-
-    def _weight_values(self):
-        return [tf.convert_to_tensor(v) for v in self.trainable_variables]
-
-    def _training_objective(self, x, y, sample_weight):
-        """`(weights, phi) -> (L_phi(weights), aux)`, a pure function.
-
-        `phi=None` evaluates the loss at its variables (plain step). `aux`
-        holds `y_pred` and `new_state` (the model's updated non-trainable
-        state, e.g. BatchNormalization statistics).
-        """
-        non_trainable = [tf.convert_to_tensor(v) for v in self.non_trainable_variables]
-
-        def objective(weights, phi):
-            y_pred, new_state, layer_losses = self.stateless_call(
-                weights, non_trainable, x, training=True, return_losses=True
-            )
-            if phi is None:
-                loss = self.loss(y, y_pred, sample_weight=sample_weight)
-            else:
-                loss = self.loss.stateless_call(phi, y, y_pred, sample_weight)
-            if layer_losses:
-                loss = loss + backend.replica_share(tf.add_n(layer_losses))
-            return loss, StepOutputs(y_pred, new_state)
-
-        return objective
-
-    def _meta_objective(self, meta_batch):
-        """`(weights, phi) -> (meta objective, meta objective + phi penalty)`."""
-        x_meta, y_meta, sw_meta = _unpack(meta_batch)
-        non_trainable = [tf.convert_to_tensor(v) for v in self.non_trainable_variables]
-
-        def objective(weights, phi):
-            y_pred, _ = self.stateless_call(weights, non_trainable, x_meta, training=True)
-            value = self.meta_objective(y_meta, y_pred, sample_weight=sw_meta)
-            penalty = backend.replica_share(self.loss.regularization_penalty(phi))
-            return value, value + tf.cast(penalty, value.dtype)
-
-        return objective
-
-    def _lookahead_learning_rate(self):
-        if self.lookahead_learning_rate is not None:
-            return self.lookahead_learning_rate
-        return self.optimizer.learning_rate
-
     def _update_weights(self, loss, grads, local_grads, new_state):
         """Applies the weight gradient unless the loss or gradient is non-finite."""
         finite = tf.logical_and(
@@ -277,7 +200,7 @@ class MetaTrainer:
         run = self.loss_reference
         if run is None:
             return
-        x_meta, y_meta, _ = _unpack(meta_batch)
+        x_meta, y_meta, _ = unpack(meta_batch)
         y_pred = run.predict_on(self, self._in_input_order(x_meta))
         statistics = backend.all_reduce_sum(self.loss.reference_statistics(y_meta, y_pred))
         self.loss.update_from_reference(statistics)
@@ -570,7 +493,3 @@ def _discard(iterator, count):
             next(iterator)
         except (StopIteration, tf.errors.OutOfRangeError):
             return
-
-
-StepOutputs = collections.namedtuple("StepOutputs", ["y_pred", "new_state"])
-StepOutputs.__doc__ = "The training objective's aux outputs: predictions and updated state."

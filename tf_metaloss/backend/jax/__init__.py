@@ -1,0 +1,1 @@
+"""The JAX backend: differentiation, replica arithmetic and the training loop."""
