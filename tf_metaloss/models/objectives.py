@@ -23,11 +23,6 @@ def unpack(data):
     return keras.utils.unpack_x_y_sample_weight(data)
 
 
-def values_of(variables):
-    """The current values of variables, as tensors."""
-    return backend.read(variables)
-
-
 class MetaObjectives:
     """Mixin: the pure objectives of the meta step and `compute_meta_gradient`."""
 
@@ -56,35 +51,29 @@ class MetaObjectives:
         """
         return self.meta_estimator.estimate(self._meta_problem(data, meta_batch))
 
-    def _meta_problem(self, data, meta_batch, weights=None, non_trainable=None, phi=None):
-        """The `MetaProblem` of a training batch and a meta batch.
-
-        The values default to the variables' (a backend whose step is a pure
-        function passes its own).
-        """
+    def _meta_problem(self, data, meta_batch):
         x, y, sample_weight = unpack(data)
         return estimators.MetaProblem(
-            training_objective=self._training_objective(x, y, sample_weight, non_trainable),
-            meta_objective=self._meta_objective(meta_batch, non_trainable),
-            weights=self._weight_values() if weights is None else list(weights),
-            phi=values_of(self.loss.trainable_variables) if phi is None else list(phi),
+            training_objective=self._training_objective(x, y, sample_weight),
+            meta_objective=self._meta_objective(meta_batch),
+            weights=self._weight_values(),
+            phi=backend.read(self.loss.trainable_variables),
             learning_rate=self._lookahead_learning_rate(),
             state=None if self.estimator_state is None else self.estimator_state.values(),
             momentum=getattr(self.optimizer, "momentum", 0.0),
         )
 
     def _weight_values(self):
-        return values_of(self.trainable_variables)
+        return backend.read(self.trainable_variables)
 
-    def _training_objective(self, x, y, sample_weight, non_trainable=None):
+    def _training_objective(self, x, y, sample_weight):
         """`(weights, phi) -> (L_phi(weights), aux)`, a pure function.
 
         `phi=None` evaluates the loss at its variables (plain step). `aux`
         holds `y_pred` and `new_state` (the model's updated non-trainable
         state, e.g. BatchNormalization statistics).
         """
-        if non_trainable is None:
-            non_trainable = values_of(self.non_trainable_variables)
+        non_trainable = backend.read(self.non_trainable_variables)
 
         def objective(weights, phi):
             y_pred, new_state, layer_losses = self.stateless_call(
@@ -100,11 +89,10 @@ class MetaObjectives:
 
         return objective
 
-    def _meta_objective(self, meta_batch, non_trainable=None):
+    def _meta_objective(self, meta_batch):
         """`(weights, phi) -> (meta objective, meta objective + phi penalty)`."""
         x_meta, y_meta, sw_meta = unpack(meta_batch)
-        if non_trainable is None:
-            non_trainable = values_of(self.non_trainable_variables)
+        non_trainable = backend.read(self.non_trainable_variables)
 
         def objective(weights, phi):
             y_pred, _ = self.stateless_call(weights, non_trainable, x_meta, training=True)

@@ -35,8 +35,5 @@ class MetaTrainer(MetaObjectives):
     def _set_device_meta_every(self, value):
         pass
 
-    def make_train_function(self, force=False):
-        raise NotImplementedError(_NOT_YET.format(method="fit"))
-
     def make_test_function(self, force=False):
         raise NotImplementedError(_NOT_YET.format(method="evaluate"))
