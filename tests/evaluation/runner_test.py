@@ -72,6 +72,11 @@ def _check_end_to_end(toy_dataset, small_config, tmp_path, names):
     assert len(correction) == 3 and correction[0] == 0.0
     assert all(0.0 <= c <= 1.0 for c in correction)
     assert runs["ce"]["phi"] == {}
+    # The guard's comparison is recorded per epoch, and whether it took its run.
+    guard = runs["meta_loss"]["curves"]
+    assert len(guard["guard_objective"]) == len(guard["guard_start_objective"]) == 2
+    assert guard["guard_reverted"][-1] == runs["meta_loss"]["final"]["guard_reverted"]
+    assert "guard_reverted" not in runs["ce"]["final"]
     assert (runs["ce"]["loss"], runs["meta_loss"]["loss"]) == ("FixedLoss", "MetaLoss")
     assert runs["glc"]["loss"] == runs["forward"]["loss"] == "ForwardCorrectedLoss"
     # Noise: memorization is measured except for the oracle (clean labels).

@@ -132,22 +132,29 @@ def test_meta_model_learns_the_noise_and_saves_it(tmp_path):
 
 
 def test_guard_reverts_a_model_worse_than_its_start():
-    # Seeded, so the test does not depend on the tests before it: with this seed the first
-    # fit ends unreverted (a reverted model is frozen and has no guard in the second fit).
-    keras.utils.set_random_seed(1)
     x, y, noisy = _noisy_problem(1)
     model = _model()
-    model.fit(
-        x[:300], noisy[:300], meta_data=(x[300:], y[300:]), epochs=3, batch_size=32, verbose=0
-    )
-    # Spoil the model; the guard's run (the starting loss) is untouched.
-    for variable in model.trainable_variables:
-        variable.assign(keras.ops.zeros_like(variable))
-    model.loss.trainable_variables[0].assign(0.9)
+
+    class Spoil(keras.callbacks.Callback):
+        # After the second epoch's check, spoil the model (the guard's run, the starting
+        # loss, is untouched): with zero weights only the output bias can learn again.
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                for variable in model.trainable_variables:
+                    variable.assign(keras.ops.zeros_like(variable))
+                model.loss.trainable_variables[0].assign(0.9)
+
     history = model.fit(
-        x[:300], noisy[:300], meta_data=(x[300:], y[300:]), epochs=1, batch_size=32, verbose=0
+        x[:300],
+        noisy[:300],
+        meta_data=(x[300:], y[300:]),
+        epochs=3,
+        batch_size=32,
+        verbose=0,
+        callbacks=[Spoil()],
     )
-    assert history.history["guard_reverted"] == [1.0] and model.guard_reverted
+    # Without patience the guard compares only at the end of training.
+    assert history.history["guard_reverted"] == [0.0, 0.0, 1.0] and model.guard_reverted
     assert model.meta_every == 0
     assert float(model.loss.trainable_variables[0]) == 0.0
     for mine, start in zip(model.trainable_variables, model.guard_reference.weights):
@@ -160,3 +167,40 @@ def test_guard_errors_and_off_switch():
     model = _model(meta_guard=None)
     assert model.guard_reference is None and model.loss_reference is not None
     assert [r.name for r in _model(meta_every=0).reference_runs] == []
+
+
+def test_guard_run_trains_on_the_training_and_the_meta_data():
+    # One step, 32 training samples and 40 meta samples (8 held out as check data, 32 in one
+    # meta batch): the guard's run takes the starting loss's gradient on the training batch plus
+    # n_meta / n_train (= 1) times its gradient on the meta batch.
+    x, y, noisy = _noisy_problem(2)
+    x_train, y_train, meta = x[:32], noisy[:32], (x[100:140], y[100:140])
+    model = _model()
+    start = [v.numpy() for v in model.trainable_variables]
+    model.fit(x_train, y_train, meta_data=meta, epochs=1, batch_size=32, verbose=0)
+    (x_meta, y_meta), _ = tml.models.guard.split_check_data(meta, model.meta_guard)
+    assert len(y_meta) == 32
+    starting_loss = model.loss.starting_copy()
+    weights = [keras.Variable(w) for w in start]
+    with __import__("tensorflow").GradientTape() as tape:
+        train_pred, _ = model.stateless_call(weights, [], x_train, training=True)
+        meta_pred, _ = model.stateless_call(weights, [], x_meta, training=True)
+        total = starting_loss(y_train, train_pred) + starting_loss(y_meta, meta_pred)
+    grads = tape.gradient(total, weights)
+    for run_weight, w, g in zip(model.guard_reference.weights, start, grads):
+        np.testing.assert_allclose(run_weight.numpy(), w - 0.1 * g.numpy(), rtol=1e-4, atol=1e-6)
+    assert float(model.guard_reference.meta_weight) == 1.0
+    # The loss's reference run (cross-entropy, for the noise estimate) does not see the meta data.
+    assert model.loss_reference.meta_weight is None
+
+
+def test_guard_meta_data_weight():
+    from tf_metaloss.models.guard import meta_data_weight
+
+    meta = (np.zeros((100, 2)), np.zeros(100))
+    assert meta_data_weight(np.zeros((1000, 2)), meta, 1) == 0.1
+    assert meta_data_weight(np.zeros((1000, 2)), meta, 5) == 0.5
+    assert meta_data_weight(np.zeros((1000, 2)), meta, 1, validation_split=0.5) == 0.2
+    dataset = __import__("tensorflow").data.Dataset.from_tensor_slices((meta[0],)).batch(10)
+    assert meta_data_weight(dataset, meta, 1) == 0.0
+    assert meta_data_weight(np.zeros((1000, 2)), dataset, 1) == 0.0

@@ -534,6 +534,10 @@ def _train_eval_entry(split, y_fit, config, seed):
     return entry
 
 
+# The guard's logs (`tml.models.guard.GuardCheck`), kept as curves.
+_GUARD_LOGS = ("guard_objective", "guard_start_objective", "guard_reverted")
+
+
 def _run_record(method, seed, config, model, loss, split, monitors, histories, stages):
     curves = dict(monitors.classification.history)
     val_curve = curves["val_accuracy"]
@@ -556,6 +560,12 @@ def _run_record(method, seed, config, model, loss, split, monitors, histories, s
     }
     if "train_memorized" in curves:
         final["memorized"] = curves["train_memorized"][-1]
+    for key in _GUARD_LOGS:
+        values = [float(v) for h in histories for v in h.history.get(key, [])]
+        if values:
+            curves[key] = values
+    if getattr(model, "guard_reference", None) is not None:
+        final["guard_reverted"] = float(model.guard_reverted)
     diagnostics = {}
     if split.class_counts is not None:
         final_class, diagnostics = _class_metrics(model, split)

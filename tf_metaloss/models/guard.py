@@ -2,8 +2,9 @@
 
 `MetaModel.compile(meta_guard=...)` trains a second copy of the network on
 the learnable loss frozen at its start (e.g. generalized cross-entropy for
-the default `MetaLoss`) beside the model, and holds out part of the meta data
-as *check data* that the meta step never sees. At the end of each epoch
+the default `MetaLoss`) beside the model, on the training data and the meta
+data together (what a user of that fixed loss would train on), and holds out
+part of the meta data as *check data* that neither sees. At the end of each epoch
 `GuardCheck` scores both on the check data with the meta objective; if the
 meta-learned model is worse at the end of training (or for `patience` epochs
 in a row), the model takes the copy's weights and optimizer state, phi goes
@@ -106,6 +107,41 @@ def split_check_data(meta_data, guard):
     meta = (pick(x, keep), pick(y, keep)) + tuple(pick(r, keep) for r in rest)
     checked = (pick(x, check), pick(y, check)) + tuple(pick(r, check) for r in rest)
     return meta, checked
+
+
+def meta_data_weight(x, meta_data, meta_every, validation_split=0.0):
+    """The weight of the guard's run's loss on a meta batch.
+
+    `n_meta / n_train * meta_every`: over an epoch each meta sample then
+    weighs as much as a training sample, as when the fixed loss trains on
+    the training data and the meta data together. `0.0` (the run trains on
+    the training data alone) when `x` or the meta data is not arrays, so
+    their sizes are unknown.
+
+    >>> from tf_metaloss.models.guard import meta_data_weight
+    >>> meta_data_weight(np.zeros((900, 2)), (np.zeros((100, 2)), np.zeros(100)), meta_every=1)
+    0.1111111111111111
+    """
+    n_train = _array_length(x)
+    n_meta = _array_length(meta_data[0]) if isinstance(meta_data, tuple) else None
+    if not n_train or not n_meta:
+        return 0.0
+    n_train = n_train - int(n_train * (validation_split or 0.0))
+    return n_meta / max(n_train, 1) * max(int(meta_every), 1)
+
+
+def _array_length(x):
+    leaves = keras.tree.flatten(x) if x is not None else []
+    if not leaves or not hasattr(leaves[0], "shape") or not hasattr(leaves[0], "__len__"):
+        return None
+    try:
+        import tensorflow as tf
+
+        if isinstance(leaves[0], tf.data.Dataset):
+            return None
+    except ImportError:  # pragma: no cover - TensorFlow is a core dependency
+        pass
+    return len(leaves[0])
 
 
 class GuardCheck(keras.callbacks.Callback):

@@ -6,13 +6,12 @@ import warnings
 import keras
 
 from tf_metaloss import backend
-from tf_metaloss.losses.base import LearnableLoss
 from tf_metaloss.losses.fixed import FixedLoss
 from tf_metaloss.meta import data as meta_data_lib
-from tf_metaloss.meta import estimators
 from tf_metaloss.meta import records
+from tf_metaloss.models import compile_arguments
+from tf_metaloss.models import fit_callbacks
 from tf_metaloss.models import guard as guard_lib
-from tf_metaloss.models import progress
 from tf_metaloss.models import tasks
 from tf_metaloss.models.estimator_state import EstimatorState
 from tf_metaloss.models.reference import ReferenceRun
@@ -22,11 +21,6 @@ from tf_metaloss.validation import check_positive_int
 
 # Log keys of the per-update record: per-step values, not epoch aggregates.
 UPDATE_LOG_KEYS = records.LOG_KEYS
-
-_DEPRECATED_COMPILE_ARGUMENTS = {
-    "meta_loss": "meta_objective",
-    "meta_clipnorm": "meta_global_clipnorm",
-}
 
 
 # The training loop of the active backend, as Keras picks its own trainer.
@@ -223,32 +217,16 @@ class MetaModel(MetaTrainer, keras.Model):
                 `meta_clipnorm` are deprecated names of `meta_objective` and
                 `meta_global_clipnorm`.
         """
-        for old, new in _DEPRECATED_COMPILE_ARGUMENTS.items():
-            if old not in kwargs:
-                continue
-            if {"meta_objective": meta_objective, "meta_global_clipnorm": meta_global_clipnorm}[
-                new
-            ] is not None:
-                raise ValueError(
-                    f"Arguments `{new}` and its deprecated name `{old}` were both "
-                    f"given. Received: {old}={kwargs[old]!r}. Pass only `{new}`."
-                )
-            warnings.warn(
-                f"`MetaModel.compile({old}=...)` is deprecated; use `{new}=...`.",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            if new == "meta_objective":
-                meta_objective = kwargs.pop(old)
-            else:
-                meta_global_clipnorm = kwargs.pop(old)
-        loss = self._resolve_learnable_loss(loss)
-        self._check_from_logits(loss)
+        meta_objective, meta_global_clipnorm = compile_arguments.renamed_arguments(
+            kwargs, meta_objective, meta_global_clipnorm
+        )
+        loss = compile_arguments.resolve_loss(loss)
+        compile_arguments.check_from_logits(loss, self._output_from_logits)
         meta_every = check_int(
             "meta_every", meta_every, minimum=0, expected="a non-negative integer"
         )
         unroll_steps = check_int("unroll_steps", unroll_steps, minimum=1)
-        estimator = self._resolve_estimator(meta_method, unroll_steps)
+        estimator = compile_arguments.resolve_estimator(meta_method, unroll_steps)
         check_int(
             "meta_seed",
             meta_seed,
@@ -264,7 +242,9 @@ class MetaModel(MetaTrainer, keras.Model):
         )
         meta_guard = guard_lib.get(meta_guard)
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
-        self._check_precision(loss, estimator)
+        compile_arguments.check_precision(
+            self.base_model.dtype_policy.compute_dtype, self.optimizer, loss, estimator
+        )
         if meta_optimizer is None:
             meta_optimizer = keras.optimizers.Adam(learning_rate=0.01)
         self.meta_optimizer = keras.optimizers.get(meta_optimizer)
@@ -275,7 +255,7 @@ class MetaModel(MetaTrainer, keras.Model):
                 "same instance twice. Create a second optimizer for phi."
             )
         self.meta_optimizer.build(loss.trainable_variables)
-        self.meta_objective = self._resolve_meta_objective(meta_objective, loss)
+        self.meta_objective = compile_arguments.resolve_meta_objective(meta_objective, loss)
         self.meta_estimator = estimator
         self.meta_every = meta_every
         self.meta_global_clipnorm = meta_global_clipnorm
@@ -334,7 +314,9 @@ class MetaModel(MetaTrainer, keras.Model):
                 )
                 self.loss_reference = ReferenceRun(self, objective, "loss_reference")
             if self.meta_guard is not None:
-                self.guard_reference = ReferenceRun(self, loss.starting_copy(), "guard_reference")
+                self.guard_reference = ReferenceRun(
+                    self, loss.starting_copy(), "guard_reference", trains_on_meta=True
+                )
 
     def _output_units(self):
         """The model's number of outputs, or `None` if it does not say (subclassed)."""
@@ -361,38 +343,6 @@ class MetaModel(MetaTrainer, keras.Model):
         self.loss.reset_parameters()
         self.meta_every = 0
         self.guard_reverted = True
-
-    def _check_precision(self, loss, estimator):
-        """float32, float64 or mixed bfloat16 models; phi and its gradient in float32+."""
-        compute_dtype = self.base_model.dtype_policy.compute_dtype
-        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer) or (
-            compute_dtype not in ("float32", "float64", "bfloat16")
-        ):
-            raise ValueError(
-                "`MetaModel` supports models computing in float32, float64 or "
-                "bfloat16 (the 'mixed_bfloat16' dtype policy). float16 needs loss "
-                "scaling, which the second-order meta step does not support. "
-                f"Received: a model computing in {compute_dtype} (optimizer "
-                f"{type(self.optimizer).__name__}). Build the model under the "
-                "'mixed_bfloat16' (or 'float32') dtype policy."
-            )
-        if loss.dtype not in ("float32", "float64"):
-            raise ValueError(
-                "Invalid value for argument `loss`. Expected a learnable loss computing "
-                "in float32 or float64 (phi and the meta-gradient stay in full "
-                f"precision under mixed precision). Received: a loss with dtype={loss.dtype}. "
-                "Create the loss without `dtype`, or with dtype='float32'."
-            )
-        if compute_dtype == "bfloat16" and estimator.needs_full_precision:
-            raise ValueError(
-                "Invalid value for argument `meta_method`. Expected an estimator "
-                "that is accurate for a model computing in bfloat16: "
-                f"{type(estimator).__name__} perturbs the weights or carries tangents "
-                "that bfloat16 rounds away. Received: "
-                f"meta_method={estimator!r} with a model computing in bfloat16. Use "
-                "'second_order', 'neumann' or 'conjugate_gradient', or build the model "
-                "under the 'float32' dtype policy."
-            )
 
     def get_compile_config(self):
         config = super().get_compile_config()
@@ -451,86 +401,6 @@ class MetaModel(MetaTrainer, keras.Model):
             stacklevel=2,
         )
         return self.meta_global_clipnorm
-
-    @staticmethod
-    def _resolve_estimator(meta_method, unroll_steps):
-        if isinstance(meta_method, str) and meta_method in estimators.UNROLLED_ALIASES:
-            return estimators.Unrolled(steps=unroll_steps, first_order=meta_method == "first_order")
-        estimator = estimators.get(meta_method)
-        if unroll_steps != 1:
-            raise ValueError(
-                "Arguments `unroll_steps` and `meta_method` conflict: "
-                f"unroll_steps={unroll_steps} applies to the named methods "
-                f"{list(estimators.UNROLLED_ALIASES)} only. Received: "
-                f"meta_method={meta_method!r}. Give the estimator its own "
-                "settings, e.g. `Unrolled(steps=2)`."
-            )
-        return estimator
-
-    def _resolve_learnable_loss(self, loss):
-        given = loss
-        if isinstance(loss, (str, dict)):
-            try:
-                loss = keras.losses.get(loss)
-            except ValueError:
-                loss = keras.saving.get_registered_object(loss) if isinstance(loss, str) else None
-                loss = loss() if isinstance(loss, type) else loss
-        if not isinstance(loss, LearnableLoss):
-            raise ValueError(
-                "Invalid value for argument `loss`. `MetaModel` needs a learnable "
-                "loss from `tf_metaloss.losses` (e.g. `tml.MetaLoss()`, "
-                f"`tml.BlendLoss()`). Received: loss={given!r}. To train on a "
-                "fixed loss, use a plain `keras.Model`, or pass a learnable loss "
-                "with meta_every=0."
-            )
-        return loss
-
-    def _check_from_logits(self, loss):
-        """A wrapped keras-hub classifier says what it outputs; the loss must agree."""
-        expected = self._output_from_logits
-        if expected is None or loss.regression or loss.from_logits == expected:
-            return
-        outputs = "logits" if expected else "probabilities (activation='softmax')"
-        raise ValueError(
-            "Invalid value for argument `loss`. The wrapped classifier outputs "
-            f"{outputs}: expected a learnable loss with from_logits={expected}. "
-            f"Received: loss={type(loss).__name__}(from_logits={loss.from_logits}). "
-            f"Pass e.g. `tml.MetaLoss(from_logits={expected})`."
-        )
-
-    @staticmethod
-    def _resolve_meta_objective(meta_objective, loss):
-        if meta_objective is None:
-            base = "mse" if loss.regression else "mae_classification"
-            return FixedLoss(base, from_logits=loss.from_logits, name="meta_objective")
-        if isinstance(meta_objective, str):
-            try:
-                resolved = keras.losses.get(meta_objective)
-            except ValueError:
-                resolved = None
-            if resolved is not None and not isinstance(resolved, keras.losses.Loss):
-                # Keras resolves snake_case names to functions; use the class.
-                resolved = _keras_loss_class_of(resolved)
-            if resolved is None:
-                raise ValueError(
-                    "Invalid value for argument `meta_objective`. Expected a Keras "
-                    "loss name such as 'sparse_categorical_crossentropy' or "
-                    f"'mse'. Received: meta_objective={meta_objective!r}"
-                )
-            config = resolved.get_config()
-            if "from_logits" in config:
-                config["from_logits"] = loss.from_logits
-                resolved = resolved.__class__.from_config(config)
-            return resolved
-        if isinstance(meta_objective, dict):
-            meta_objective = keras.losses.get(meta_objective)
-        if isinstance(meta_objective, keras.losses.Loss):
-            return meta_objective
-        raise ValueError(
-            "Invalid value for argument `meta_objective`. Expected a Keras loss "
-            "instance, a Keras loss name (e.g. 'sparse_categorical_crossentropy') "
-            f"or None. Received: meta_objective={meta_objective!r}"
-        )
 
     # -- metrics and logs ---------------------------------------------------------
     @property
@@ -622,23 +492,32 @@ class MetaModel(MetaTrainer, keras.Model):
                 )
             # The iterator is built at the first step, after the callbacks'
             # `on_train_begin` (where a backup may restore the meta position).
+            # Third: the weight of the guard's run's meta batches.
             self._meta_source = (
                 self._check_meta_data(meta_data),
                 meta_batch_size or arguments.get("batch_size") or 32,
+                0.0,
             )
-        callbacks = arguments.get("callbacks")
+        callbacks, guard_check = arguments.get("callbacks"), None
         if self.meta_guard is not None and meta_data is not None and self.meta_every > 0:
             meta_data, check_data = guard_lib.split_check_data(
                 meta_data_lib.unpack_meta_data(meta_data), self.meta_guard
             )
             if check_data is not None:
-                self._meta_source = (self._check_meta_data(meta_data), self._meta_source[1])
-                callbacks = [guard_lib.GuardCheck(check_data, self.meta_guard)] + _as_list(
-                    callbacks
+                weight = guard_lib.meta_data_weight(
+                    arguments.get("x"),
+                    meta_data,
+                    self.meta_every,
+                    arguments.get("validation_split"),
                 )
-        arguments["callbacks"] = progress.with_progress_bar(
-            _restoring_callbacks_first(callbacks),
-            arguments.get("verbose", "auto"),
+                self._meta_source = (
+                    self._check_meta_data(meta_data),
+                    self._meta_source[1],
+                    weight,
+                )
+                guard_check = guard_lib.GuardCheck(check_data, self.meta_guard)
+        arguments["callbacks"] = fit_callbacks.arranged(
+            callbacks, arguments.get("verbose", "auto"), guard_check
         )
         self._host_step = None
         self._data_iterator, self._data_batches, self._resume = None, 0, None
@@ -719,43 +598,3 @@ class MetaModel(MetaTrainer, keras.Model):
             meta_data, batch_size, seed=self.meta_seed, skip_batches=meta_steps_done
         )
         return iter(self.distribute_strategy.experimental_distribute_dataset(dataset))
-
-
-def _as_list(callbacks):
-    if callbacks is None:
-        return []
-    if isinstance(callbacks, keras.callbacks.CallbackList):
-        return list(callbacks.callbacks)
-    return list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
-
-
-def _restoring_callbacks_first(callbacks):
-    """Puts backup callbacks first, so the others start from the restored state."""
-    if callbacks is None or isinstance(callbacks, keras.callbacks.CallbackList):
-        return callbacks
-    callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
-
-    def restores(callback):
-        return getattr(callback, "restores_training_state", False) or isinstance(
-            callback, keras.callbacks.BackupAndRestore
-        )
-
-    return [c for c in callbacks if restores(c)] + [c for c in callbacks if not restores(c)]
-
-
-def _keras_loss_class_of(function):
-    """The built-in Keras loss class wrapping `function` (e.g. `kld`), or None."""
-    for name in dir(keras.losses):
-        candidate = getattr(keras.losses, name)
-        if (
-            isinstance(candidate, type)
-            and issubclass(candidate, keras.losses.Loss)
-            and candidate is not keras.losses.Loss
-        ):
-            try:
-                instance = candidate()
-            except Exception:  # Classes that need arguments are not aliases.
-                continue
-            if getattr(instance, "fn", None) is function:
-                return instance
-    return None

@@ -18,17 +18,28 @@ class ReferenceRun(SavedVariables):
     model (`model.save()`, backups), so a resumed or reloaded model goes on
     with it.
 
+    A run made with `trains_on_meta=True` (the guard's) also trains on each
+    meta batch, weighted by `meta_weight` (set by `fit` to the meta data's
+    size over the training data's), as a user of the fixed loss would train
+    on the clean meta data too.
+
     Args:
         model: the (built) `MetaModel`.
         objective: the Keras loss the run trains on.
         name: the run's name in logs and saved files.
+        trains_on_meta: whether the run also trains on the meta batches.
     """
 
     compiled_with = "the same loss and `meta_guard`"
 
-    def __init__(self, model, objective, name):
+    def __init__(self, model, objective, name, trains_on_meta=False):
         self.name = name
         self.objective = objective
+        self.meta_weight = (
+            keras.Variable(0.0, dtype="float32", trainable=False, name=f"{name}_meta_weight")
+            if trains_on_meta
+            else None
+        )
         self.weights = [
             keras.Variable(v, dtype=v.dtype, trainable=False, name=f"{name}_{_short(v)}")
             for v in model.trainable_variables

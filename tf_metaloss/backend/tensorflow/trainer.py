@@ -112,7 +112,7 @@ class MetaTrainer(MetaObjectives):
             self.estimator_state.assign(result.state, finite)
         phi_grads = backend.all_reduce_sum(result.phi_grads)
         norm, meta_finite = self._update_loss_parameters(phi_grads, finite)
-        self._train_references(x, y, sample_weight)
+        self._train_references(x, y, sample_weight, meta_batch)
         self._observe_reference(meta_batch)
         skipped = tf.logical_not(tf.logical_and(finite, meta_finite))
         meta_objective = backend.all_reduce_sum([result.meta_objective])[0]
@@ -168,16 +168,29 @@ class MetaTrainer(MetaObjectives):
         )
         return norm, finite
 
-    def _train_references(self, x, y, sample_weight):
-        """A plain step of each reference run on this batch (see `ReferenceRun`)."""
+    def _train_references(self, x, y, sample_weight, meta_batch=None):
+        """A plain step of each reference run on this batch (see `ReferenceRun`).
+
+        A run that trains on the meta data (the guard's) also takes
+        `meta_batch`, its loss weighted by the run's `meta_weight`.
+        """
         for run in self.reference_runs:
             state = [tf.convert_to_tensor(v) for v in run.state]
+            meta = meta_batch if run.meta_weight is not None else None
 
-            def objective(weights, run=run, state=state):
+            def objective(weights, run=run, state=state, meta=meta):
                 y_pred, new_state, layer_losses = self.stateless_call(
                     weights, state, x, training=True, return_losses=True
                 )
                 loss = run.objective(y, y_pred, sample_weight=sample_weight)
+                if meta is not None:
+                    x_meta, y_meta, meta_sample_weight = unpack(meta)
+                    # The meta batch's pass does not move the running statistics.
+                    y_meta_pred, _ = self.stateless_call(
+                        weights, state, self._in_input_order(x_meta), training=True
+                    )
+                    meta_loss = run.objective(y_meta, y_meta_pred, sample_weight=meta_sample_weight)
+                    loss = loss + tf.cast(run.meta_weight, loss.dtype) * meta_loss
                 if layer_losses:
                     loss = loss + backend.replica_share(tf.add_n(layer_losses))
                 return loss, new_state
@@ -426,7 +439,10 @@ class MetaTrainer(MetaObjectives):
         optimizer has already used.
         """
         if self._meta_iterator is None and self._meta_source is not None:
-            self._meta_iterator = self._make_meta_iterator(*self._meta_source)
+            meta_data, batch_size, guard_meta_weight = self._meta_source
+            self._meta_iterator = self._make_meta_iterator(meta_data, batch_size)
+            if self.guard_reference is not None:
+                self.guard_reference.meta_weight.assign(guard_meta_weight)
 
     def _set_resume_point(self, epoch_steps, data_batches):
         """Resumes `fit` mid-epoch: see `tml.callbacks.MetaBackupAndRestore`.
