@@ -6,6 +6,7 @@ import pytest
 
 from tf_metaloss.commands import arguments
 from tf_metaloss.commands import compare
+from tf_metaloss.commands import compare_types
 from tf_metaloss.evaluation import config as config_lib
 from tf_metaloss.evaluation import methods as methods_lib
 from tf_metaloss.evaluation import report
@@ -100,7 +101,7 @@ def test_canonical_command_reproduces_the_config():
 @pytest.mark.parametrize("text", ["gce", "=1", "a=b", "a=1,,b=2"])
 def test_parse_weights_rejects_malformed_text(text):
     with pytest.raises(ValueError, match="--schedule-final"):
-        compare.parse_weights(text)
+        compare_types.parse_weights(text)
 
 
 @pytest.mark.parametrize(

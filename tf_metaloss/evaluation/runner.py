@@ -59,11 +59,11 @@ import tensorflow as tf
 from tf_metaloss import losses as tml_losses
 from tf_metaloss.evaluation import correction
 from tf_metaloss.evaluation import datasets
-from tf_metaloss.evaluation import imbalance
 from tf_metaloss.evaluation import methods as methods_lib
 from tf_metaloss.evaluation import metrics
 from tf_metaloss.evaluation import models
 from tf_metaloss.evaluation import noise as noise_lib
+from tf_metaloss.evaluation import run_record
 from tf_metaloss.evaluation import schedules
 from tf_metaloss.evaluation import splits
 from tf_metaloss.evaluation import summary as summary_lib
@@ -107,7 +107,7 @@ def _train_one_stage(method, split, config, seed, callbacks):
     x, y, _ = splits.training_data(split, method.train_data, method.clean_labels)
     counts = _class_counts(y, split)
     model, loss, fit_kwargs = _compiled_model(method, split, config, seed, counts)
-    monitors = _Monitors(method, split, config, seed)
+    monitors = run_record.Monitors(method, split, config, seed)
     stage_callbacks = monitors.callbacks()
     if method.make_callbacks is not None:
         stage_callbacks += method.make_callbacks(loss, config, counts)
@@ -132,7 +132,7 @@ def _train_one_stage(method, split, config, seed, callbacks):
             monitors.last_val_accuracy(),
         )
     ]
-    return _run_record(method, seed, config, model, loss, split, monitors, [history], stages)
+    return run_record.record(method, seed, config, model, loss, split, monitors, [history], stages)
 
 
 def _train_finetune(method, split, config, seed, callbacks):
@@ -147,7 +147,7 @@ def _train_finetune(method, split, config, seed, callbacks):
     loss = method.make_loss(config, seed)
     model.compile(optimizer=_optimizer(config.learning_rate, config), loss=loss)
     x, y, _ = splits.training_data(split, method.train_data, method.clean_labels)
-    monitors = _Monitors(method, split, config, seed)
+    monitors = run_record.Monitors(method, split, config, seed)
     first, first_seconds = _fit(
         model, x, y, config, seed, config.epochs, monitors.callbacks() + callbacks
     )
@@ -182,7 +182,9 @@ def _train_finetune(method, split, config, seed, callbacks):
             monitors.last_val_accuracy(),
         ),
     ]
-    return _run_record(method, seed, config, model, loss, split, monitors, [first, second], stages)
+    return run_record.record(
+        method, seed, config, model, loss, split, monitors, [first, second], stages
+    )
 
 
 def _train_glc(method, split, config, seed, callbacks):
@@ -237,9 +239,7 @@ def _train_corrected(method, split, config, seed, callbacks, first_data, estimat
     _fit(auxiliary, x_first, y_first, config, seed, config.epochs, [])
     transition = estimate(auxiliary)
     first_seconds = time.perf_counter() - start
-    first_accuracy = metrics.accuracy(
-        split.y_eval, auxiliary.predict(split.x_eval, batch_size=_PREDICT_BATCH, verbose=0)
-    )
+    first_accuracy = metrics.accuracy(split.y_eval, _predict_probabilities(auxiliary, split.x_eval))
 
     _reset(seed)
     model = _build(split, config)
@@ -247,7 +247,7 @@ def _train_corrected(method, split, config, seed, callbacks, first_data, estimat
     model.compile(optimizer=_optimizer(config.learning_rate, config), loss=loss)
     x, y, trusted = splits.training_data(split, method.train_data, method.clean_labels)
     packed = correction.pack_labels(y, trusted if trust_meta else None)
-    monitors = _Monitors(method, split, config, seed)
+    monitors = run_record.Monitors(method, split, config, seed)
     history, seconds = _fit(
         model, x, packed, config, seed, config.epochs, monitors.callbacks() + callbacks
     )
@@ -272,7 +272,7 @@ def _train_corrected(method, split, config, seed, callbacks, first_data, estimat
         ),
     ]
     stages[1]["trusted_samples"] = int(trusted.sum()) if trust_meta else 0
-    return _run_record(method, seed, config, model, loss, split, monitors, [history], stages)
+    return run_record.record(method, seed, config, model, loss, split, monitors, [history], stages)
 
 
 def _train_meta_then_retrain(method, split, config, seed, callbacks):
@@ -294,7 +294,7 @@ def _train_meta_then_retrain(method, split, config, seed, callbacks):
     meta_model, learned, fit_kwargs = _compiled_model(
         method, split, config, seed, counts, meta_guard=None
     )
-    first_monitors = _Monitors(method, split, config, seed)
+    first_monitors = run_record.Monitors(method, split, config, seed)
     average = _PhiAverage(learned, start_epoch=config.epochs // 2)
     _, first_seconds = _fit(
         meta_model,
@@ -313,7 +313,7 @@ def _train_meta_then_retrain(method, split, config, seed, callbacks):
     _reset(seed)
     model = _build(split, config)
     model.compile(optimizer=_optimizer(config.learning_rate, config), loss=loss)
-    monitors = _Monitors(method, split, config, seed)
+    monitors = run_record.Monitors(method, split, config, seed)
     monitors.parameters = first_monitors.parameters
     history, seconds = _fit(
         model, x, y, config, seed, config.epochs, monitors.callbacks()[:2] + callbacks
@@ -339,7 +339,7 @@ def _train_meta_then_retrain(method, split, config, seed, callbacks):
         ),
     ]
     stages[1]["phi"] = {key: float(value) for key, value in loss.parameter_summary().items()}
-    return _run_record(method, seed, config, model, loss, split, monitors, [history], stages)
+    return run_record.record(method, seed, config, model, loss, split, monitors, [history], stages)
 
 
 class _PhiAverage(keras.callbacks.Callback):
@@ -390,7 +390,6 @@ _PROCEDURES = {
     "forward": _train_forward,
     "retrain": _train_meta_then_retrain,
 }
-_PREDICT_BATCH = 512
 
 
 # -- pieces ---------------------------------------------------------------------
@@ -437,7 +436,7 @@ def _fit(model, x, y, config, seed, epochs, callbacks, **fit_kwargs):
 
 
 def _predict_probabilities(model, x):
-    logits = model.predict(x, batch_size=_PREDICT_BATCH, verbose=0).astype(np.float64)
+    logits = model.predict(x, batch_size=run_record.PREDICT_BATCH, verbose=0).astype(np.float64)
     logits -= logits.max(axis=1, keepdims=True)
     exp = np.exp(logits)
     return exp / exp.sum(axis=1, keepdims=True)
@@ -499,127 +498,6 @@ def _compiled_model(method, split, config, seed, class_counts=None, meta_guard="
         loss,
         {"meta_data": (split.x_meta, split.y_meta), "meta_batch_size": meta_batch_size},
     )
-
-
-class _Monitors:
-    """The metric callbacks of one run, kept across its monitored stages."""
-
-    def __init__(self, method, split, config, seed):
-        y_train = split.y_train_clean if method.clean_labels else split.y_train
-        self.gradients = metrics.GradientNormHistory()
-        self.classification = metrics.ClassificationHistory(
-            {
-                "val": (split.x_eval, split.y_eval),
-                "train": _train_eval_entry(split, y_train, config, seed),
-            },
-            num_classes=split.num_classes,
-        )
-        self.parameters = metrics.ParameterHistory()
-
-    def callbacks(self):
-        return [self.gradients, self.classification, self.parameters]
-
-    def last_val_accuracy(self):
-        return self.classification.history["val_accuracy"][-1]
-
-
-def _train_eval_entry(split, y_fit, config, seed):
-    """Training samples on which clean accuracy (and memorization) is measured."""
-    n_eval = min(config.train_eval_size, len(split.x_train))
-    pick = np.random.default_rng([seed, 3]).permutation(len(split.x_train))[:n_eval]
-    entry = (split.x_train[pick], split.y_train_clean[pick])
-    wrong = y_fit[pick] != split.y_train_clean[pick]
-    if wrong.any():
-        entry += (y_fit[pick], wrong)
-    return entry
-
-
-# The guard's logs (`tml.models.guard.GuardCheck`), kept as curves.
-_GUARD_LOGS = ("guard_objective", "guard_start_objective", "guard_reverted")
-
-
-def _run_record(method, seed, config, model, loss, split, monitors, histories, stages):
-    curves = dict(monitors.classification.history)
-    val_curve = curves["val_accuracy"]
-    curves = {"epoch": list(range(1, len(val_curve) + 1)), **curves}
-    curves["loss"] = [float(v) for h in histories for v in h.history.get("loss", [])]
-    final = {
-        "val_accuracy": val_curve[-1],
-        "val_macro_f1": curves["val_macro_f1"][-1],
-        "train_accuracy": curves["train_accuracy"][-1],
-        "generalization_gap": metrics.generalization_gap(
-            curves["train_accuracy"][-1], val_curve[-1]
-        ),
-        "convergence_epoch": metrics.convergence_epoch(val_curve, config.convergence_fraction),
-        "best_val_accuracy": max(val_curve),
-        "wall_time_s": sum(stage["wall_time_s"] for stage in stages),
-        "eval_time_s": monitors.classification.seconds,
-        "skipped_updates": float(
-            sum(v for h in histories for v in h.history.get("skipped_updates", [0.0]))
-        ),
-    }
-    if "train_memorized" in curves:
-        final["memorized"] = curves["train_memorized"][-1]
-    for key in _GUARD_LOGS:
-        values = [float(v) for h in histories for v in h.history.get(key, [])]
-        if values:
-            curves[key] = values
-    if getattr(model, "guard_reference", None) is not None:
-        final["guard_reverted"] = float(model.guard_reverted)
-    diagnostics = {}
-    if split.class_counts is not None:
-        final_class, diagnostics = _class_metrics(model, split)
-        final.update(final_class)
-    try:
-        stability = metrics.gradient_norm_stability(monitors.gradients.norms)
-    except ValueError:  # every update was skipped (non-finite gradients)
-        stability = {
-            "mean": float("nan"),
-            "variance": float("nan"),
-            "cv": float("nan"),
-            "max": float("nan"),
-            "steps": 0,
-        }
-    final.update({f"grad_norm_{k}": v for k, v in stability.items() if k != "steps"})
-    for probe in method.probes:
-        for key, value in probe(model, loss, split).items():
-            if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
-                final[key] = float(value)
-            else:
-                diagnostics[key] = value
-    return {
-        "method": method.name,
-        "seed": seed,
-        "loss": type(loss).__name__,
-        "final": final,
-        "curves": curves,
-        "phi": monitors.parameters.history,
-        "phi_bounds": monitors.parameters.bounds,
-        "grad_norm_steps": stability["steps"],
-        "stages": stages,
-        "diagnostics": diagnostics,
-    }
-
-
-def _class_metrics(model, split):
-    """Balanced accuracy and the 3 rarest classes' accuracy on the evaluation set.
-
-    Returns `(final metrics, diagnostics)`; the diagnostics hold the accuracy
-    of every class (`val_class_accuracy`) and the training counts.
-    """
-    scores = metrics.predict_in_batches(model, split.x_eval, _PREDICT_BATCH)
-    per_class = imbalance.class_accuracies(split.y_eval, scores, split.num_classes)
-    final = {
-        "val_balanced_accuracy": imbalance.balanced_accuracy(
-            split.y_eval, scores, split.num_classes
-        ),
-        "val_rare3_accuracy": imbalance.rarest_accuracy(split.y_eval, scores, split.class_counts),
-    }
-    diagnostics = {
-        "val_class_accuracy": [None if np.isnan(a) else float(a) for a in per_class],
-        "train_class_counts": [int(c) for c in split.class_counts],
-    }
-    return final, diagnostics
 
 
 def run_comparison(config, progress=None, on_run_end=None, data=None, make_callbacks=None):

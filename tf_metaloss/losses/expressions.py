@@ -44,6 +44,7 @@ import re
 from keras import ops
 
 from tf_metaloss import backend
+from tf_metaloss.losses import expression_text
 from tf_metaloss.losses import functional
 
 EPSILON = 1e-7
@@ -252,15 +253,6 @@ def _is_vector(tree):
     return False
 
 
-def _number(value, digits=None):
-    value = float(value)
-    if digits is not None:
-        value = float(f"{value:.{digits}g}")
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return repr(value) if digits is None else f"{value:.{digits}g}"
-
-
 class Expression:
     """A parsed, checked loss expression with its constants in order.
 
@@ -366,7 +358,7 @@ class Expression:
                 return f"{tree[0]}({', '.join(render(a) for a in tree[1:])})"
             if isinstance(tree, str):
                 return tree
-            return _number(tree, digits)
+            return expression_text.number(tree, digits)
 
         return render(self.to_list(constants))
 
@@ -383,7 +375,7 @@ class Expression:
                 return f"{tree[0]}({', '.join(arguments)})"
             if isinstance(tree, str):
                 return tree
-            return _number(tree, digits)
+            return expression_text.number(tree, digits)
 
         return render(self.tree)
 
@@ -393,7 +385,7 @@ class Expression:
         The summation over classes (or the mean over regression outputs) that
         follows a vector-valued expression is written out.
         """
-        text = _infix(self.to_list(constants), digits)[0]
+        text = expression_text.infix(self.to_list(constants), digits)[0]
         if self.vector:
             text = f"mean_outputs({text})" if self.regression else f"sum_c({text})"
         return text
@@ -409,7 +401,7 @@ class Expression:
             return self.formula(constants, digits)
         tree = self.to_list(constants)
         symbols = {name: sympy.Symbol(name, real=True) for name in _terminals(tree)}
-        text = str(sympy.simplify(_to_sympy(sympy, tree, symbols, digits)))
+        text = str(sympy.simplify(expression_text.to_sympy(sympy, tree, symbols, digits)))
         text = text.replace("**", "^").replace("Abs", "abs")
         if self.vector:
             text = f"mean_outputs({text})" if self.regression else f"sum_c({text})"
@@ -533,73 +525,3 @@ def _depth(tree):
     if isinstance(tree, list):
         return 1 + max(_depth(a) for a in tree[1:])
     return 1
-
-
-_INFIX = {"add": ("+", 1), "sub": ("-", 1), "mul": ("*", 2), "div": ("/", 2)}
-_FUNCTIONS = {"log": "log", "exp": "exp", "sqrt": "sqrt", "tanh": "tanh", "sum_c": "sum_c"}
-
-
-def _infix(tree, digits):
-    """Returns `(text, precedence)`; higher precedence binds tighter."""
-    if isinstance(tree, str):
-        return tree, 9
-    if isinstance(tree, float):
-        text = _number(tree, digits)
-        return text, (9 if not text.startswith("-") else 3)
-    name, arguments = tree[0], tree[1:]
-    parts = [_infix(a, digits) for a in arguments]
-    if name in ("add", "sub") and isinstance(arguments[1], float) and arguments[1] < 0:
-        # a + -c reads a - c, and a - -c reads a + c.
-        name = "sub" if name == "add" else "add"
-        parts[1] = (_number(-arguments[1], digits), 9)
-    if name in _INFIX:
-        symbol, level = _INFIX[name]
-        left = parts[0][0] if parts[0][1] >= level else f"({parts[0][0]})"
-        # The right operand of - and / needs parentheses at equal precedence.
-        right_level = level + (1 if name in ("sub", "div") else 0)
-        right = parts[1][0] if parts[1][1] >= right_level else f"({parts[1][0]})"
-        return f"{left} {symbol} {right}", level
-    if name == "neg":
-        inner = parts[0][0] if parts[0][1] >= 3 else f"({parts[0][0]})"
-        return f"-{inner}", 3
-    if name == "pow":
-        base = f"|{parts[0][0]}|"
-        exponent = parts[1][0] if parts[1][1] >= 9 else f"({parts[1][0]})"
-        return f"{base}^{exponent}", 8
-    if name == "square":
-        base = parts[0][0] if parts[0][1] >= 9 else f"({parts[0][0]})"
-        return f"{base}^2", 8
-    if name == "abs":
-        return f"|{parts[0][0]}|", 9
-    if name in ("min", "max", "max_c"):
-        return f"{name}({', '.join(p[0] for p in parts)})", 9
-    return f"{_FUNCTIONS[name]}({parts[0][0]})", 9
-
-
-def _to_sympy(sympy, tree, symbols, digits):
-    if isinstance(tree, str):
-        return symbols[tree]
-    if isinstance(tree, float):
-        value = float(_number(tree, digits))
-        return sympy.Integer(int(value)) if value.is_integer() else sympy.Float(value, digits or 15)
-    a = [_to_sympy(sympy, x, symbols, digits) for x in tree[1:]]
-    name = tree[0]
-    table = {
-        "add": lambda: a[0] + a[1],
-        "sub": lambda: a[0] - a[1],
-        "mul": lambda: a[0] * a[1],
-        "div": lambda: a[0] / a[1],
-        "min": lambda: sympy.Min(a[0], a[1]),
-        "max": lambda: sympy.Max(a[0], a[1]),
-        "pow": lambda: sympy.Abs(a[0]) ** a[1],
-        "neg": lambda: -a[0],
-        "log": lambda: sympy.log(a[0]),
-        "exp": lambda: sympy.exp(a[0]),
-        "sqrt": lambda: sympy.sqrt(sympy.Abs(a[0])),
-        "abs": lambda: sympy.Abs(a[0]),
-        "tanh": lambda: sympy.tanh(a[0]),
-        "square": lambda: a[0] ** 2,
-        "sum_c": lambda: sympy.Function("sum_c")(a[0]),
-        "max_c": lambda: sympy.Function("max_c")(a[0]),
-    }
-    return table[name]()
