@@ -189,18 +189,50 @@ def test_guard_run_trains_on_the_training_and_the_meta_data():
     grads = tape.gradient(total, weights)
     for run_weight, w, g in zip(model.guard_reference.weights, start, grads):
         np.testing.assert_allclose(run_weight.numpy(), w - 0.1 * g.numpy(), rtol=1e-4, atol=1e-6)
-    assert float(model.guard_reference.meta_weight) == 1.0
+    assert float(model.guard_reference.meta_weight) == 32.0  # meta samples per step
     # The loss's reference run (cross-entropy, for the noise estimate) does not see the meta data.
     assert model.loss_reference.meta_weight is None
 
 
-def test_guard_meta_data_weight():
-    from tf_metaloss.models.guard import meta_data_weight
+def test_guard_meta_samples_per_step():
+    import tensorflow as tf
+
+    from tf_metaloss.models.guard import meta_samples_per_step
 
     meta = (np.zeros((100, 2)), np.zeros(100))
-    assert meta_data_weight(np.zeros((1000, 2)), meta, 1) == 0.1
-    assert meta_data_weight(np.zeros((1000, 2)), meta, 5) == 0.5
-    assert meta_data_weight(np.zeros((1000, 2)), meta, 1, validation_split=0.5) == 0.2
-    dataset = __import__("tensorflow").data.Dataset.from_tensor_slices((meta[0],)).batch(10)
-    assert meta_data_weight(dataset, meta, 1) == 0.0
-    assert meta_data_weight(np.zeros((1000, 2)), dataset, 1) == 0.0
+    x = np.zeros((1000, 2))
+    # 100 meta samples over 32 steps of 32 (the Keras default batch size).
+    assert meta_samples_per_step(x, meta, 1, {}) == 100 / 32
+    assert meta_samples_per_step(x, meta, 5, {"batch_size": 100}) == 50.0
+    assert meta_samples_per_step(x, meta, 1, {"batch_size": 100, "validation_split": 0.5}) == 20.0
+    batches = tf.data.Dataset.from_tensor_slices((x, np.zeros(1000))).batch(250)
+    assert meta_samples_per_step(batches, meta, 1, {}) == 25.0
+    assert meta_samples_per_step(batches.repeat(), meta, 1, {"steps_per_epoch": 10}) == 10.0
+    # Unknown: an endless dataset without steps_per_epoch, or meta data that is a dataset.
+    assert meta_samples_per_step(batches.repeat(), meta, 1, {}) == 0.0
+    meta_batches = tf.data.Dataset.from_tensor_slices(meta).batch(10)
+    assert meta_samples_per_step(x, meta_batches, 1, {}) == 0.0
+
+
+def test_guard_run_weighs_meta_batches_alike_for_arrays_and_datasets():
+    # The same data as arrays and as a batched dataset: the guard's run ends the same.
+    import tensorflow as tf
+
+    x, y, noisy = _noisy_problem(3)
+    meta = (x[300:], y[300:])
+    ends = []
+    for as_dataset in (False, True):
+        keras.utils.set_random_seed(0)
+        model = _model(meta_seed=0)
+        data = (x[:256], noisy[:256])
+        if as_dataset:
+            batches = tf.data.Dataset.from_tensor_slices(data).batch(64)
+            model.fit(
+                batches, meta_data=meta, meta_batch_size=64, epochs=1, shuffle=False, verbose=0
+            )
+        else:
+            model.fit(*data, meta_data=meta, epochs=1, batch_size=64, shuffle=False, verbose=0)
+        assert float(model.guard_reference.meta_weight) == 80 / 4
+        ends.append([w.numpy() for w in model.guard_reference.weights])
+    for a, b in zip(*ends):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

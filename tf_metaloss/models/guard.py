@@ -109,38 +109,55 @@ def split_check_data(meta_data, guard):
     return meta, checked
 
 
-def meta_data_weight(x, meta_data, meta_every, validation_split=0.0):
-    """The weight of the guard's run's loss on a meta batch.
+def meta_samples_per_step(x, meta_data, meta_every, fit_arguments):
+    """How many meta samples the guard's run trains on per training step.
 
-    `n_meta / n_train * meta_every`: over an epoch each meta sample then
-    weighs as much as a training sample, as when the fixed loss trains on
-    the training data and the meta data together. `0.0` (the run trains on
-    the training data alone) when `x` or the meta data is not arrays, so
-    their sizes are unknown.
+    `n_meta * meta_every / steps_per_epoch`: each step the run adds its
+    loss on the meta batch weighted by this over the step's batch size, so
+    over an epoch each meta sample weighs as much as a training sample, as
+    when the fixed loss trains on the training data and the meta data
+    together. The steps per epoch come from `fit`'s `steps_per_epoch`, the
+    size of array data and `batch_size`, or a dataset's known cardinality.
+    `0.0` (the run trains on the training data alone) when the meta data is
+    not arrays or the steps per epoch are unknown.
 
-    >>> from tf_metaloss.models.guard import meta_data_weight
-    >>> meta_data_weight(np.zeros((900, 2)), (np.zeros((100, 2)), np.zeros(100)), meta_every=1)
-    0.1111111111111111
+    >>> from tf_metaloss.models.guard import meta_samples_per_step
+    >>> meta = (np.zeros((100, 2)), np.zeros(100))
+    >>> meta_samples_per_step(np.zeros((900, 2)), meta, 1, {"batch_size": 90})
+    10.0
     """
-    n_train = _array_length(x)
     n_meta = _array_length(meta_data[0]) if isinstance(meta_data, tuple) else None
-    if not n_train or not n_meta:
+    steps = _steps_per_epoch(x, fit_arguments)
+    if not n_meta or not steps:
         return 0.0
-    n_train = n_train - int(n_train * (validation_split or 0.0))
-    return n_meta / max(n_train, 1) * max(int(meta_every), 1)
+    return n_meta * max(int(meta_every), 1) / steps
+
+
+def _steps_per_epoch(x, fit_arguments):
+    steps = fit_arguments.get("steps_per_epoch")
+    if steps:
+        return int(steps)
+    n_train = _array_length(x)
+    if n_train:
+        n_train -= int(n_train * (fit_arguments.get("validation_split") or 0.0))
+        batch_size = fit_arguments.get("batch_size") or 32
+        return -(-max(n_train, 1) // batch_size)
+    import tensorflow as tf
+
+    if isinstance(x, tf.data.Dataset):
+        cardinality = int(x.cardinality())
+        return cardinality if cardinality > 0 else None
+    return None
 
 
 def _array_length(x):
-    leaves = keras.tree.flatten(x) if x is not None else []
-    if not leaves or not hasattr(leaves[0], "shape") or not hasattr(leaves[0], "__len__"):
-        return None
-    try:
-        import tensorflow as tf
+    import tensorflow as tf
 
-        if isinstance(leaves[0], tf.data.Dataset):
-            return None
-    except ImportError:  # pragma: no cover - TensorFlow is a core dependency
-        pass
+    leaves = keras.tree.flatten(x) if x is not None else []
+    if not leaves or isinstance(leaves[0], tf.data.Dataset):
+        return None
+    if not hasattr(leaves[0], "shape") or not hasattr(leaves[0], "__len__"):
+        return None
     return len(leaves[0])
 
 

@@ -504,16 +504,12 @@ class MetaModel(MetaTrainer, keras.Model):
                 meta_data_lib.unpack_meta_data(meta_data), self.meta_guard
             )
             if check_data is not None:
-                weight = guard_lib.meta_data_weight(
-                    arguments.get("x"),
-                    meta_data,
-                    self.meta_every,
-                    arguments.get("validation_split"),
-                )
                 self._meta_source = (
                     self._check_meta_data(meta_data),
                     self._meta_source[1],
-                    weight,
+                    guard_lib.meta_samples_per_step(
+                        arguments.get("x"), meta_data, self.meta_every, arguments
+                    ),
                 )
                 guard_check = guard_lib.GuardCheck(check_data, self.meta_guard)
         arguments["callbacks"] = fit_callbacks.arranged(

@@ -19,9 +19,10 @@ class ReferenceRun(SavedVariables):
     with it.
 
     A run made with `trains_on_meta=True` (the guard's) also trains on each
-    meta batch, weighted by `meta_weight` (set by `fit` to the meta data's
-    size over the training data's), as a user of the fixed loss would train
-    on the clean meta data too.
+    meta batch, its loss weighted by `meta_weight` over the step's global
+    batch size (`fit` sets `meta_weight` to the meta samples per step, see
+    `tml.models.guard.meta_samples_per_step`), as a user of the fixed loss
+    would train on the clean meta data too.
 
     Args:
         model: the (built) `MetaModel`.

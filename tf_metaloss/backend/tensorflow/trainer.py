@@ -190,7 +190,9 @@ class MetaTrainer(MetaObjectives):
                         weights, state, self._in_input_order(x_meta), training=True
                     )
                     meta_loss = run.objective(y_meta, y_meta_pred, sample_weight=meta_sample_weight)
-                    loss = loss + tf.cast(run.meta_weight, loss.dtype) * meta_loss
+                    batch = tf.shape(tree.flatten(x)[0])[0] * self._replicas_in_sync()
+                    weight = tf.cast(run.meta_weight, loss.dtype) / tf.cast(batch, loss.dtype)
+                    loss = loss + weight * meta_loss
                 if layer_losses:
                     loss = loss + backend.replica_share(tf.add_n(layer_losses))
                 return loss, new_state
