@@ -205,13 +205,12 @@ class MetaModel(MetaTrainer, keras.Model):
             lookahead_learning_rate: the lookahead's step size; `None` uses the
                 optimizer's current learning rate.
             meta_seed: seed of the meta batches' shuffling.
-            meta_guard: `"auto"` (default) or a `tml.models.Guard`: train a
-                copy of the network on the loss at its start beside the
-                model, hold part of the meta data out as check data, and if
-                the model scores worse there at the end of `fit`, give it the
-                copy's weights (so it ends no worse than the starting loss;
-                each step costs one plain step more). `None` turns it off.
-                See `tml.models.guard`.
+            meta_guard: `"auto"` (default) or a `tml.models.Guard`: hold part
+                of the meta data out as check data, train a copy of the network
+                on the loss at its start on the training and the other meta
+                data, and if the model scores worse on the check data at the
+                end of `fit`, give it the copy's weights (each step costs one
+                plain step more). `None` turns it off. See `tml.models.guard`.
             **kwargs: any other `keras.Model.compile` argument (`metrics`,
                 `jit_compile`, `steps_per_execution`, ...). `meta_loss` and
                 `meta_clipnorm` are deprecated names of `meta_objective` and
