@@ -70,7 +70,9 @@ def test_regression_tiny(capsys):
     assert result["weights"]["mae"] > 0.0 and result["weights"]["huber"] > 0.0
     assert math.isfinite(result["mse_only_val_mse"])
     assert math.isfinite(result["blend_val_mse"])
-    assert "learned blend weights" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "learned blend weights" in out
+    assert ("the guard kept the MSE run" in out) == result["guard_reverted"]
 
 
 def test_text_classification_tiny(tmp_path, capsys):
