@@ -10,11 +10,23 @@ Fit level (`--fit`): wall time per step of `model.fit` on an in-memory
 dataset for a plain `keras.Model` with cross-entropy and for a `MetaModel`
 with `meta_every` 1 and 5, interleaved; this includes the training loop's
 dispatch. The fit level uses only `compile`/`fit`, so `--fit-only` also runs
-against an older checkout (`PYTHONPATH=old/checkout python ... --fit-only`).
+against an older checkout (`PYTHONPATH=old/checkout python ... --fit-only`),
+and on either Keras backend: `--backend tensorflow jax` runs it on each, one
+after the other in the same invocation (a backend other than the active one
+in a child process with `KERAS_BACKEND` set; on JAX with XLA only: Keras on
+JAX without `jit_compile` runs each op eagerly). The step level is
+TensorFlow's (it compiles the steps with `tf.function`).
+
+`--models resnet18` is a ResNet-18 with the CIFAR stem (3x3 convolution, no
+max pooling; 11.2M weights) on 32x32 images, for a machine with a GPU (JAX
+and TensorFlow pick the device themselves):
 
     python benchmarks/step_cost.py                 # MLP and CNN, XLA off and on
     python benchmarks/step_cost.py --models mlp --repeats 5 --steps 10
     python benchmarks/step_cost.py --models cnn --xla off --fit-only
+    python benchmarks/step_cost.py --fit-only --xla on --backend tensorflow jax --repeats 9
+    python benchmarks/step_cost.py --fit-only --xla on --backend jax tensorflow \
+        --models resnet18 --fit-steps 20      # on a GPU
 
 Never run by the test suite.
 """
@@ -39,6 +51,32 @@ BLEND = [
 ]
 
 
+def resnet18_features(inputs):
+    """ResNet-18 with the CIFAR stem: 3x3 convolution, four stages of two basic
+    blocks (64, 128, 256, 512 filters), global average pooling."""
+    import keras
+
+    layers = keras.layers
+
+    def conv_bn(x, filters, strides=1, relu=True):
+        x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        return layers.ReLU()(x) if relu else x
+
+    x = conv_bn(inputs, 64)
+    for stage, filters in enumerate((64, 128, 256, 512)):
+        for block in range(2):
+            strides = 2 if stage > 0 and block == 0 else 1
+            shortcut = x
+            y = conv_bn(x, filters, strides)
+            y = conv_bn(y, filters, relu=False)
+            if strides != 1 or shortcut.shape[-1] != filters:
+                shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False)(shortcut)
+                shortcut = layers.BatchNormalization()(shortcut)
+            x = layers.ReLU()(layers.Add()([y, shortcut]))
+    return layers.GlobalAveragePooling2D()(x)
+
+
 def build_model(name, jit_compile, meta_every, unroll_steps=1):
     import keras
 
@@ -49,6 +87,9 @@ def build_model(name, jit_compile, meta_every, unroll_steps=1):
         inputs = keras.Input((64,))
         x = keras.layers.Dense(256, activation="relu")(inputs)
         x = keras.layers.Dense(256, activation="relu")(x)
+    elif name == "resnet18":
+        inputs = keras.Input((32, 32, 3))
+        x = resnet18_features(inputs)
     else:
         inputs = keras.Input((32, 32, 3))
         x = keras.layers.Conv2D(32, 3, activation="relu", padding="same")(inputs)
@@ -227,6 +268,7 @@ def measure_fit(name, jit_compile, batch_size, steps, repeats, steps_per_executi
             samples[key].append(fit(key, steps))
     medians = {k: statistics.median(v) for k, v in samples.items()}
     return {
+        "backend": keras.backend.backend(),
         "model": name,
         "xla": jit_compile,
         "steps_per_execution": steps_per_execution,
@@ -281,9 +323,35 @@ def peak_memory(name, jit_compile, batch_size, kind):
     return float(out.strip().splitlines()[-1])
 
 
+def fit_rows_in_child(backend, args):
+    """The fit level on another Keras backend, in a child process."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "rows.json")
+        command = [sys.executable, os.path.abspath(__file__), "--fit-only", "--backend", backend]
+        command += ["--models", *args.models, "--xla", *args.xla, "--json", path]
+        command += ["--batch-size", str(args.batch_size), "--fit-steps", str(args.fit_steps)]
+        command += ["--repeats", str(args.repeats)]
+        command += ["--steps-per-execution", str(args.steps_per_execution)]
+        env = dict(os.environ, KERAS_BACKEND=backend)
+        subprocess.run(command, env=env, check=True)
+        with open(path) as f:
+            return json.load(f)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
+    parser.add_argument(
+        "--models", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn", "resnet18"]
+    )
+    parser.add_argument(
+        "--backend",
+        nargs="+",
+        choices=["tensorflow", "jax"],
+        default=None,
+        help="Keras backend(s) of the fit level (default: the active one)",
+    )
     parser.add_argument("--xla", nargs="+", default=["off", "on"], choices=["off", "on"])
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20, help="steps per timing sample")
@@ -312,29 +380,40 @@ def main(argv=None):
         peak_memory_child(name, bool(int(jit)), int(batch), kind)
         return 0
 
+    import keras
+
+    active = keras.backend.backend()
     if args.fit or args.fit_only:
         fit_rows = []
-        for name in args.models:
-            for xla in args.xla:
-                row = measure_fit(
-                    name,
-                    xla == "on",
-                    args.batch_size,
-                    args.fit_steps,
-                    args.repeats,
-                    args.steps_per_execution,
-                )
-                fit_rows.append(row)
-                print(json.dumps(row), flush=True)
+        for backend in args.backend or [active]:
+            if backend != active:
+                fit_rows += fit_rows_in_child(backend, args)
+                continue
+            for name in args.models:
+                for xla in args.xla:
+                    if backend == "jax" and xla == "off":
+                        print("(JAX: XLA off skipped; Keras on JAX without jit runs ops eagerly)")
+                        continue
+                    row = measure_fit(
+                        name,
+                        xla == "on",
+                        args.batch_size,
+                        args.fit_steps,
+                        args.repeats,
+                        args.steps_per_execution,
+                    )
+                    fit_rows.append(row)
+                    print(json.dumps(row), flush=True)
         print()
         print(
-            "| model | XLA | steps/execution | Keras fit ms/step | meta every step "
+            "| backend | model | XLA | steps/execution | Keras fit ms/step | meta every step "
             "ms (ratio) | meta every 5th ms (ratio) |"
         )
-        print("|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|")
         for r in fit_rows:
             print(
-                f"| {r['model']} | {'on' if r['xla'] else 'off'} | "
+                f"| {r.get('backend', 'tensorflow')} | {r['model']} | "
+                f"{'on' if r['xla'] else 'off'} | "
                 f"{r['steps_per_execution']} | {r['fit_ms_keras']:.2f} | "
                 f"{r['fit_ms_meta_every_1']:.2f} ({r['fit_ratio_meta_every_1']:.2f}x) | "
                 f"{r['fit_ms_meta_every_5']:.2f} ({r['fit_ratio_meta_every_5']:.2f}x) |"
@@ -345,6 +424,9 @@ def main(argv=None):
                     json.dump(fit_rows, f, indent=2)
             return 0
 
+    if active != "tensorflow":
+        print(f"The step level runs on TensorFlow (active backend: {active}); use --fit-only.")
+        return 2
     rows = []
     for name in args.models:
         for xla in args.xla:

@@ -62,26 +62,160 @@ def test_tensorflow_and_jax_meta_gradients_agree():
         assert error < 1e-6, (key, error, actual, expected)
 
 
-def test_training_on_jax_raises_one_clear_error():
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _close(actual, expected, what, rtol=1e-4):
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=2e-5 * rtol / 1e-4, err_msg=what)
+
+
+def test_fit_on_jax_matches_tensorflow():
+    """`fit` (meta steps, guard, estimators, steps_per_execution): the same run on both."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.fail("run this test in the TensorFlow suite (it starts the JAX run itself)")
+    fit_cases = _load("fit_cases")
+    result = _run_under_jax(
+        f"import runpy; runpy.run_path({str(HERE / 'fit_cases.py')!r}, run_name='__main__')"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jax_run = json.loads(result.stdout.strip().splitlines()[-1])
+    assert jax_run["backend"] == "jax"
+    tensorflow_run = fit_cases.run_all()
+    assert sorted(jax_run["cases"]) == sorted(tensorflow_run)
+    for name, expected in tensorflow_run.items():
+        actual = jax_run["cases"][name]
+        rtol = fit_cases.CASES[name].get("rtol", 1e-4)
+        assert sorted(actual["history"]) == sorted(expected["history"]), name
+        for key, values in expected["history"].items():
+            _close(actual["history"][key], values, f"{name}: {key}", rtol)
+        for i, (a, b) in enumerate(zip(actual["weights"], expected["weights"])):
+            _close(a, b, f"{name}: weight {i}", rtol)
+        for a, b in zip(actual["phi"], expected["phi"]):
+            _close(a, b, f"{name}: phi", rtol)
+        # Every run learned something: phi moved from its start, or the guard
+        # took its run back (phi reset).
+        moved = any(
+            np.any(np.asarray(p) != np.asarray(q))
+            for p, q in zip(expected["phi"], expected["phi_start"])
+        )
+        assert moved or expected["history"].get("guard_reverted", [0])[-1] == 1.0, name
+
+
+def test_jax_says_what_it_does_not_support():
     result = _run_under_jax(
         """
-import keras, numpy as np, tf_metaloss as tml
+import os, tempfile, keras, numpy as np, tf_metaloss as tml
 inputs = keras.Input((4,))
 model = tml.MetaModel(inputs, keras.layers.Dense(3)(inputs))
 model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
-x, y = np.random.rand(8, 4).astype("float32"), np.arange(8) % 3
-result = model.compute_meta_gradient((x, y), (x, y))
-print("meta-gradient", [tuple(g.shape) for g in result.phi_grads])
+x, y = np.random.rand(40, 4).astype("float32"), np.arange(40) % 3
+backup = tml.callbacks.MetaBackupAndRestore(os.path.join(tempfile.mkdtemp(), "backup"))
+try:
+    model.fit(x, y, meta_split=0.25, epochs=1, verbose=0, callbacks=[backup])
+except NotImplementedError as error:
+    print("backup error:", error)
+keras.distribution.set_distribution(keras.distribution.DataParallel())
 try:
     model.fit(x, y, meta_split=0.25, epochs=1, verbose=0)
 except NotImplementedError as error:
-    print("error:", error)
+    print("distribution error:", error)
 """
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "meta-gradient [()]" in result.stdout
-    assert "error: `MetaModel.fit` is not implemented on the JAX backend yet" in result.stdout
+    assert "backup error: `tml.callbacks.MetaBackupAndRestore` is not supported on the JAX" in (
+        result.stdout
+    )
     assert "KERAS_BACKEND=tensorflow" in result.stdout
+    assert "distribution error: `MetaModel.fit` under a `keras.distribution` setting" in (
+        result.stdout
+    )
+
+
+def test_a_model_saved_on_tensorflow_loads_on_jax_with_phi(tmp_path):
+    if keras.backend.backend() != "tensorflow":
+        pytest.fail("run this test in the TensorFlow suite (it starts the JAX run itself)")
+    fit_cases = _load("fit_cases")
+    x, y = fit_cases.data()
+    inputs = keras.Input((6,))
+    model = tml.MetaModel(inputs, keras.layers.Dense(3)(inputs))
+    model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True), meta_guard=None)
+    model.fit(x[:256], y[:256], meta_data=(x[256:], y[256:]), epochs=1, verbose=0)
+    phi = [float(keras.ops.convert_to_numpy(v)) for v in model.loss.trainable_variables]
+    assert phi != [0.0]
+    path = tmp_path / "model.keras"
+    model.save(path)
+    np.save(tmp_path / "x.npy", x[:8])
+    np.save(tmp_path / "predictions.npy", model.predict(x[:8], verbose=0))
+    result = _run_under_jax(
+        f"""
+import json, keras, numpy as np, tf_metaloss as tml
+model = keras.models.load_model({str(path)!r})
+x = np.load({str(tmp_path / "x.npy")!r})
+expected = np.load({str(tmp_path / "predictions.npy")!r})
+print(json.dumps({{
+    "phi": [float(np.asarray(v)) for v in model.loss.trainable_variables],
+    "max_difference": float(np.max(np.abs(model.predict(x, verbose=0) - expected))),
+}}))
+"""
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(loaded["phi"], phi, rtol=1e-6)
+    assert loaded["max_difference"] < 1e-5
+
+
+@pytest.mark.both_backends
+def test_fit_evaluate_save_and_reload(tmp_path):
+    """The user's path on the active backend: fit, evaluate, save, load, fit on."""
+    fit_cases = _load("fit_cases")
+    x, y = fit_cases.data()
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    hidden = keras.layers.BatchNormalization()(hidden)
+    hidden = keras.layers.Dropout(0.1)(hidden)
+    model = tml.MetaModel(inputs, keras.layers.Dense(3)(hidden))
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.02),
+        loss=tml.MetaLoss(from_logits=True),
+        metrics=["accuracy"],
+        steps_per_execution=2,
+    )
+    audit = tmp_path / "audit.jsonl"
+    history = model.fit(
+        x,
+        y,
+        meta_split=0.25,
+        epochs=3,
+        batch_size=32,
+        verbose=0,
+        callbacks=[
+            tml.callbacks.LossAuditLog(str(audit)),
+            tml.callbacks.MetaTensorBoard(str(tmp_path / "logs")),
+        ],
+    )
+    for key in ("loss", "accuracy", "meta_objective", "meta_grad_norm", "guard_objective"):
+        assert len(history.history[key]) == 3 and np.all(np.isfinite(history.history[key]))
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert audit.read_text().strip()
+    assert any((tmp_path / "logs").rglob("*tfevents*"))
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert set(logs) >= {"loss", "accuracy", "meta_objective"}
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    for a, b in zip(loaded.loss.variables, model.loss.variables):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    np.testing.assert_allclose(
+        loaded.predict(x[:16], verbose=0), model.predict(x[:16], verbose=0), atol=1e-5
+    )
+    loaded.fit(x, y, meta_split=0.25, epochs=1, batch_size=32, verbose=0)
+    assert int(keras.ops.convert_to_numpy(loaded.optimizer.iterations)) > int(
+        keras.ops.convert_to_numpy(model.optimizer.iterations)
+    )
 
 
 @pytest.mark.both_backends
@@ -131,3 +265,23 @@ def test_differentiation_functions_nest():
     )
     np.testing.assert_allclose(keras.ops.convert_to_numpy(tangents[0]), [2.0, 6.0])
     assert backend.name() == keras.backend.backend()
+
+
+def test_demo_runs_on_jax(tmp_path):
+    """`KERAS_BACKEND=jax tf-metaloss demo`: the main command on the JAX backend."""
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    root = str(HERE.parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, "-m", "tf_metaloss", "demo", "--tiny", "--logdir", str(tmp_path / "logs")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MetaLoss (meta-learned) |" in result.stdout
+    assert "verdict:" in result.stdout
+    assert any((tmp_path / "logs").rglob("*tfevents*"))

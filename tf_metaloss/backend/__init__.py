@@ -7,7 +7,8 @@ meta step nests (`value_and_grad`, `vjp`, `jvp`, `stop_weight_gradient`), the
 values of variables as differentiable tensors (`read`), `tanh` in its input's
 dtype (Keras's rounds float64 to float32 on JAX), and the replica
 arithmetic of distributed training (`num_replicas`, `all_reduce_sum`,
-`replica_share`, `global_value`), and which process of a multi-worker job
+`replica_share`, `global_value`), an optimizer update kept only when the
+step's values are finite (`apply_if_finite`), and which process of a multi-worker job
 writes files (`is_chief`, `worker_index`).
 
 The functions come from `backend/<name>/` for the active Keras backend
@@ -43,6 +44,7 @@ if _backend == "jax":
     from tf_metaloss.backend.jax.differentiation import value_and_grad  # noqa: E402
     from tf_metaloss.backend.jax.differentiation import vjp  # noqa: E402
     from tf_metaloss.backend.jax.distribution import all_reduce_sum  # noqa: E402
+    from tf_metaloss.backend.jax.distribution import apply_if_finite  # noqa: E402
     from tf_metaloss.backend.jax.distribution import global_value  # noqa: E402
     from tf_metaloss.backend.jax.distribution import is_chief  # noqa: E402
     from tf_metaloss.backend.jax.distribution import num_replicas  # noqa: E402
@@ -56,6 +58,7 @@ else:
     from tf_metaloss.backend.tensorflow.differentiation import value_and_grad  # noqa: E402
     from tf_metaloss.backend.tensorflow.differentiation import vjp  # noqa: E402
     from tf_metaloss.backend.tensorflow.distribution import all_reduce_sum  # noqa: E402
+    from tf_metaloss.backend.tensorflow.distribution import apply_if_finite  # noqa: E402
     from tf_metaloss.backend.tensorflow.distribution import global_value  # noqa: E402
     from tf_metaloss.backend.tensorflow.distribution import is_chief  # noqa: E402
     from tf_metaloss.backend.tensorflow.distribution import num_replicas  # noqa: E402
@@ -71,6 +74,7 @@ def name():
 __all__ = [
     "SUPPORTED_BACKENDS",
     "all_reduce_sum",
+    "apply_if_finite",
     "global_value",
     "is_chief",
     "jvp",

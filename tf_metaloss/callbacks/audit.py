@@ -95,7 +95,7 @@ class LossAuditLog(keras.callbacks.Callback):
         if self._file is not None:  # A `fit` that raised did not close it.
             self._file.close()
             self._file = None
-        if not backend.is_chief(self.model.distribute_strategy):
+        if not backend.is_chief(getattr(self.model, "distribute_strategy", None)):
             return  # Only the chief writes (the other workers' values are the same).
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)

@@ -144,7 +144,7 @@ class MetaBackupAndRestore(keras.callbacks.Callback):
     # -- fit hooks -----------------------------------------------------------------
     def on_train_begin(self, logs=None):
         check_meta_model(self.model, "MetaBackupAndRestore")
-        self._chief = backend.is_chief(self.model.distribute_strategy)
+        self._chief = backend.is_chief(getattr(self.model, "distribute_strategy", None))
         self._steps_since_save = 0
         self._skip_until = None
         self.restored = self._restore()

@@ -255,7 +255,7 @@ class MetaTensorBoard(keras.callbacks.Callback):
     # -- fit hooks -----------------------------------------------------------------
     def on_train_begin(self, logs=None):
         check_meta_model(self.model, "MetaTensorBoard")
-        self._chief = backend.is_chief(self.model.distribute_strategy)
+        self._chief = backend.is_chief(getattr(self.model, "distribute_strategy", None))
         if not self._chief:
             return
         self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, self.run_name))

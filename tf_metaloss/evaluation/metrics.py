@@ -348,6 +348,9 @@ class GradientNormHistory(keras.callbacks.Callback):
         self.model.make_train_function(force=True)
 
     def on_train_batch_end(self, batch, logs=None):
+        # On JAX, reading `self.model` writes the step's state (these two
+        # variables included) back to the variables.
+        self.model  # noqa: B018
         count = int(self._recorded.numpy())
         if count != self._seen:
             self._seen = count

@@ -216,7 +216,13 @@ class LearnableLoss(keras.losses.Loss):
                 f"{len(variables)} tensors (one per loss parameter "
                 f"{self.parameter_names}). Received: {len(parameter_values)} values."
             )
-        with keras.StatelessScope(state_mapping=list(zip(variables, parameter_values))):
+        # The loss's other variables (its statistics) keep the values they have
+        # where this is called: a scope nested in another (JAX's jitted step)
+        # would otherwise read them from the variables themselves.
+        others = [v for v in self.variables if all(v is not t for t in variables)]
+        mapping = list(zip(variables, parameter_values))
+        mapping += [(v, keras.ops.convert_to_tensor(v)) for v in others]
+        with keras.StatelessScope(state_mapping=mapping):
             return self(y_true, y_pred, sample_weight=sample_weight)
 
     def compute(self, parameters, y_true, y_pred):

@@ -151,7 +151,12 @@ class NoiseCorrectedLoss(LearnableLoss):
         """Moves `C` toward the reference's predictions (see `updated_confusion`)."""
         class_sums, class_counts = statistics
         self.confusion.assign(
-            updated_confusion(self.confusion, class_sums, class_counts, self.confusion_momentum)
+            updated_confusion(
+                ops.convert_to_tensor(self.confusion),
+                class_sums,
+                class_counts,
+                self.confusion_momentum,
+            )
         )
 
     def element_labels(self, name, size):

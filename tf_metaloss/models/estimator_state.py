@@ -39,4 +39,4 @@ class EstimatorState(SavedVariables):
     def assign(self, values, applied):
         """Stores `values` where `applied` (a boolean scalar) is true."""
         for variable, value in zip(self.variables, values):
-            variable.assign(keras.ops.where(applied, value, variable))
+            variable.assign(keras.ops.where(applied, value, keras.ops.convert_to_tensor(variable)))

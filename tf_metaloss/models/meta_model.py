@@ -550,11 +550,7 @@ class MetaModel(MetaTrainer, keras.Model):
             meta_data_lib.check_meta_arrays(
                 self, meta_batch[0], meta_batch[1], not self.loss.regression
             )
-            self._meta_iterator = iter(
-                self.distribute_strategy.experimental_distribute_dataset(
-                    meta_data_lib.single_batch_dataset(meta_batch)
-                )
-            )
+            self._meta_iterator = self._one_meta_batch(meta_batch)
         elif self.meta_every and not step % self.meta_every:
             raise ValueError(
                 "This `train_on_batch` step is a meta step (meta_every="
@@ -592,4 +588,4 @@ class MetaModel(MetaTrainer, keras.Model):
         dataset = meta_data_lib.meta_dataset(
             meta_data, batch_size, seed=self.meta_seed, skip_batches=meta_steps_done
         )
-        return iter(self.distribute_strategy.experimental_distribute_dataset(dataset))
+        return self._meta_batches(dataset)

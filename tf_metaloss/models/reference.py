@@ -42,11 +42,11 @@ class ReferenceRun(SavedVariables):
             else None
         )
         self.weights = [
-            keras.Variable(v, dtype=v.dtype, trainable=False, name=f"{name}_{_short(v)}")
+            keras.Variable(_copy(v), dtype=v.dtype, trainable=False, name=f"{name}_{_short(v)}")
             for v in model.trainable_variables
         ]
         self.state = [
-            keras.Variable(v, dtype=v.dtype, trainable=False, name=f"{name}_{_short(v)}")
+            keras.Variable(_copy(v), dtype=v.dtype, trainable=False, name=f"{name}_{_short(v)}")
             for v in model.non_trainable_variables
         ]
         optimizer = model.optimizer
@@ -60,15 +60,15 @@ class ReferenceRun(SavedVariables):
     def copy_from(self, model):
         """Sets the weights and state to the model's (the optimizer restarts its step)."""
         for target, source in zip(self.variables, _model_variables(model)):
-            target.assign(source)
+            target.assign(_copy(source))
 
     def copy_to(self, model):
         """Sets the model's weights, state and optimizer slots to this run's."""
         for target, source in zip(_model_variables(model), self.variables):
-            target.assign(source)
+            target.assign(_copy(source))
         for target, source in zip(model.optimizer.variables, self.optimizer.variables):
             if tuple(target.shape) == tuple(source.shape):
-                target.assign(source)
+                target.assign(_copy(source))
 
     def predict_on(self, model, x):
         """The run's predictions for `x` (inference mode)."""
@@ -83,6 +83,15 @@ class ReferenceRun(SavedVariables):
     @property
     def saved_what(self):
         return f"reference run {self.name!r}"
+
+
+def _copy(variable):
+    """The variable's value in a buffer of its own.
+
+    Keras on JAX donates the model's buffers to its jitted functions: a value
+    shared between the model and a run would be deleted under the other.
+    """
+    return keras.ops.copy(keras.ops.convert_to_tensor(variable))
 
 
 def _short(variable):

@@ -8,6 +8,7 @@ worker helpers read JAX's process index (one process per host).
 """
 
 import jax
+from keras import ops
 
 
 def num_replicas():
@@ -38,3 +39,19 @@ def is_chief(strategy=None):
 def worker_index(strategy=None):
     """This process's index among the job's hosts (0 on one host)."""
     return jax.process_index()
+
+
+def apply_if_finite(optimizer, grads, variables, finite):
+    """Applies `grads` with `optimizer`, keeping the update only where `finite`.
+
+    Inside the jitted step (a `keras.StatelessScope`) both outcomes are
+    computed and `finite` picks one: when it is False nothing changes
+    (variables, slots) except `optimizer.iterations`, which advances so that
+    step-based schedules stay aligned, as on TensorFlow.
+    """
+    variables = list(variables)
+    kept = [v for v in optimizer.variables if v is not optimizer.iterations]
+    before = [v.value for v in variables + kept]
+    optimizer.apply(list(grads), variables)
+    for variable, old in zip(variables + kept, before):
+        variable.assign(ops.where(finite, variable.value, old))

@@ -1,13 +1,7 @@
 """The TensorFlow training loop of `MetaModel` (mixed in like Keras's trainers).
 
-Two per-replica steps, public so that a subclass can override them as Keras
-users expect:
-
-- `train_step(data)`: a plain step on the current learnable loss;
-- `meta_train_step(data, meta_batch)`: the meta step (lookahead, meta
-  objective, meta-gradient from the estimator, then the weight update with the
-  gradient the lookahead already computed, and the update of phi).
-
+The per-replica steps (`train_step`, `meta_train_step`, `test_step`) are
+the backend-neutral ones of `tf_metaloss.models.steps`; this module runs them.
 `make_train_function` compiles one loop per call of the train function: up to
 `steps_per_execution` steps, each choosing on the device between the two steps
 from the optimizer's step counter (`iterations % meta_every == 0`) and pulling
@@ -23,14 +17,10 @@ aggregate over the global batch.
 """
 
 import tensorflow as tf
-from keras import tree
 
-from tf_metaloss import backend
 from tf_metaloss.backend.tensorflow import distribution
-from tf_metaloss.meta import gradients
-from tf_metaloss.meta import lookahead
-from tf_metaloss.models.objectives import MetaObjectives
-from tf_metaloss.models.objectives import unpack
+from tf_metaloss.meta import data as meta_data_lib
+from tf_metaloss.models.steps import MetaSteps
 
 
 class _Schedule:
@@ -40,7 +30,7 @@ class _Schedule:
         self.meta_every = tf.Variable(int(meta_every), dtype=tf.int64, trainable=False)
 
 
-class MetaTrainer(MetaObjectives):
+class MetaTrainer(MetaSteps):
     """Mixin giving `MetaModel` its TensorFlow training loop."""
 
     def _variable_scope(self):
@@ -72,167 +62,6 @@ class MetaTrainer(MetaObjectives):
             self._symbolic_build(data_batch=data_batch)
         self._build_references()
 
-    # -- per-replica steps -------------------------------------------------------
-    def train_step(self, data):
-        """A plain training step on the current learnable loss.
-
-        Forward pass, learnable loss (phi held fixed), weight gradient, the
-        optimizer's update unless the loss or gradient is non-finite, metrics.
-        Returns the metrics' logs like `keras.Model.train_step`; `fit` reads
-        the metrics itself after the step, across replicas.
-        """
-        x, y, sample_weight = unpack(data)
-        objective = self._training_objective(x, y, sample_weight)
-        loss, aux, local_grads = lookahead.loss_and_gradient(
-            lambda weights: objective(weights, None), self._weight_values()
-        )
-        grads = backend.all_reduce_sum(local_grads)
-        finite = self._update_weights(loss, grads, local_grads, aux.new_state)
-        self._train_references(x, y, sample_weight)
-        self._record_step(x, y, aux.y_pred, sample_weight, loss, tf.logical_not(finite))
-        return self.get_metrics_result()
-
-    def meta_train_step(self, data, meta_batch):
-        """A meta step: meta-gradient of phi, then the weight and phi updates.
-
-        The estimator (`compile(meta_method=...)`) forms the lookahead, the
-        meta objective on `meta_batch` and `d objective / d phi`; the weights
-        are then updated with the training gradient the lookahead computed at
-        the current weights (under phi before this step's update), and phi with
-        the clipped, all-reduced meta-gradient. Non-finite values skip the
-        update they would corrupt.
-        """
-        x, y, sample_weight = unpack(data)
-        step = tf.convert_to_tensor(self.optimizer.iterations)
-        result = self.meta_estimator.estimate(self._meta_problem(data, meta_batch))
-        finite = self._update_weights(
-            result.loss, result.grads, result.local_grads, result.aux.new_state
-        )
-        if result.state is not None:
-            self.estimator_state.assign(result.state, finite)
-        phi_grads = backend.all_reduce_sum(result.phi_grads)
-        norm, meta_finite = self._update_loss_parameters(phi_grads, finite)
-        self._train_references(x, y, sample_weight, meta_batch)
-        self._observe_reference(meta_batch)
-        skipped = tf.logical_not(tf.logical_and(finite, meta_finite))
-        meta_objective = backend.all_reduce_sum([result.meta_objective])[0]
-        self.meta_objective_tracker.update_state(backend.global_value(result.meta_objective))
-        self.meta_grad_norm_tracker.update_state(norm)
-        clipped = (
-            tf.constant(False)
-            if self.meta_global_clipnorm is None
-            else norm > tf.cast(self.meta_global_clipnorm, norm.dtype)
-        )
-        self.meta_update_record.update_state(step, meta_objective, norm, clipped, skipped)
-        self._record_step(x, y, result.aux.y_pred, sample_weight, result.loss, skipped)
-        return self.get_metrics_result()
-
-    def test_step(self, data):
-        x, y, sample_weight = unpack(data)
-        y_pred = self(x, training=False)
-        loss = self._compute_loss(
-            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False
-        )
-        self._track_loss(x, loss)
-        meta_objective = self.meta_objective(y, y_pred, sample_weight=sample_weight)
-        self.meta_objective_tracker.update_state(backend.global_value(meta_objective))
-        logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-        return {k: v for k, v in logs.items() if k in self._test_log_keys()}
-
-    # -- stages of a step ----------------------------------------------------------
-    def _update_weights(self, loss, grads, local_grads, new_state):
-        """Applies the weight gradient unless the loss or gradient is non-finite."""
-        finite = tf.logical_and(
-            gradients.all_finite(grads),
-            gradients.all_finite(backend.all_reduce_sum([loss])),
-        )
-        distribution.apply_if_finite(self.optimizer, local_grads, self.trainable_variables, finite)
-        for variable, value in zip(self.non_trainable_variables, new_state):
-            if value.dtype.is_floating:
-                value = tf.where(finite, value, variable)
-            variable.assign(value)
-        return finite
-
-    def _update_loss_parameters(self, phi_grads, finite):
-        """Clips and applies the meta-gradient unless it is non-finite.
-
-        Returns `(norm before clipping, applied)`.
-        """
-        norm = gradients.global_norm(phi_grads)
-        finite = tf.logical_and(finite, tf.math.is_finite(norm))
-        clipped = gradients.clip_by_global_norm(phi_grads, self.meta_global_clipnorm, norm)
-        # The meta optimizer sums the replicas' gradients: hand it each one's share.
-        share = [backend.replica_share(g) for g in clipped]
-        distribution.apply_if_finite(
-            self.meta_optimizer, share, self.loss.trainable_variables, finite
-        )
-        return norm, finite
-
-    def _train_references(self, x, y, sample_weight, meta_batch=None):
-        """A plain step of each reference run on this batch (see `ReferenceRun`).
-
-        A run that trains on the meta data (the guard's) also takes
-        `meta_batch`, its loss weighted by the run's `meta_weight`.
-        """
-        for run in self.reference_runs:
-            state = [tf.convert_to_tensor(v) for v in run.state]
-            meta = meta_batch if run.meta_weight is not None else None
-
-            def objective(weights, run=run, state=state, meta=meta):
-                y_pred, new_state, layer_losses = self.stateless_call(
-                    weights, state, x, training=True, return_losses=True
-                )
-                loss = run.objective(y, y_pred, sample_weight=sample_weight)
-                if meta is not None:
-                    x_meta, y_meta, meta_sample_weight = unpack(meta)
-                    # The meta batch's pass does not move the running statistics.
-                    y_meta_pred, _ = self.stateless_call(
-                        weights, state, self._in_input_order(x_meta), training=True
-                    )
-                    meta_loss = run.objective(y_meta, y_meta_pred, sample_weight=meta_sample_weight)
-                    batch = tf.shape(tree.flatten(x)[0])[0] * self._replicas_in_sync()
-                    weight = tf.cast(run.meta_weight, loss.dtype) / tf.cast(batch, loss.dtype)
-                    loss = loss + weight * meta_loss
-                if layer_losses:
-                    loss = loss + backend.replica_share(tf.add_n(layer_losses))
-                return loss, new_state
-
-            loss, new_state, local_grads = lookahead.loss_and_gradient(
-                objective, [tf.convert_to_tensor(v) for v in run.weights]
-            )
-            finite = tf.logical_and(
-                gradients.all_finite(backend.all_reduce_sum(local_grads)),
-                gradients.all_finite(backend.all_reduce_sum([loss])),
-            )
-            distribution.apply_if_finite(run.optimizer, local_grads, run.weights, finite)
-            for variable, value in zip(run.state, new_state):
-                if value.dtype.is_floating:
-                    value = tf.where(finite, value, variable)
-                variable.assign(value)
-
-    def _observe_reference(self, meta_batch):
-        """Feeds the loss's reference run's meta predictions to the loss."""
-        run = self.loss_reference
-        if run is None:
-            return
-        x_meta, y_meta, _ = unpack(meta_batch)
-        y_pred = run.predict_on(self, self._in_input_order(x_meta))
-        statistics = backend.all_reduce_sum(self.loss.reference_statistics(y_meta, y_pred))
-        self.loss.update_from_reference(statistics)
-
-    def _track_loss(self, x, loss):
-        self._loss_tracker.update_state(
-            backend.global_value(loss), sample_weight=tf.shape(tree.flatten(x)[0])[0]
-        )
-
-    def _record_step(self, x, y, y_pred, sample_weight, loss, skipped):
-        self._track_loss(x, loss)
-        # Every replica sees the same `skipped`; the Sum adds the replicas up.
-        self.skipped_updates_tracker.update_state(
-            backend.replica_share(tf.cast(skipped, "float32"))
-        )
-        self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-
     # -- the compiled loop ---------------------------------------------------------
     def _schedule_state(self):
         schedule = getattr(self, "_schedule", None)
@@ -246,11 +75,6 @@ class MetaTrainer(MetaObjectives):
         schedule = getattr(self, "_schedule", None)
         if schedule is not None:
             schedule.meta_every.assign(int(value))
-
-    def _step_logs(self):
-        logs = self.get_metrics_result()
-        logs.update(self.loss.parameter_summary())
-        return logs
 
     def make_train_function(self, force=False):
         if self.train_function is not None and not force:
@@ -445,6 +269,14 @@ class MetaTrainer(MetaObjectives):
             self._meta_iterator = self._make_meta_iterator(meta_data, batch_size)
             if self.guard_reference is not None:
                 self.guard_reference.meta_weight.assign(guard_meta_weight)
+
+    def _meta_batches(self, dataset):
+        """The batches of a `tf.data.Dataset` of meta data, per replica."""
+        return iter(self.distribute_strategy.experimental_distribute_dataset(dataset))
+
+    def _one_meta_batch(self, meta_batch):
+        """An iterator over one meta batch `(x_meta, y_meta)`, per replica."""
+        return self._meta_batches(meta_data_lib.single_batch_dataset(meta_batch))
 
     def _set_resume_point(self, epoch_steps, data_batches):
         """Resumes `fit` mid-epoch: see `tml.callbacks.MetaBackupAndRestore`.
