@@ -21,6 +21,11 @@ CASES = {
         "loss": "blend",
         "compile": {"meta_method": "neumann", "steps_per_execution": 3, "meta_guard": None},
     },
+    # The stateful forward-mode estimator: its tangents are threaded too.
+    "forward_mode_blend": {
+        "loss": "blend",
+        "compile": {"meta_method": "forward_mode", "meta_guard": None},
+    },
     # The finite-difference estimator on a blend of base losses, no XLA. Its
     # float32 differences amplify rounding: the backends agree to 1e-3 on phi.
     "finite_difference_blend": {
