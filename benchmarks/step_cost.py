@@ -108,6 +108,9 @@ def build_model(name, jit_compile, meta_every, unroll_steps=1):
         meta_every=meta_every,
         unroll_steps=unroll_steps,
         jit_compile=jit_compile,
+        # The meta step alone: on these random labels the guard would take its
+        # run back after the first fit and freeze the loss (meta_every=0).
+        meta_guard=None,
     )
     return model
 
@@ -245,6 +248,7 @@ def measure_fit(name, jit_compile, batch_size, steps, repeats, steps_per_executi
             meta_every=every,
             jit_compile=jit_compile,
             steps_per_execution=steps_per_execution,
+            meta_guard=None,
         )
         models[f"meta_every_{every}"] = model
     models["keras"].compile(
