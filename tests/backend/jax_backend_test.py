@@ -73,6 +73,7 @@ def _close(actual, expected, what, rtol=1e-4):
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=2e-5 * rtol / 1e-4, err_msg=what)
 
 
+@pytest.mark.integration
 def test_fit_on_jax_matches_tensorflow():
     """`fit` (meta steps, guard, estimators, steps_per_execution): the same run on both."""
     if keras.backend.backend() != "tensorflow":
@@ -105,6 +106,7 @@ def test_fit_on_jax_matches_tensorflow():
         assert moved or expected["history"].get("guard_reverted", [0])[-1] == 1.0, name
 
 
+@pytest.mark.integration
 def test_jax_says_what_it_does_not_support():
     result = _run_under_jax(
         """
@@ -135,6 +137,7 @@ except NotImplementedError as error:
     )
 
 
+@pytest.mark.integration
 def test_a_model_saved_on_tensorflow_loads_on_jax_with_phi(tmp_path):
     if keras.backend.backend() != "tensorflow":
         pytest.fail("run this test in the TensorFlow suite (it starts the JAX run itself)")
@@ -267,6 +270,7 @@ def test_differentiation_functions_nest():
     assert backend.name() == keras.backend.backend()
 
 
+@pytest.mark.integration
 def test_demo_runs_on_jax(tmp_path):
     """`KERAS_BACKEND=jax tf-metaloss demo`: the main command on the JAX backend."""
     env = dict(os.environ, KERAS_BACKEND="jax")
