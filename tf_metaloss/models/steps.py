@@ -29,6 +29,14 @@ from tf_metaloss.models.objectives import MetaObjectives
 from tf_metaloss.models.objectives import unpack
 
 
+def _assign_state(variables, new_state, finite):
+    """Assigns a step's new non-trainable state; floating values only where `finite`."""
+    for variable, value in zip(variables, new_state):
+        if keras.backend.is_float_dtype(value.dtype):
+            value = ops.where(finite, value, ops.convert_to_tensor(variable))
+        variable.assign(value)
+
+
 class MetaSteps(MetaObjectives):
     """Mixin: the per-replica steps of `MetaModel` (see the module docstring)."""
 
@@ -106,10 +114,7 @@ class MetaSteps(MetaObjectives):
             gradients.all_finite(backend.all_reduce_sum([loss])),
         )
         backend.apply_if_finite(self.optimizer, local_grads, self.trainable_variables, finite)
-        for variable, value in zip(self.non_trainable_variables, new_state):
-            if keras.backend.is_float_dtype(value.dtype):
-                value = ops.where(finite, value, ops.convert_to_tensor(variable))
-            variable.assign(value)
+        _assign_state(self.non_trainable_variables, new_state, finite)
         return finite
 
     def _update_loss_parameters(self, phi_grads, finite):
@@ -163,10 +168,7 @@ class MetaSteps(MetaObjectives):
                 gradients.all_finite(backend.all_reduce_sum([loss])),
             )
             backend.apply_if_finite(run.optimizer, local_grads, run.weights, finite)
-            for variable, value in zip(run.state, new_state):
-                if keras.backend.is_float_dtype(value.dtype):
-                    value = ops.where(finite, value, ops.convert_to_tensor(variable))
-                variable.assign(value)
+            _assign_state(run.state, new_state, finite)
 
     def _observe_reference(self, meta_batch):
         """Feeds the loss's reference run's meta predictions to the loss."""
@@ -196,3 +198,16 @@ class MetaSteps(MetaObjectives):
         logs = self.get_metrics_result()
         logs.update(self.loss.parameter_summary())
         return logs
+
+    def _start_meta_data(self):
+        """Builds the meta iterator at the first step of `fit`.
+
+        Built lazily, after the callbacks' `on_train_begin` (where a backup is
+        restored), it starts after the meta batches the restored meta
+        optimizer has already used.
+        """
+        if self._meta_iterator is None and self._meta_source is not None:
+            meta_data, batch_size, guard_meta_weight = self._meta_source
+            self._meta_iterator = self._make_meta_iterator(meta_data, batch_size)
+            if self.guard_reference is not None:
+                self.guard_reference.meta_weight.assign(guard_meta_weight)

@@ -38,6 +38,31 @@ def _current(variable, cache):
     return variable.value if entry is None else entry[1]
 
 
+def _split(values, sizes):
+    """`values` cut into consecutive groups of `sizes` (Keras's state tuple)."""
+    groups, start = [], 0
+    for size in sizes:
+        groups.append(values[start : start + size])
+        start += size
+    return tuple(groups)
+
+
+def _over_batches(state, iterator, steps, one_step):
+    """Runs `one_step(state, batch, first)` on up to `steps` batches of
+    `iterator`; returns the last logs and the state. Raises `StopIteration`
+    if the iterator had no batch."""
+    logs = None
+    for i in range(steps):
+        try:
+            data = next(iterator)
+        except StopIteration:
+            if i == 0:
+                raise
+            break
+        logs, state = one_step(state, data, i == 0)
+    return logs, state
+
+
 def _unique(variables):
     seen, unique = set(), []
     for variable in variables:
@@ -192,24 +217,11 @@ class MetaTrainer(MetaSteps):
             # Keras syncs its own (`jax_state_sync`).
             for variable, value in zip(threaded[in_state:], values[in_state:]):
                 cache[id(variable)] = (variable, value)
-            state, start = [], 0
-            for size in sizes:
-                state.append(values[start : start + size])
-                start += size
-            return logs, tuple(state)
+            return logs, _split(values, sizes)
 
         def train_function(state, iterator):
             self._start_meta_data()
-            logs = None
-            for i in range(self.steps_per_execution):
-                try:
-                    data = next(iterator)
-                except StopIteration:
-                    if i == 0:
-                        raise
-                    break
-                logs, state = one_step(state, data, i == 0)
-            return logs, state
+            return _over_batches(state, iterator, self.steps_per_execution, one_step)
 
         self.train_function = train_function
         return train_function
@@ -260,37 +272,19 @@ class MetaTrainer(MetaSteps):
         if not self.run_eagerly and self.jit_compile:
             pure = jax.jit(pure)
 
+        def one_step(state, data, first):
+            values = [v for group in state for v in group]
+            values += [v.value for v in loss_variables]
+            logs, values = pure(values, data)
+            return logs, _split(values, sizes)
+
         def test_function(state, iterator):
-            logs = None
-            for i in range(self.steps_per_execution):
-                try:
-                    data = next(iterator)
-                except StopIteration:
-                    if i == 0:
-                        raise
-                    break
-                values = [v for group in state for v in group]
-                values += [v.value for v in loss_variables]
-                logs, values = pure(values, data)
-                state, start = [], 0
-                for size in sizes:
-                    state.append(values[start : start + size])
-                    start += size
-                state = tuple(state)
-            return logs, state
+            return _over_batches(state, iterator, self.steps_per_execution, one_step)
 
         self.test_function = test_function
         return test_function
 
     # -- meta data ---------------------------------------------------------------------
-    def _start_meta_data(self):
-        """Builds the meta iterator at the first step of `fit` (see TensorFlow's)."""
-        if self._meta_iterator is None and self._meta_source is not None:
-            meta_data, batch_size, guard_meta_weight = self._meta_source
-            self._meta_iterator = self._make_meta_iterator(meta_data, batch_size)
-            if self.guard_reference is not None:
-                self.guard_reference.meta_weight.assign(guard_meta_weight)
-
     def _meta_batches(self, dataset):
         """The batches of a `tf.data.Dataset` of meta data, as NumPy arrays."""
         return iter(dataset.as_numpy_iterator())

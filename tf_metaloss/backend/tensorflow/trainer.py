@@ -257,19 +257,6 @@ class MetaTrainer(MetaSteps):
         return {k: v for k, v in self.get_metrics_result().items() if k in keys}
 
     # -- meta data and resuming ------------------------------------------------------
-    def _start_meta_data(self):
-        """Builds the meta iterator at the first step of `fit`.
-
-        Built lazily, after the callbacks' `on_train_begin` (where a backup is
-        restored), it starts after the meta batches the restored meta
-        optimizer has already used.
-        """
-        if self._meta_iterator is None and self._meta_source is not None:
-            meta_data, batch_size, guard_meta_weight = self._meta_source
-            self._meta_iterator = self._make_meta_iterator(meta_data, batch_size)
-            if self.guard_reference is not None:
-                self.guard_reference.meta_weight.assign(guard_meta_weight)
-
     def _meta_batches(self, dataset):
         """The batches of a `tf.data.Dataset` of meta data, per replica."""
         return iter(self.distribute_strategy.experimental_distribute_dataset(dataset))
