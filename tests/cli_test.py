@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import pytest
 
 import tf_metaloss
@@ -177,6 +178,28 @@ def test_verbose_is_accepted_before_and_after_the_command(capsys):
     assert cli.main(["--verbose", "demo", "--help"]) == 0
     assert cli.main(["demo", "--verbose", "--help"]) == 0
     assert "--verbose" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--backend", "jax", "demo", "--tiny"], ["demo", "--backend", "jax", "--tiny"]],
+)
+def test_backend_is_read_before_or_after_the_command(argv, capsys, monkeypatch):
+    # This process has loaded Keras on TensorFlow: asking for JAX is a usage
+    # error that says how to run it (the JAX run itself: tests/backend).
+    assert keras.backend.backend() == "tensorflow"
+    monkeypatch.setattr(cli.os, "environ", dict(cli.os.environ))
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "usage: tf-metaloss demo" in err
+    assert "argument --backend: Keras is already loaded in this process with the tensorflow" in err
+    assert "set KERAS_BACKEND=jax before Keras is imported" in err
+    assert cli.os.environ.get("KERAS_BACKEND") != "jax"
+
+
+def test_backend_accepts_only_known_backends(capsys):
+    assert cli.main(["--backend", "torch", "demo"]) == 2
+    assert "argument --backend: invalid choice: 'torch'" in capsys.readouterr().err
 
 
 @pytest.mark.integration

@@ -22,7 +22,11 @@ tf-metaloss --help
 tf-metaloss demo --epochs 40 --noise 0.4
 python -m tf_metaloss demo --tiny
 tf-metaloss --verbose demo --tiny   # with TensorFlow's log lines
+tf-metaloss --backend jax demo --tiny   # on Keras's JAX backend (the `jax` extra)
 ```
+
+`--backend` sets `KERAS_BACKEND` for the command before Keras loads (like
+`KERAS_BACKEND=jax tf-metaloss ...`); given, it wins over the variable.
 """
 
 import argparse
@@ -39,6 +43,8 @@ from tf_metaloss.commands import SUMMARIES
 from tf_metaloss.commands.arguments import UsageError
 
 COMMANDS = ("demo", "compare", "audit", "landscape", "plot", "search")
+
+BACKENDS = ("tensorflow", "jax")
 
 PROG = "tf-metaloss"
 
@@ -102,6 +108,13 @@ def _add_common_options(parser, argparse_default):
         default=argparse_default,
         help="on a runtime error, show the full Python traceback",
     )
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=argparse_default if argparse_default is argparse.SUPPRESS else None,
+        help="the Keras backend to run on (default: KERAS_BACKEND, else tensorflow); "
+        "jax needs the `jax` extra",
+    )
 
 
 def main(argv=None):
@@ -135,6 +148,7 @@ def _main(argv, command, quiet):
         # argparse exits after --help/--version (0) or a usage error (2).
         return _exit_code(exit_.code)
     try:
+        _select_backend(getattr(args, "backend", None))
         # Every command uses TensorFlow: load it here, where the lines its
         # libraries print while loading can be dropped.
         with _native_logs_dropped(quiet):
@@ -153,6 +167,29 @@ def _main(argv, command, quiet):
         return 1
 
 
+def _select_backend(name):
+    """Sets `KERAS_BACKEND` to `name` before Keras loads (`None`: as is)."""
+    if name is None:
+        return
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.backend.backend() != name:
+            raise UsageError(
+                f"argument --backend: Keras is already loaded in this process with the "
+                f"{keras.backend.backend()} backend, so it cannot run on {name}. Received: "
+                f"--backend {name}. Start a new process, or set KERAS_BACKEND={name} "
+                "before Keras is imported."
+            )
+        return
+    if name == "jax" and importlib.util.find_spec("jax") is None:
+        raise UsageError(
+            "argument --backend: expected an installed backend; JAX is not installed. "
+            "Received: --backend jax. Install it with: pip install 'tf_metaloss[jax]'."
+        )
+    os.environ["KERAS_BACKEND"] = name
+
+
 def _usage_error(parser, error):
     try:
         parser.error(str(error))  # prints the usage and the message, exits 2
@@ -161,11 +198,15 @@ def _usage_error(parser, error):
 
 
 def _command_in(argv):
-    """The subcommand named in `argv` (top-level options take no values)."""
-    for token in argv:
+    """The subcommand named in `argv` (of the top-level options only
+    `--backend` takes a value)."""
+    tokens = iter(argv)
+    for token in tokens:
         if token == "--":
             return None
-        if not token.startswith("-"):
+        if token == "--backend":
+            next(tokens, None)
+        elif not token.startswith("-"):
             return token if token in COMMANDS else None
     return None
 

@@ -110,17 +110,14 @@ def test_fit_on_jax_matches_tensorflow():
 def test_jax_says_what_it_does_not_support():
     result = _run_under_jax(
         """
-import os, tempfile, keras, numpy as np, tf_metaloss as tml
+import keras, numpy as np, tf_metaloss as tml
 inputs = keras.Input((4,))
 model = tml.MetaModel(inputs, keras.layers.Dense(3)(inputs))
 model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
 x, y = np.random.rand(40, 4).astype("float32"), np.arange(40) % 3
-backup = tml.callbacks.MetaBackupAndRestore(os.path.join(tempfile.mkdtemp(), "backup"))
-try:
-    model.fit(x, y, meta_split=0.25, epochs=1, verbose=0, callbacks=[backup])
-except NotImplementedError as error:
-    print("backup error:", error)
-keras.distribution.set_distribution(keras.distribution.DataParallel())
+mesh = keras.distribution.DeviceMesh((1,), ["model"], keras.distribution.list_devices())
+layouts = keras.distribution.LayoutMap(mesh)
+keras.distribution.set_distribution(keras.distribution.ModelParallel(layout_map=layouts))
 try:
     model.fit(x, y, meta_split=0.25, epochs=1, verbose=0)
 except NotImplementedError as error:
@@ -128,13 +125,146 @@ except NotImplementedError as error:
 """
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "backup error: `tml.callbacks.MetaBackupAndRestore` is not supported on the JAX" in (
+    assert "distribution error: `MetaModel.fit` under keras.distribution.ModelParallel" in (
         result.stdout
     )
-    assert "KERAS_BACKEND=tensorflow" in result.stdout
-    assert "distribution error: `MetaModel.fit` under a `keras.distribution` setting" in (
-        result.stdout
+    assert "keras.distribution.DataParallel()" in result.stdout
+
+
+_DATA_PARALLEL_RUN = """
+import json, sys, keras, numpy as np, tf_metaloss as tml
+assert len(keras.distribution.list_devices()) == 2
+rng = np.random.default_rng(0)
+x = rng.normal(size=(256, 8)).astype("float32")
+y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype("int32") + (x[:, 2] > 1)
+
+def run(distribution, method):
+    keras.distribution.set_distribution(distribution)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    hidden = keras.layers.Dense(16, activation="tanh")(inputs)
+    model = tml.MetaModel(inputs, keras.layers.Dense(3)(hidden))
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+        loss=tml.MetaLoss(from_logits=True),
+        meta_every=1 if method == "forward_mode" else 2,
+        meta_method=method,
+        meta_seed=0,
+        metrics=["accuracy"],
     )
+    history = model.fit(x, y, batch_size=32, epochs=3, shuffle=False, meta_data=(x[:64], y[:64]),
+                        meta_batch_size=16, verbose=0)
+    evaluated = model.evaluate(x[:64], y[:64], batch_size=32, verbose=0, return_dict=True)
+    keras.distribution.set_distribution(None)
+    return {
+        "weights": [np.asarray(w).tolist() for w in model.get_weights()],
+        "phi": [np.asarray(v).tolist() for v in model.loss.variables],
+        "loss": history.history["loss"],
+        "evaluated": evaluated["loss"],
+        "sharding": str(model.trainable_variables[0].value.sharding),
+    }
+
+results = {}
+for method in sys.argv[1:]:
+    results[method] = [run(None, method), run(keras.distribution.DataParallel(), method)]
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.integration
+def test_data_parallel_on_two_devices_equals_one_device(tmp_path):
+    """keras.distribution.DataParallel over 2 (host) devices: the same run as
+    one device, to float32 rounding, for the one-step and the stateful
+    estimators (the guard on, its check data split from the meta data)."""
+    script = tmp_path / "data_parallel.py"
+    script.write_text(_DATA_PARALLEL_RUN)
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(HERE.parent.parent), env.get("PYTHONPATH")])
+    )
+    methods = ["second_order", "neumann", "forward_mode"]
+    result = subprocess.run(
+        [sys.executable, str(script), *methods],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(result.stdout.strip().splitlines()[-1])
+    for method in methods:
+        one, two = results[method]
+        assert "P(None, None)" in two["sharding"] and "'batch': 2" in two["sharding"], method
+        for a, b in zip(one["weights"], two["weights"], strict=True):
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=method)
+        for a, b in zip(one["phi"], two["phi"], strict=True):
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=method)
+        np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-5, err_msg=method)
+        np.testing.assert_allclose(two["evaluated"], one["evaluated"], rtol=1e-5, err_msg=method)
+        assert one["phi"][0] > 0.01, (method, one["phi"])  # the meta step moved c
+
+
+_KILLED_RUN = """
+import os, signal, sys, keras, numpy as np, tf_metaloss as tml
+backup_dir, output, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rng = np.random.default_rng(0)
+x = rng.normal(size=(96, 6)).astype("float32")
+y = (x[:, 0] > 0).astype("int32") + (x[:, 1] > 1)
+keras.utils.set_random_seed(0)
+inputs = keras.Input((6,))
+hidden = keras.layers.Dropout(0.2)(keras.layers.Dense(8, activation="tanh")(inputs))
+model = tml.MetaModel(inputs, keras.layers.Dense(3)(hidden))
+model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+              loss=tml.MetaLoss(from_logits=True), meta_every=2, meta_seed=0)
+
+class Kill(keras.callbacks.Callback):
+    def on_train_batch_begin(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+callbacks = [Kill()] if kill_at >= 0 else []
+if backup_dir != "-":
+    callbacks.append(tml.callbacks.MetaBackupAndRestore(backup_dir, save_freq=4))
+model.fit(tml.meta.data.resumable_dataset(x, y, batch_size=16, seed=0), steps_per_epoch=6,
+          epochs=3, meta_data=(x[:40], y[:40]), meta_batch_size=8, verbose=0,
+          callbacks=callbacks)
+assert model.guard_reference is not None
+np.savez(output, *[keras.ops.convert_to_numpy(v)
+                   for v in tml.callbacks.backup.training_state_variables(model)])
+"""
+
+
+@pytest.mark.integration
+def test_kill_9_and_resume_is_exact_on_jax(tmp_path):
+    """A JAX `fit` killed with SIGKILL and started again ends with the state
+    of an uninterrupted run, bit for bit (weights, dropout seeds, phi, both
+    optimizers, the guard's run)."""
+    script = tmp_path / "killed.py"
+    script.write_text(_KILLED_RUN)
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(HERE.parent.parent), env.get("PYTHONPATH")])
+    )
+
+    def run(backup_dir, output, kill_at):
+        command = [sys.executable, str(script), str(backup_dir), str(output), str(kill_at)]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+
+    # Backups at steps 4 and 8 (epoch 1, 2 steps in); killed before step 11.
+    killed = run(tmp_path / "backup", tmp_path / "killed.npz", 11)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    with open(tmp_path / "backup" / "latest.json") as f:
+        assert json.load(f) == {"backup": "step-000000008"}
+    resumed = run(tmp_path / "backup", tmp_path / "resumed.npz", -1)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    reference = run("-", tmp_path / "reference.npz", -1)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    with np.load(tmp_path / "resumed.npz") as a, np.load(tmp_path / "reference.npz") as b:
+        assert len(a.files) == len(b.files) > 10
+        for name in a.files:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert not (tmp_path / "backup").exists()
 
 
 @pytest.mark.integration
@@ -272,13 +402,15 @@ def test_differentiation_functions_nest():
 
 @pytest.mark.integration
 def test_demo_runs_on_jax(tmp_path):
-    """`KERAS_BACKEND=jax tf-metaloss demo`: the main command on the JAX backend."""
-    env = dict(os.environ, KERAS_BACKEND="jax")
+    """`tf-metaloss --backend jax demo`: the main command on the JAX backend."""
+    env = dict(os.environ)
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    env.pop("KERAS_BACKEND", None)
     root = str(HERE.parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     result = subprocess.run(
-        [sys.executable, "-m", "tf_metaloss", "demo", "--tiny", "--logdir", str(tmp_path / "logs")],
+        [sys.executable, "-m", "tf_metaloss", "--backend", "jax", "demo", "--tiny"]
+        + ["--logdir", str(tmp_path / "logs")],
         env=env,
         capture_output=True,
         text=True,
@@ -288,4 +420,5 @@ def test_demo_runs_on_jax(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "MetaLoss (meta-learned) |" in result.stdout
     assert "verdict:" in result.stdout
+    assert "; Keras on jax." in result.stdout
     assert any((tmp_path / "logs").rglob("*tfevents*"))

@@ -350,7 +350,12 @@ def format_result(results):
         + "; the fixed losses train on the training and meta samples, the learned loss "
         "on the training samples (the meta samples only in its meta objective); "
         f"accuracy on {per_seed['num_eval']} clean validation samples after the last "
-        "epoch.",
+        "epoch"
+        + (
+            f"; Keras on {results['environment']['keras_backend']}."
+            if "keras_backend" in results.get("environment", {})
+            else "."
+        ),
     ]
     logdir = demo.get("logdir")
     if logdir:

@@ -539,6 +539,7 @@ def run_comparison(config, progress=None, on_run_end=None, data=None, make_callb
         "environment": {
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
+            "keras_backend": keras.backend.backend(),
             "python": platform.python_version(),
             "cpu_count": os.cpu_count(),
             "tf_metaloss_path": os.path.dirname(

@@ -211,3 +211,55 @@ class MetaSteps(MetaObjectives):
             self._meta_iterator = self._make_meta_iterator(meta_data, batch_size)
             if self.guard_reference is not None:
                 self.guard_reference.meta_weight.assign(guard_meta_weight)
+
+    # -- resuming (`tml.callbacks.MetaBackupAndRestore`) ---------------------------
+    def _set_resume_point(self, epoch_steps, data_batches):
+        """Resumes `fit` mid-epoch: see `tml.callbacks.MetaBackupAndRestore`.
+
+        The restored epoch's first `epoch_steps` steps were run before the
+        backup: those calls of the train function train nothing; the data
+        iterator first discards the `data_batches` batches it had produced
+        by the backup (in the restored epoch, or since `fit` began when
+        Keras keeps one iterator across epochs, with `steps_per_epoch`).
+        """
+        self._resume = {"skip_steps": int(epoch_steps), "discard": int(data_batches)}
+
+    def _follow_data(self, iterator):
+        """Counts the batches of the training iterator from here (a new one starts at 0)."""
+        if iterator is not self._data_iterator:
+            self._data_iterator, self._data_batches = iterator, 0
+
+    def _skips_call(self, iterator):
+        """Whether this call of a resumed epoch trains nothing.
+
+        Discards the batches the interrupted run had used (`_discard_batches`,
+        the backend's); True while the steps before the backup are replayed.
+        """
+        resume = self._resume
+        if resume is None:
+            return False
+        before_epoch = resume["discard"] - resume["skip_steps"]
+        if before_epoch > 0:
+            self._discard_batches(iterator, before_epoch)
+            self._data_batches += before_epoch
+            resume["discard"] -= before_epoch
+        if resume["skip_steps"] <= 0:
+            self._resume = None
+            return False
+        count = min(self.steps_per_execution, resume["skip_steps"])
+        self._discard_batches(iterator, count)
+        self._data_batches += count
+        resume["skip_steps"] -= count
+        resume["discard"] -= count
+        return True
+
+    def _data_position(self, epoch_end=False):
+        """Batches the training iterator has produced, for a backup.
+
+        At the end of an epoch: 0 unless Keras keeps the iterator for the
+        next epoch (with `steps_per_epoch`); a new epoch's iterator starts
+        from the beginning of the data.
+        """
+        if epoch_end and not self._iterator_spans_epochs:
+            return 0
+        return self._data_batches

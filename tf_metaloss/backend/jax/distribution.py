@@ -8,7 +8,51 @@ worker helpers read JAX's process index (one process per host).
 """
 
 import jax
+import keras
 from keras import ops
+
+
+def check_supported(what):
+    """Raises `NotImplementedError` for a `keras.distribution` setting the
+    meta step does not run under: anything but `DataParallel` on one host."""
+    setting = keras.distribution.distribution()
+    if setting is None:
+        return
+    if not isinstance(setting, keras.distribution.DataParallel):
+        raise NotImplementedError(
+            f"`{what}` under keras.distribution.{type(setting).__name__} is not supported "
+            "on the JAX backend: the meta step runs under keras.distribution.DataParallel "
+            "(the batch split over the devices) or without a distribution. Use "
+            "keras.distribution.set_distribution(keras.distribution.DataParallel())."
+        )
+    if jax.process_count() > 1:
+        raise NotImplementedError(
+            f"`{what}` on {jax.process_count()} JAX processes is not supported: "
+            "keras.distribution.DataParallel runs over the devices of one host. Train "
+            "on one host, or on TensorFlow with tf.distribute.MultiWorkerMirroredStrategy."
+        )
+
+
+def distribute_batch(batch):
+    """A batch of NumPy arrays placed like Keras places training batches:
+    split over the devices along the first axis under `DataParallel`, else on
+    the default device."""
+    setting = keras.distribution.distribution()
+    if setting is None:
+        return keras.tree.map_structure(jax.device_put, batch)
+
+    def put(array):
+        devices = len(setting.device_mesh.devices.flatten())
+        if array.shape and array.shape[0] % devices:
+            raise ValueError(
+                f"A meta batch of {array.shape[0]} samples cannot be split over the "
+                f"{devices} devices of keras.distribution.DataParallel. Expected a "
+                "`meta_batch_size` that is a multiple of the device count. Received: "
+                f"meta_batch_size={array.shape[0]}. Pass a multiple of {devices}."
+            )
+        return jax.device_put(array, setting.get_data_layout(array.shape).backend_layout)
+
+    return keras.tree.map_structure(put, batch)
 
 
 def num_replicas():

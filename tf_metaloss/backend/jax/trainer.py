@@ -29,6 +29,7 @@ import jax
 import keras
 import numpy as np
 
+from tf_metaloss.backend.jax import distribution
 from tf_metaloss.models.steps import MetaSteps
 
 
@@ -49,9 +50,9 @@ def _split(values, sizes):
 
 def _over_batches(state, iterator, steps, one_step):
     """Runs `one_step(state, batch, first)` on up to `steps` batches of
-    `iterator`; returns the last logs and the state. Raises `StopIteration`
-    if the iterator had no batch."""
-    logs = None
+    `iterator`; returns the last logs, the state and how many ran. Raises
+    `StopIteration` if the iterator had no batch."""
+    logs, done = None, 0
     for i in range(steps):
         try:
             data = next(iterator)
@@ -60,7 +61,8 @@ def _over_batches(state, iterator, steps, one_step):
                 raise
             break
         logs, state = one_step(state, data, i == 0)
-    return logs, state
+        done += 1
+    return logs, state, done
 
 
 def _unique(variables):
@@ -109,13 +111,7 @@ class MetaTrainer(MetaSteps):
 
     def _check_fit_supported(self, method):
         """Raises for what this backend's loop cannot run."""
-        if keras.distribution.distribution() is not None:
-            raise NotImplementedError(
-                f"`MetaModel.{method}` under a `keras.distribution` setting is not "
-                "supported on the JAX backend yet: the meta step runs on one device. "
-                "Call keras.distribution.set_distribution(None), or train on "
-                "TensorFlow (KERAS_BACKEND=tensorflow) with a tf.distribute strategy."
-            )
+        distribution.check_supported(f"MetaModel.{method}")
 
     def _set_device_meta_every(self, value):
         pass  # the schedule is read on the host at each step
@@ -221,7 +217,17 @@ class MetaTrainer(MetaSteps):
 
         def train_function(state, iterator):
             self._start_meta_data()
-            return _over_batches(state, iterator, self.steps_per_execution, one_step)
+            self._follow_data(iterator)
+            if self._skips_call(iterator):
+                # A step replayed after a restore: no training, the record emptied.
+                keras_variables = [v for group in state_variables for v in group]
+                logs, values = self._run_step(
+                    lambda: None, keras_variables, [v for g in state for v in g], True, ()
+                )
+                return logs, _split(values, sizes)
+            logs, state, done = _over_batches(state, iterator, self.steps_per_execution, one_step)
+            self._data_batches += done
+            return logs, state
 
         self.train_function = train_function
         return train_function
@@ -279,28 +285,26 @@ class MetaTrainer(MetaSteps):
             return logs, _split(values, sizes)
 
         def test_function(state, iterator):
-            return _over_batches(state, iterator, self.steps_per_execution, one_step)
+            logs, state, _ = _over_batches(state, iterator, self.steps_per_execution, one_step)
+            return logs, state
 
         self.test_function = test_function
         return test_function
 
     # -- meta data ---------------------------------------------------------------------
     def _meta_batches(self, dataset):
-        """The batches of a `tf.data.Dataset` of meta data, as NumPy arrays."""
-        return iter(dataset.as_numpy_iterator())
+        """The batches of a `tf.data.Dataset` of meta data, as JAX arrays laid
+        out like the training batches (split over the devices under
+        `keras.distribution.DataParallel`)."""
+        return map(distribution.distribute_batch, dataset.as_numpy_iterator())
 
     def _one_meta_batch(self, meta_batch):
-        return iter([keras.tree.map_structure(np.asarray, tuple(meta_batch))])
+        batch = keras.tree.map_structure(np.asarray, tuple(meta_batch))
+        return iter([distribution.distribute_batch(batch)])
 
-    # -- resuming ------------------------------------------------------------------
-    def _set_resume_point(self, epoch_steps, data_batches):
-        raise NotImplementedError(_NO_RESUME)
-
-    def _data_position(self, epoch_end=False):
-        raise NotImplementedError(_NO_RESUME)
-
-
-_NO_RESUME = (
-    "`tml.callbacks.MetaBackupAndRestore` is not supported on the JAX backend yet. "
-    "Train on TensorFlow (KERAS_BACKEND=tensorflow) to back up and resume a run."
-)
+    def _discard_batches(self, iterator, count):
+        for _ in range(count):
+            try:
+                next(iterator)
+            except StopIteration:
+                return

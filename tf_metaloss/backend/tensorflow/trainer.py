@@ -94,12 +94,10 @@ class MetaTrainer(MetaSteps):
                     raise StopIteration
                 return logs
             self._start_meta_data()
-            if iterator is not self._data_iterator:
-                self._data_iterator, self._data_batches = iterator, 0
-            if self._resume is not None:
-                logs = self._fast_forward(iterator)
-                if logs is not None:
-                    return logs
+            self._follow_data(iterator)
+            if self._skips_call(iterator):
+                self.meta_update_record.start_call()
+                return self._step_logs()
             done, logs = run_steps(iterator)
             self._data_batches += done
             if done == 0:
@@ -265,46 +263,12 @@ class MetaTrainer(MetaSteps):
         """An iterator over one meta batch `(x_meta, y_meta)`, per replica."""
         return self._meta_batches(meta_data_lib.single_batch_dataset(meta_batch))
 
-    def _set_resume_point(self, epoch_steps, data_batches):
-        """Resumes `fit` mid-epoch: see `tml.callbacks.MetaBackupAndRestore`.
-
-        The restored epoch's first `epoch_steps` steps were run before the
-        backup: those calls of the train function train nothing; the data
-        iterator first discards the `data_batches` batches it had produced
-        by the backup (in the restored epoch, or since `fit` began when
-        Keras keeps one iterator across epochs, with `steps_per_epoch`).
-        """
-        self._resume = {"skip_steps": int(epoch_steps), "discard": int(data_batches)}
-
-    def _fast_forward(self, iterator):
-        """One call of a resumed epoch: discards data; returns logs if it trained nothing."""
-        resume = self._resume
-        before_epoch = resume["discard"] - resume["skip_steps"]
-        if before_epoch > 0:
-            _discard(iterator, before_epoch)
-            self._data_batches += before_epoch
-            resume["discard"] -= before_epoch
-        if resume["skip_steps"] <= 0:
-            self._resume = None
-            return None
-        count = min(self.steps_per_execution, resume["skip_steps"])
-        _discard(iterator, count)
-        self._data_batches += count
-        resume["skip_steps"] -= count
-        resume["discard"] -= count
-        self.meta_update_record.start_call()
-        return self._step_logs()
-
-    def _data_position(self, epoch_end=False):
-        """Batches the training iterator has produced, for a backup.
-
-        At the end of an epoch: 0 unless Keras keeps the iterator for the
-        next epoch (with `steps_per_epoch`); a new epoch's iterator starts
-        from the beginning of the data.
-        """
-        if epoch_end and not self._iterator_spans_epochs:
-            return 0
-        return self._data_batches
+    def _discard_batches(self, iterator, count):
+        for _ in range(count):
+            try:
+                next(iterator)
+            except (StopIteration, tf.errors.OutOfRangeError):
+                return
 
 
 def _while_over_batches(iterator, steps, one_step):
@@ -322,11 +286,3 @@ def _while_over_batches(iterator, steps, one_step):
 
     done, _ = tf.while_loop(keep_going, body, [tf.constant(0), iterator.get_next_as_optional()])
     return done
-
-
-def _discard(iterator, count):
-    for _ in range(count):
-        try:
-            next(iterator)
-        except (StopIteration, tf.errors.OutOfRangeError):
-            return
