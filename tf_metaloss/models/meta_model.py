@@ -525,6 +525,7 @@ class MetaModel(MetaTrainer, keras.Model):
             self._meta_iterator = None
             self._meta_source = None
             self._data_iterator, self._resume = None, None
+            self._release_iterators()
 
     def train_on_batch(
         self,

@@ -302,6 +302,9 @@ class MetaTrainer(MetaSteps):
         batch = keras.tree.map_structure(np.asarray, tuple(meta_batch))
         return iter([distribution.distribute_batch(batch)])
 
+    def _release_iterators(self):
+        pass  # the meta batches come from a NumPy iterator
+
     def _discard_batches(self, iterator, count):
         for _ in range(count):
             try:

@@ -16,6 +16,8 @@ Logs are read after the replicas ran, in cross-replica context, so metrics
 aggregate over the global batch.
 """
 
+import gc
+
 import tensorflow as tf
 
 from tf_metaloss.backend.tensorflow import distribution
@@ -262,6 +264,18 @@ class MetaTrainer(MetaSteps):
     def _one_meta_batch(self, meta_batch):
         """An iterator over one meta batch `(x_meta, y_meta)`, per replica."""
         return self._meta_batches(meta_data_lib.single_batch_dataset(meta_batch))
+
+    def _release_iterators(self):
+        """Frees the iterators `fit` dropped, now, under a distribution strategy.
+
+        A distributed iterator owns tf.data background threads; left to the
+        cyclic garbage collector it is freed at an arbitrary later moment,
+        e.g. while the next model's function is being traced, and TensorFlow
+        2.21 was seen to hang in its destructor there (in the test suite,
+        once, under load). Freed here, between two `fit` calls, it is not.
+        """
+        if self._replicas_in_sync() > 1:
+            gc.collect()
 
     def _discard_batches(self, iterator, count):
         for _ in range(count):
