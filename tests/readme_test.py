@@ -29,8 +29,10 @@ def test_ci_runs_the_readme_test_commands_exactly():
     ci_lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     _, tests = _bash_blocks(_section("Two commands"))
     assert tests in ci_lines
-    assert "python -m pytest -m integration" in ci_lines
-    assert "`python -m pytest -m integration`" in README
+    assert "python -m pytest -m integration -n 0" in ci_lines
+    assert "`python -m pytest -m integration -n 0`" in README
+    assert "KERAS_BACKEND=jax python -m pytest" in ci_lines
+    assert "`KERAS_BACKEND=jax python -m pytest`" in README
 
 
 def _layout():

@@ -1,7 +1,7 @@
 """The library on Keras's JAX backend, and the two backends against each other.
 
-Tests marked `both_backends` run in the default (TensorFlow) suite and again
-under `KERAS_BACKEND=jax` (`.ci/run`'s JAX stage, which runs only them).
+The tests that are not `integration` run in the default (TensorFlow) suite and again
+under `KERAS_BACKEND=jax` (`.ci/run`'s JAX stage), like the rest of the suite.
 """
 
 import importlib.util
@@ -301,7 +301,6 @@ print(json.dumps({{
     assert loaded["max_difference"] < 1e-5
 
 
-@pytest.mark.both_backends
 def test_fit_evaluate_save_and_reload(tmp_path):
     """The user's path on the active backend: fit, evaluate, save, load, fit on."""
     fit_cases = _load("fit_cases")
@@ -351,7 +350,6 @@ def test_fit_evaluate_save_and_reload(tmp_path):
     )
 
 
-@pytest.mark.both_backends
 @pytest.mark.parametrize("family", sorted(cases.FAMILIES))
 def test_meta_gradient_matches_finite_differences_in_float64(float64, family):
     model = cases.model(cases.FAMILIES[family])
@@ -360,7 +358,6 @@ def test_meta_gradient_matches_finite_differences_in_float64(float64, family):
     assert error < 1e-5
 
 
-@pytest.mark.both_backends
 @pytest.mark.parametrize("family", ["blend", "polynomial", "class_adjusted"])
 def test_finite_difference_estimator_converges_to_the_exact_meta_gradient(float64, family):
     batch, meta_batch = cases.data()
@@ -373,7 +370,6 @@ def test_finite_difference_estimator_converges_to_the_exact_meta_gradient(float6
         )
 
 
-@pytest.mark.both_backends
 def test_differentiation_functions_nest():
     def meta(phi):
         # One SGD step on phi * w * stop_weight_gradient(w), then (w')^2.

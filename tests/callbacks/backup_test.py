@@ -1,8 +1,8 @@
 """`MetaBackupAndRestore`: an interrupted `fit` resumes exactly, mid-epoch.
 
 The crash here is an exception in one process; tests/distributed has the
-`kill -9` of a real process, on one and on two workers. Backend-neutral: CI
-also runs this file under KERAS_BACKEND=jax.
+`kill -9` of a real process, on one and on two workers. Like the rest of the
+suite, CI also runs it under KERAS_BACKEND=jax.
 """
 
 import json
@@ -15,8 +15,6 @@ import pytest
 import tf_metaloss as tml
 from tf_metaloss import backend
 from tf_metaloss.callbacks import audit
-
-pytestmark = pytest.mark.both_backends
 
 
 class Crash(Exception):

@@ -11,7 +11,7 @@ LOGITS = np.array(
     [[2.0, 0.0, -1.0], [0.5, -0.3, 1.2], [-1.0, 2.5, 0.1], [0.0, 0.0, 0.0]],
     dtype="float32",
 )
-CE = functional.crossentropy(LABELS, LOGITS, from_logits=True).numpy()
+CE = keras.ops.convert_to_numpy(functional.crossentropy(LABELS, LOGITS, from_logits=True))
 Y_TRUE = np.array([[1.0, 2.0], [0.5, -1.0], [0.0, 3.0]], dtype="float32")
 Y_PRED = np.array([[1.5, 0.0], [3.0, -1.2], [0.1, 1.0]], dtype="float32")
 

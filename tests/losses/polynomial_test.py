@@ -10,8 +10,8 @@ LOGITS = np.array(
     [[2.0, 0.0, -1.0], [0.5, -0.3, 1.2], [-1.0, 2.5, 0.1], [0.0, 0.0, 0.0]],
     dtype="float32",
 )
-CE = functional.crossentropy(LABELS, LOGITS, from_logits=True).numpy()
-GAP = 1.0 - functional.true_class_probability(LABELS, LOGITS, True).numpy()
+CE = keras.ops.convert_to_numpy(functional.crossentropy(LABELS, LOGITS, from_logits=True))
+GAP = keras.ops.convert_to_numpy(1.0 - functional.true_class_probability(LABELS, LOGITS, True))
 
 
 class TestPowerExpansion:
