@@ -56,6 +56,11 @@ TENSORFLOW_ONLY = (
 # result that depends on the backend's random initial weights (the TensorFlow
 # and JAX runs of one seed start from different weights). To be ported.
 TEST_CODE_NOT_YET_ON_JAX = (
+    "losses/neural_test.py::TestNeuralLoss::test_scale_is_within_zero_and_two",
+    "losses/polynomial_test.py::TestPowerExpansion::test_other_base_loss",
+    "losses/sample_weighted_test.py::TestSampleWeightedLoss::test_normalized_weights_have_mean_one",
+    "losses/sample_weighted_test.py::TestSampleWeightedLoss::test_high_loss_samples_can_be_down_weighted",
+    "losses/sample_weighted_test.py::TestSampleWeightedLoss::test_weights_do_not_pass_gradient_to_the_model",
     "callbacks/audit_log_test.py::test_logged_meta_objective_and_norm_match_a_hand_computed_first_step",
     "callbacks/early_stopping_test.py::test_freezing_really_stops_meta_updates",
     "callbacks/tensorboard_test.py::test_histograms_of_phi_and_of_the_probe_split_by_noise",
@@ -170,7 +175,11 @@ def float64():
 
 @pytest.fixture(autouse=True)
 def _clear_session():
+    """A fresh Keras session and the same random state before every test: a
+    test's result must not depend on which tests ran before it in its process
+    (pytest-xdist shares the tests among its workers differently every run)."""
     keras.backend.clear_session(free_memory=False)
+    keras.utils.set_random_seed(0)
     yield
 
 
