@@ -232,8 +232,8 @@ class MetaSteps(MetaObjectives):
     def _skips_call(self, iterator):
         """Whether this call of a resumed epoch trains nothing.
 
-        Discards the batches the interrupted run had used (`_discard_batches`,
-        the backend's); True while the steps before the backup are replayed.
+        Discards the batches the interrupted run had used; True while the
+        steps before the backup are replayed.
         """
         resume = self._resume
         if resume is None:
@@ -241,17 +241,27 @@ class MetaSteps(MetaObjectives):
         before_epoch = resume["discard"] - resume["skip_steps"]
         if before_epoch > 0:
             self._discard_batches(iterator, before_epoch)
-            self._data_batches += before_epoch
             resume["discard"] -= before_epoch
         if resume["skip_steps"] <= 0:
             self._resume = None
             return False
         count = min(self.steps_per_execution, resume["skip_steps"])
         self._discard_batches(iterator, count)
-        self._data_batches += count
         resume["skip_steps"] -= count
         resume["discard"] -= count
         return True
+
+    # What a backend's training iterator raises when it has no batch left.
+    _END_OF_DATA = (StopIteration,)
+
+    def _discard_batches(self, iterator, count):
+        """Draws up to `count` batches from `iterator` and drops them (counted)."""
+        for _ in range(count):
+            try:
+                next(iterator)
+            except self._END_OF_DATA:
+                break
+        self._data_batches += count
 
     def _data_position(self, epoch_end=False):
         """Batches the training iterator has produced, for a backup.

@@ -41,8 +41,9 @@ def distribute_batch(batch):
     if setting is None:
         return keras.tree.map_structure(jax.device_put, batch)
 
+    devices = setting.device_mesh.devices.size
+
     def put(array):
-        devices = len(setting.device_mesh.devices.flatten())
         if array.shape and array.shape[0] % devices:
             raise ValueError(
                 f"A meta batch of {array.shape[0]} samples cannot be split over the "

@@ -304,10 +304,3 @@ class MetaTrainer(MetaSteps):
 
     def _release_iterators(self):
         pass  # the meta batches come from a NumPy iterator
-
-    def _discard_batches(self, iterator, count):
-        for _ in range(count):
-            try:
-                next(iterator)
-            except StopIteration:
-                return

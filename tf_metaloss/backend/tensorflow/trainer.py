@@ -35,6 +35,8 @@ class _Schedule:
 class MetaTrainer(MetaSteps):
     """Mixin giving `MetaModel` its TensorFlow training loop."""
 
+    _END_OF_DATA = (StopIteration, tf.errors.OutOfRangeError)
+
     def _variable_scope(self):
         """Where the model's own extra variables are created (its strategy's scope)."""
         return self.distribute_strategy.scope()
@@ -276,13 +278,6 @@ class MetaTrainer(MetaSteps):
         """
         if self._replicas_in_sync() > 1:
             gc.collect()
-
-    def _discard_batches(self, iterator, count):
-        for _ in range(count):
-            try:
-                next(iterator)
-            except (StopIteration, tf.errors.OutOfRangeError):
-                return
 
 
 def _while_over_batches(iterator, steps, one_step):
