@@ -15,6 +15,7 @@ from tf_metaloss import validation
 from tf_metaloss.callbacks.monitor import MetaStepMonitor
 from tf_metaloss.callbacks.monitor import check_meta_model
 from tf_metaloss.losses.sample_weighted import SampleWeightedLoss
+from tf_metaloss.models import tasks
 
 __all__ = ["MetaTensorBoard", "learned_loss_curve"]
 
@@ -68,13 +69,6 @@ def learned_loss_curve(loss, parameter_values=None, points=101, num_classes=10, 
     parameters = loss.parameters(parameter_values)
     values = loss.compute(parameters, ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred))
     return x, np.asarray(ops.convert_to_numpy(values), dtype=np.float64)
-
-
-def _output_units(model):
-    try:
-        return int(model.outputs[0].shape[-1])
-    except (AttributeError, IndexError, TypeError, ValueError):
-        return None
 
 
 class MetaTensorBoard(keras.callbacks.Callback):
@@ -364,7 +358,7 @@ class MetaTensorBoard(keras.callbacks.Callback):
         loss = self.model.loss
         units = 1
         if not loss.regression:
-            units = self.num_classes or _output_units(self.model)
+            units = self.num_classes or tasks.output_units(self.model)
             if units is None:
                 if not self._warned_units:
                     warnings.warn(

@@ -292,7 +292,7 @@ def _train_meta_then_retrain(method, split, config, seed, callbacks):
     x_first, y_first, _ = splits.training_data(split, "train", method.clean_labels)
     counts = _class_counts(y_first, split)
     meta_model, learned, fit_kwargs = _compiled_model(
-        method, split, config, seed, counts, meta_guard=None
+        method, split, config, seed, counts, meta_guard=None, train_on_meta_data=False
     )
     first_monitors = run_record.Monitors(method, split, config, seed)
     average = _PhiAverage(learned, start_epoch=config.epochs // 2)
@@ -454,7 +454,9 @@ def _stage(name, data, samples, epochs, learning_rate, seconds, val_accuracy):
     }
 
 
-def _compiled_model(method, split, config, seed, class_counts=None, meta_guard="auto"):
+def _compiled_model(
+    method, split, config, seed, class_counts=None, meta_guard="auto", train_on_meta_data=True
+):
     """`(model, loss, fit_kwargs)`: the compared network, compiled for `method`.
 
     `class_counts`: the samples per class of the data trained on, for the
@@ -484,6 +486,7 @@ def _compiled_model(method, split, config, seed, class_counts=None, meta_guard="
         lookahead_learning_rate=config.lookahead_learning_rate,
         meta_seed=seed,
         meta_guard=meta_guard,
+        train_on_meta_data=train_on_meta_data,
     )
     if not meta:
         return model, loss, {}

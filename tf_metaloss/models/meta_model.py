@@ -14,7 +14,10 @@ from tf_metaloss.models import fit_callbacks
 from tf_metaloss.models import guard as guard_lib
 from tf_metaloss.models import tasks
 from tf_metaloss.models.estimator_state import EstimatorState
+from tf_metaloss.models.meta_data_term import MetaDataTerm
+from tf_metaloss.models.meta_data_term import weight_variable
 from tf_metaloss.models.reference import ReferenceRun
+from tf_metaloss.validation import check_bool
 from tf_metaloss.validation import check_int
 from tf_metaloss.validation import check_positive
 from tf_metaloss.validation import check_positive_int
@@ -121,6 +124,7 @@ class MetaModel(MetaTrainer, keras.Model):
         self.guard_reference = None
         self.estimator_state = None
         self.guard_reverted = False
+        self.meta_data_term = None
 
     # -- Keras model contract -------------------------------------------------
     def call(self, inputs, training=None):
@@ -172,6 +176,7 @@ class MetaModel(MetaTrainer, keras.Model):
         lookahead_learning_rate=None,
         meta_seed=None,
         meta_guard="auto",
+        train_on_meta_data=True,
         **kwargs,
     ):
         """Configures the model and the meta-learning of its loss.
@@ -211,6 +216,10 @@ class MetaModel(MetaTrainer, keras.Model):
                 data, and if the model scores worse on the check data at the
                 end of `fit`, give it the copy's weights (each step costs one
                 plain step more). `None` turns it off. See `tml.models.guard`.
+            train_on_meta_data: the model also trains on the meta data (not
+                held out as check data) with the loss at its start, as a user
+                of that fixed loss would; phi is still learned on the training
+                data. See `tml.models.meta_data_term`.
             **kwargs: any other `keras.Model.compile` argument (`metrics`,
                 `jit_compile`, `steps_per_execution`, ...). `meta_loss` and
                 `meta_clipnorm` are deprecated names of `meta_objective` and
@@ -240,6 +249,7 @@ class MetaModel(MetaTrainer, keras.Model):
             "lookahead_learning_rate", lookahead_learning_rate, allow_none=True
         )
         meta_guard = guard_lib.get(meta_guard)
+        check_bool("train_on_meta_data", train_on_meta_data)
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
         compile_arguments.check_precision(
             self.base_model.dtype_policy.compute_dtype, self.optimizer, loss, estimator
@@ -271,6 +281,7 @@ class MetaModel(MetaTrainer, keras.Model):
             "lookahead_learning_rate": lookahead_learning_rate,
             "meta_seed": meta_seed,
             "meta_guard": None if meta_guard is None else meta_guard.get_config(),
+            "train_on_meta_data": train_on_meta_data,
         }
         if meta_every > 0:
             estimator.check_training(
@@ -279,7 +290,7 @@ class MetaModel(MetaTrainer, keras.Model):
                 lookahead_learning_rate,
                 self._replicas_in_sync(),
             )
-        self.loss_reference = self.guard_reference = None
+        self.loss_reference = self.guard_reference = self.meta_data_term = None
         self.estimator_state = None
         self.guard_reverted = False
         self._build_references()
@@ -301,9 +312,12 @@ class MetaModel(MetaTrainer, keras.Model):
         if self.reference_runs:
             return
         loss = self.loss
-        if getattr(loss, "num_classes", 0) is None and self._output_units():
-            loss.build_state(self._output_units())
         frozen = not self._meta_compile_config.get("meta_every", 1)
+        if self._meta_compile_config.get("train_on_meta_data") and not frozen:
+            with self._variable_scope():
+                self.meta_data_term = MetaDataTerm(loss.starting_copy(), weight_variable())
+        if getattr(loss, "num_classes", 0) is None and tasks.output_units(self):
+            loss.build_state(tasks.output_units(self))
         with self._variable_scope():
             # A loss still without `num_classes` (a subclassed model) has no
             # state to feed: it keeps its neutral start (no correction).
@@ -316,15 +330,6 @@ class MetaModel(MetaTrainer, keras.Model):
                 self.guard_reference = ReferenceRun(
                     self, loss.starting_copy(), "guard_reference", trains_on_meta=True
                 )
-
-    def _output_units(self):
-        """The model's number of outputs, or `None` if it does not say (subclassed)."""
-        outputs = self.outputs
-        if outputs:
-            units = keras.tree.flatten(outputs)[0].shape[-1]
-            if units:
-                return int(units)
-        return None
 
     def revert_to_guard_reference(self):
         """Gives the model the starting loss's run: its weights, optimizer slots, phi.
@@ -491,26 +496,21 @@ class MetaModel(MetaTrainer, keras.Model):
                 )
             # The iterator is built at the first step, after the callbacks'
             # `on_train_begin` (where a backup may restore the meta position).
-            # Third: the weight of the guard's run's meta batches.
-            self._meta_source = (
-                self._check_meta_data(meta_data),
-                meta_batch_size or arguments.get("batch_size") or 32,
-                0.0,
-            )
+            meta_data = self._check_meta_data(meta_data)
         callbacks, guard_check = arguments.get("callbacks"), None
         if self.meta_guard is not None and meta_data is not None and self.meta_every > 0:
-            meta_data, check_data = guard_lib.split_check_data(
-                meta_data_lib.unpack_meta_data(meta_data), self.meta_guard
-            )
+            meta_data, check_data = guard_lib.split_check_data(meta_data, self.meta_guard)
             if check_data is not None:
-                self._meta_source = (
-                    self._check_meta_data(meta_data),
-                    self._meta_source[1],
-                    guard_lib.meta_samples_per_step(
-                        arguments.get("x"), meta_data, self.meta_every, arguments
-                    ),
-                )
                 guard_check = guard_lib.GuardCheck(check_data, self.meta_guard)
+        if self.meta_every > 0:
+            # Third: the weight of the meta batches the model and the guard's run train on.
+            self._meta_source = (
+                meta_data,
+                meta_batch_size or arguments.get("batch_size") or 32,
+                guard_lib.meta_samples_per_step(
+                    arguments.get("x"), meta_data, self.meta_every, arguments
+                ),
+            )
         arguments["callbacks"] = fit_callbacks.arranged(
             callbacks, arguments.get("verbose", "auto"), guard_check
         )

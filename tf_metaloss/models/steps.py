@@ -65,16 +65,20 @@ class MetaSteps(MetaObjectives):
         The estimator (`compile(meta_method=...)`) forms the lookahead, the
         meta objective on `meta_batch` and `d objective / d phi`; the weights
         are then updated with the training gradient the lookahead computed at
-        the current weights (under phi before this step's update), and phi with
-        the clipped, all-reduced meta-gradient. Non-finite values skip the
-        update they would corrupt.
+        the current weights (under phi before this step's update), plus the
+        meta batch's term if the model trains on the meta data
+        (`compile(train_on_meta_data=True)`), and phi with the clipped,
+        all-reduced meta-gradient. Non-finite values skip the update they
+        would corrupt.
         """
         x, y, sample_weight = unpack(data)
         step = backend.read([self.optimizer.iterations])[0]
         result = self.meta_estimator.estimate(self._meta_problem(data, meta_batch))
-        finite = self._update_weights(
-            result.loss, result.grads, result.local_grads, result.aux.new_state
-        )
+        grads, local_grads = result.grads, result.local_grads
+        if self.meta_data_term is not None:
+            local_grads = self.meta_data_term.add_gradients(self, x, meta_batch, local_grads)
+            grads = backend.all_reduce_sum(local_grads)
+        finite = self._update_weights(result.loss, grads, local_grads, result.aux.new_state)
         if result.state is not None:
             self.estimator_state.assign(result.state, finite)
         phi_grads = backend.all_reduce_sum(result.phi_grads)
@@ -207,10 +211,12 @@ class MetaSteps(MetaObjectives):
         optimizer has already used.
         """
         if self._meta_iterator is None and self._meta_source is not None:
-            meta_data, batch_size, guard_meta_weight = self._meta_source
+            meta_data, batch_size, meta_weight = self._meta_source
             self._meta_iterator = self._make_meta_iterator(meta_data, batch_size)
             if self.guard_reference is not None:
-                self.guard_reference.meta_weight.assign(guard_meta_weight)
+                self.guard_reference.meta_weight.assign(meta_weight)
+            if self.meta_data_term is not None:
+                self.meta_data_term.weight.assign(meta_weight)
 
     # -- resuming (`tml.callbacks.MetaBackupAndRestore`) ---------------------------
     def _set_resume_point(self, epoch_steps, data_batches):

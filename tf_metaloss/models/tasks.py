@@ -9,6 +9,20 @@ functions recognise a task and take it apart; `tml.text` re-exports them.
 import keras
 
 
+def output_units(model):
+    """The model's number of outputs, or `None` if it does not say (subclassed).
+
+    >>> tml.models.tasks.output_units(keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)]))
+    3
+    """
+    outputs = getattr(model, "outputs", None)
+    if outputs:
+        units = keras.tree.flatten(outputs)[0].shape[-1]
+        if units:
+            return int(units)
+    return None
+
+
 def is_task(model):
     """Whether `model` is a keras-hub `Task` (checked without importing keras-hub).
 

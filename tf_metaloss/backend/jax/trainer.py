@@ -130,6 +130,8 @@ class MetaTrainer(MetaSteps):
             variables += self.meta_optimizer.variables
         if self.estimator_state is not None:
             variables += self.estimator_state.variables
+        if self.meta_data_term is not None:
+            variables.append(self.meta_data_term.weight)
         for run in self.reference_runs:
             variables += run.variables + run.optimizer.variables
             if run.meta_weight is not None:

@@ -1,0 +1,58 @@
+"""`MetaDataTerm`: the model also trains on the meta data (`compile(train_on_meta_data=True)`).
+
+The meta data is clean labelled data: a user of a fixed loss would train on
+it. With the term on, each meta step adds to the model's weight gradient the
+gradient of the loss at its start (e.g. generalized cross-entropy for the
+default `MetaLoss`) on the meta batch, weighted so that over an epoch each
+meta sample weighs as much as a training sample (the weight of the guard's
+run, `tml.models.guard.meta_samples_per_step`). The learnable loss, and so
+the meta-gradient, still see the training data only: the term does not
+depend on phi. With phi at its start, the model trains exactly like the
+guard's run (the starting loss on the training and the meta data).
+"""
+
+import keras
+from keras import ops
+from keras import tree
+
+from tf_metaloss import backend
+from tf_metaloss.meta import lookahead
+from tf_metaloss.models.objectives import unpack
+
+
+class MetaDataTerm:
+    """The meta batch's share of the model's loss.
+
+    Args:
+        objective: the fixed Keras loss on the meta batch (the learnable
+            loss's `starting_copy()`).
+        weight: a non-trainable scalar `keras.Variable`: meta samples per
+            step (set by `fit`; 0 until then).
+    """
+
+    def __init__(self, objective, weight):
+        self.objective = objective
+        self.weight = weight
+
+    def add_gradients(self, model, x, meta_batch, local_grads):
+        """`local_grads` plus this replica's gradient of the term at the model's weights."""
+        x_meta, y_meta, sample_weight = unpack(meta_batch)
+        state = backend.read(model.non_trainable_variables)
+        batch = ops.shape(tree.flatten(x)[0])[0] * model._replicas_in_sync()
+
+        def objective(weights):
+            # The meta batch's pass does not move the running statistics.
+            y_pred, _ = model.stateless_call(
+                weights, state, model._in_input_order(x_meta), training=True
+            )
+            value = self.objective(y_meta, y_pred, sample_weight=sample_weight)
+            scale = ops.cast(self.weight, value.dtype) / ops.cast(batch, value.dtype)
+            return scale * value, ()
+
+        _, _, term_grads = lookahead.loss_and_gradient(objective, backend.read(model.trainable_variables))
+        return [g + ops.cast(t, g.dtype) for g, t in zip(local_grads, term_grads)]
+
+
+def weight_variable():
+    """The term's weight: a non-trainable scalar variable, 0 until `fit` sets it."""
+    return keras.Variable(0.0, dtype="float32", trainable=False, name="meta_data_weight")
