@@ -65,8 +65,9 @@ def test_resolve_methods():
 
 
 def test_every_method_says_what_it_trains_on():
-    # The meta-learned methods see the meta set only through their meta
-    # objective; every other method trains on the noisy part plus the meta set.
+    # The meta-learned methods train on the noisy part, and on the meta set with
+    # their loss at its start (MetaModel's own meta data term); every other
+    # method trains on the noisy part plus the meta set.
     for name, method in methods.METHODS.items():
         expected = "train" if method.training == "meta" else "train+meta"
         assert method.train_data == expected, name

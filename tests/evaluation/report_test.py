@@ -92,7 +92,9 @@ def test_format_methods_says_what_each_method_trains_on():
         "| fine-tuned | noisy training part + meta set | 30 epochs on train+meta at lr 0.05, "
         "then 10 epochs on the meta set only at lr 0.01 |"
     )
-    assert table[4].startswith("| MetaLoss | noisy training part; meta set only through")
+    assert table[4].startswith(
+        "| MetaLoss | noisy training part; meta-learned: also the meta set less the check data"
+    )
 
 
 def test_format_paired_lists_each_seed():

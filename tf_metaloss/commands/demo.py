@@ -15,8 +15,9 @@ table. The methods:
 
 The meta set's labels are assumed clean (a few trusted labels). As in every
 comparison, the fixed losses train on the noisy training samples plus the meta
-set, and the learned loss trains on the noisy training samples and sees the
-meta set only through its meta objective: all three get the same labels.
+set; the learned loss trains on the noisy training samples, and on the meta
+set with its loss at its start (less the 20% the guard holds out to check
+it), and learns phi from the meta objective on the meta set.
 Accuracy is measured on validation labels that are never corrupted.
 
 Example:

@@ -40,7 +40,10 @@ TRAININGS = ("fixed", "meta", "frozen", "schedule", "finetune", "glc", "forward"
 TWO_STAGE = ("finetune", "glc", "forward", "retrain")
 TRAIN_DATA = ("train", "train+meta")
 TRAIN_DATA_DESCRIPTIONS = {
-    "train": "the noisy training part (the meta set only through the meta objective)",
+    "train": (
+        "the noisy training part (meta-learned: also the meta set less the guard's "
+        "check data, with the loss at its start; phi from the meta objective)"
+    ),
     "train+meta": "the noisy training part plus the meta set",
 }
 

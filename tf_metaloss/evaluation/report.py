@@ -37,7 +37,8 @@ TABLE_COLUMNS = (
     ("wall_time_s", "time (s)", 1.0, 1),
 )
 TRAIN_DATA = {
-    "train": "noisy training part; meta set only through the meta objective",
+    "train": "noisy training part; meta-learned: also the meta set less the check data, "
+    "with the loss at its start",
     "train+meta": "noisy training part + meta set",
 }
 STAGES = {
@@ -181,9 +182,10 @@ def format_report(results):
         f"{per_seed.get('num_meta')} meta samples ({config['meta_labels']} "
         "labels, held out of the training split), evaluated on "
         f"{per_seed.get('num_eval')} samples of {data['eval_description']}. "
-        "The meta-learned methods train on the training samples and see the meta "
-        "set only through their meta objective; every other method trains on the "
-        "training samples plus the meta set (table below)."
+        "The meta-learned methods train on the training samples and, with their "
+        "loss at its start, on the meta set less the guard's check data (20%); "
+        "phi is learned from the meta objective on the meta set; every other "
+        "method trains on the training samples plus the meta set (table below)."
         + (
             f" Training subset: {config['train_subset']} samples."
             if config.get("train_subset")

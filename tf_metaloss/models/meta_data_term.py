@@ -9,6 +9,10 @@ run, `tml.models.guard.meta_samples_per_step`). The learnable loss, and so
 the meta-gradient, still see the training data only: the term does not
 depend on phi. With phi at its start, the model trains exactly like the
 guard's run (the starting loss on the training and the meta data).
+`ForwardMode` carries its tangents through the learnable loss's part of the
+update alone: the term's curvature is left out of them (an approximation).
+The lookahead estimators differentiate the same lookahead as without the
+term, which is constant in phi.
 """
 
 import keras
@@ -49,7 +53,9 @@ class MetaDataTerm:
             scale = ops.cast(self.weight, value.dtype) / ops.cast(batch, value.dtype)
             return scale * value, ()
 
-        _, _, term_grads = lookahead.loss_and_gradient(objective, backend.read(model.trainable_variables))
+        _, _, term_grads = lookahead.loss_and_gradient(
+            objective, backend.read(model.trainable_variables)
+        )
         return [g + ops.cast(t, g.dtype) for g, t in zip(local_grads, term_grads)]
 
 
