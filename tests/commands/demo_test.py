@@ -42,20 +42,27 @@ class TestDemoConfig:
         config = demo.demo_config()
         assert config.methods == tuple(demo.METHODS) == ("ce", "gce", "meta_loss")
         assert (config.dataset, config.model, config.hidden_units) == ("digits", "mlp", 128)
-        assert (config.epochs, config.noise_rate, config.noise_kind) == (40, 0.4, "symmetric")
+        assert (config.epochs, config.noise_rate, config.noise_kind) == (40, 0.4, "asymmetric")
         assert (config.meta_fraction, config.meta_labels, config.seeds) == (0.1, "clean", (0,))
         tiny = demo.demo_config(tiny=True, noisy_meta=True, seed=3)
         assert (tiny.epochs, tiny.hidden_units, tiny.train_subset) == (2, 16, 284)
         assert (tiny.meta_labels, tiny.seeds) == ("noisy", (3,))
+        assert demo.demo_config(noise_kind="asymmetric").noise_kind == "asymmetric"
 
     def test_sizes_and_noise(self, digits):
-        split = _split(digits, noise=0.4, noisy_meta=True)
+        split = _split(digits, noise=0.4, noisy_meta=True, noise_kind="symmetric")
         # digits: 1,437 training images, 10% of them (144) held out as meta.
         assert len(split.x_meta) == 144 and len(split.x_train) == 1293
         assert len(split.x_eval) == 360
         # Exactly 40% of the 1,437 labels are flipped, before the meta split.
         assert int(split.noisy_mask.sum() + split.meta_noisy_mask.sum()) == round(0.4 * 1437)
         np.testing.assert_array_equal(split.noisy_mask, split.y_train != split.y_train_clean)
+        # The default, asymmetric: 40% of each of the five flipped classes, no other.
+        split = _split(digits, noise=0.4, noisy_meta=True)
+        y, noisy = split.y_train_clean, split.y_train
+        for source, target in {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}.items():
+            assert set(noisy[(y == source) & (noisy != y)]) == {target}
+        assert not (noisy != y)[np.isin(y, [0, 1, 6, 7, 8])].any()
 
     def test_meta_set_is_disjoint_from_training_and_validation(self, digits):
         split = _split(digits)
@@ -168,6 +175,8 @@ class TestDemoCommand:
                 "--seed",
                 "3",
                 "--noisy-meta",
+                "--noise-kind",
+                "asymmetric",
                 "--logdir",
                 str(logdir),
             ]
@@ -178,10 +187,13 @@ class TestDemoCommand:
         assert "(noisy)" in out and "--noisy-meta" in out
         split = splits.make_split(
             datasets.load_dataset("digits"),
-            demo.demo_config(tiny=True, noise=0.2, seed=3, noisy_meta=True),
+            demo.demo_config(
+                tiny=True, noise=0.2, seed=3, noisy_meta=True, noise_kind="asymmetric"
+            ),
             seed=3,
         )
         assert f"{int(split.noisy_mask.sum())}/256 training labels flipped" in out
+        assert "(asymmetric noise: 20% of each of the classes 2->0, 3->5, 4->7, 5->3, 9->1)" in out
         assert "training with cross-entropy, generalized CE (q=0.7), MetaLoss" in out
         assert sorted(os.listdir(logdir)) == ["ce", "gce", "meta_loss"]
 
@@ -192,6 +204,7 @@ class TestDemoCommand:
             (["--epochs", "two"], "expected a positive integer"),
             (["--noise", "1.5"], "expected a noise rate in [0, 1)"),
             (["--noise", "x"], "expected a noise rate in [0, 1)"),
+            (["--noise-kind", "uniform"], "invalid choice: 'uniform'"),
         ],
     )
     def test_bad_options_exit_2(self, argv, message, capsys):

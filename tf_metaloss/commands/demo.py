@@ -2,7 +2,7 @@
 
 The demo is a preset of `tf-metaloss compare`: `demo_config` builds a
 `CompareConfig` (scikit-learn's bundled 8x8 digits, which work offline;
-symmetric label noise on the training labels; an MLP; the methods of
+label noise on the training labels, symmetric or class-dependent; an MLP; the methods of
 `METHODS`), the comparison's runner trains the same network, from the same
 initial weights and seed, once per method, and `format_result` prints a short
 table. The methods:
@@ -48,6 +48,7 @@ METHODS = {
 
 DEFAULT_EPOCHS = 40
 DEFAULT_NOISE = 0.4
+DEFAULT_NOISE_KIND = "asymmetric"
 DEFAULT_LOGDIR = "tf_metaloss_demo_logs"
 HIDDEN_UNITS = 128
 
@@ -86,8 +87,15 @@ def register(subparsers):
         "--noise",
         type=arguments.noise_rate,
         default=DEFAULT_NOISE,
-        help="fraction of training labels flipped to another class "
-        f"(symmetric noise, default: {DEFAULT_NOISE})",
+        help=f"fraction of training labels flipped to another class (default: {DEFAULT_NOISE})",
+    )
+    parser.add_argument(
+        "--noise-kind",
+        choices=("symmetric", "asymmetric"),
+        default=DEFAULT_NOISE_KIND,
+        help="symmetric: flipped to any other class; asymmetric: class-dependent, "
+        "the --noise fraction of classes 9, 2, 4, 3, 5 flipped to 1, 0, 7, 5, 3 "
+        f"(default: {DEFAULT_NOISE_KIND})",
     )
     parser.add_argument(
         "--seed",
@@ -119,6 +127,7 @@ def run(args):
     results = run_demo(
         epochs=args.epochs,
         noise=args.noise,
+        noise_kind=args.noise_kind,
         seed=args.seed,
         logdir=args.logdir,
         noisy_meta=args.noisy_meta,
@@ -129,12 +138,21 @@ def run(args):
     return 0
 
 
-def demo_config(epochs=None, noise=DEFAULT_NOISE, seed=0, noisy_meta=False, tiny=False):
-    """The demo's `CompareConfig`: digits, symmetric noise, `METHODS`, an MLP.
+def demo_config(
+    epochs=None,
+    noise=DEFAULT_NOISE,
+    seed=0,
+    noisy_meta=False,
+    tiny=False,
+    noise_kind=DEFAULT_NOISE_KIND,
+):
+    """The demo's `CompareConfig`: digits, noisy labels, `METHODS`, an MLP.
 
     Args:
         epochs: training epochs (`None`: 40, or 2 with `tiny`).
-        noise: fraction of the training labels flipped (symmetric), in [0, 1).
+        noise: fraction of the training labels flipped, in [0, 1) (asymmetric:
+            of each flipped class).
+        noise_kind: `"symmetric"` or `"asymmetric"` (`tml.evaluation.inject_label_noise`).
         seed: seed of the noise, the meta split, initial weights and batches.
         noisy_meta: corrupt the meta set's labels too.
         tiny: 256 training and 28 meta samples, a 16-unit MLP (seconds-long).
@@ -154,7 +172,7 @@ def demo_config(epochs=None, noise=DEFAULT_NOISE, seed=0, noisy_meta=False, tiny
     return CompareConfig(
         dataset="digits",
         noise_rate=float(noise),
-        noise_kind="symmetric",
+        noise_kind=noise_kind,
         methods=tuple(METHODS),
         seeds=(seed,),
         epochs=epochs,
@@ -175,6 +193,7 @@ def demo_config(epochs=None, noise=DEFAULT_NOISE, seed=0, noisy_meta=False, tiny
 def run_demo(
     epochs=None,
     noise=DEFAULT_NOISE,
+    noise_kind=DEFAULT_NOISE_KIND,
     seed=0,
     logdir=DEFAULT_LOGDIR,
     noisy_meta=False,
@@ -187,7 +206,7 @@ def run_demo(
     comes first, so TensorFlow's one-time start-up is in no method's time.
 
     Args:
-        epochs, noise, seed, noisy_meta, tiny: see `demo_config`.
+        epochs, noise, noise_kind, seed, noisy_meta, tiny: see `demo_config`.
         logdir: TensorBoard root; each method logs to `logdir/<method>`.
         print_fn: callable for progress lines (`None`: silent).
 
@@ -220,7 +239,14 @@ def run_demo(
     from tf_metaloss.evaluation import runner
     from tf_metaloss.evaluation import splits
 
-    config = demo_config(epochs=epochs, noise=noise, seed=seed, noisy_meta=noisy_meta, tiny=tiny)
+    config = demo_config(
+        epochs=epochs,
+        noise=noise,
+        seed=seed,
+        noisy_meta=noisy_meta,
+        tiny=tiny,
+        noise_kind=noise_kind,
+    )
     # The digits come with scikit-learn (the `eval` extra): say so before anything starts.
     import_optional("sklearn.datasets", "The demo")
     say = print_fn or (lambda *_: None)
@@ -235,8 +261,9 @@ def run_demo(
     split = splits.make_split(data, config, seed)
     say(
         f"digits: {len(split.x_train)} training samples, "
-        f"{int(split.noisy_mask.sum())} labels flipped ({config.noise_rate:.0%} symmetric "
-        f"noise); {len(split.x_meta)} meta samples held out from the training data, "
+        f"{int(split.noisy_mask.sum())} labels flipped ({_noise_description(config)}); "
+        f"{len(split.x_meta)} meta samples held out from the "
+        "training data, "
         + ("with the same noise (--noisy-meta)" if noisy_meta else "assumed clean")
         + f"; {len(split.x_eval)} validation samples with clean labels."
     )
@@ -246,7 +273,8 @@ def run_demo(
         "training with "
         + ", ".join(METHODS.values())
         + f" for {config.epochs} epochs each (the fixed losses on the training and meta "
-        "samples, the learned loss on the training samples) ..."
+        "samples; the learned loss on the training samples, and with its starting loss on "
+        "the meta samples less the guard's check data) ..."
     )
 
     def tensorboard(name, seed):
@@ -271,6 +299,16 @@ def run_demo(
         "labels": dict(METHODS),
     }
     return results
+
+
+def _noise_description(config):
+    """E.g. `40% symmetric noise`, or which classes asymmetric noise flips."""
+    if config.noise_kind != "asymmetric":
+        return f"{config.noise_rate:.0%} {config.noise_kind} noise"
+    from tf_metaloss.evaluation.noise import CIFAR10_TRANSITIONS
+
+    pairs = ", ".join(f"{s}->{t}" for s, t in sorted(CIFAR10_TRANSITIONS.items()))
+    return f"asymmetric noise: {config.noise_rate:.0%} of each of the classes {pairs}"
 
 
 def _warm_up(data, seed):
@@ -336,7 +374,8 @@ def format_result(results):
     if not demo.get("tiny"):
         summary.append(
             "several seeds: tf-metaloss compare --dataset digits "
-            f"--noise {config['noise_rate']:g} --methods {','.join(names)} "
+            f"--noise {config['noise_rate']:g} --noise-kind {config['noise_kind']} "
+            f"--methods {','.join(names)} "
             f"--epochs {config['epochs']} --model {config['model']} "
             f"--meta-labels {config['meta_labels']} --seeds 0 1 2"
         )
@@ -349,7 +388,8 @@ def format_result(results):
         "samples "
         + ("(noisy)" if config["meta_labels"] == "noisy" else "(assumed clean)")
         + "; the fixed losses train on the training and meta samples, the learned loss "
-        "on the training samples (the meta samples only in its meta objective); "
+        "on the training samples and, with its starting loss, the meta samples less the "
+        "guard's check data (phi from its meta objective on the meta samples); "
         f"accuracy on {per_seed['num_eval']} clean validation samples after the last "
         "epoch"
         + (
