@@ -90,8 +90,14 @@ def _model_run(make_loss, phi_values, steps, data, meta, estimator=None):
     hidden = keras.layers.Dense(5, activation="tanh")(inputs)
     model = tml.MetaModel(inputs, keras.layers.Dense(3)(hidden))
     loss = make_loss()
+    # The run trains on the learnable loss alone (a frozen loss has no meta data term; the
+    # tangents leave the term's curvature out, see tml.models.meta_data_term).
     kwargs = (
-        {"meta_method": estimator, "meta_optimizer": keras.optimizers.SGD(0.0)}
+        {
+            "meta_method": estimator,
+            "meta_optimizer": keras.optimizers.SGD(0.0),
+            "train_on_meta_data": False,
+        }
         if estimator
         else {"meta_every": 0}
     )

@@ -20,6 +20,7 @@ from keras import ops
 from keras import tree
 
 from tf_metaloss import backend
+from tf_metaloss.meta import gradients
 from tf_metaloss.meta import lookahead
 from tf_metaloss.models.objectives import unpack
 
@@ -56,7 +57,14 @@ class MetaDataTerm:
         _, _, term_grads = lookahead.loss_and_gradient(
             objective, backend.read(model.trainable_variables)
         )
-        return [g + ops.cast(t, g.dtype) for g, t in zip(local_grads, term_grads)]
+        # A non-finite term (e.g. NaN meta inputs) is left out, not allowed to skip the
+        # step's weight update: the meta data then only costs phi its update.
+        # Every replica decides alike: it sums the replicas' counts of non-finite terms.
+        local = ops.cast(ops.logical_not(gradients.all_finite(term_grads)), "float32")
+        finite = backend.all_reduce_sum([local])[0] == 0
+        return [
+            ops.where(finite, g + ops.cast(t, g.dtype), g) for g, t in zip(local_grads, term_grads)
+        ]
 
 
 def weight_variable():
