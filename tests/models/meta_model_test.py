@@ -736,8 +736,13 @@ def test_subclass_steps_are_what_fit_runs(make_data):
 
     x, y, x_meta, y_meta = make_data()
     model = Counting(*_mlp())
+    # No guard: a guard that reverts gives the model its run's copy of every
+    # non-trainable variable, the counts too.
     model.compile(
-        optimizer="sgd", loss=tml.MetaLoss(from_logits=True, family="generalized_ce"), meta_every=4
+        optimizer="sgd",
+        loss=tml.MetaLoss(from_logits=True, family="generalized_ce"),
+        meta_every=4,
+        meta_guard=None,
     )
     model.fit(x, y, meta_data=(x_meta, y_meta), batch_size=8, epochs=1, verbose=0)
     assert model.counts.numpy().tolist() == [6, 2]  # 8 steps, meta at 0 and 4
