@@ -52,8 +52,9 @@ def _check_end_to_end(toy_dataset, small_config, tmp_path, names):
         assert 1 <= final["convergence_epoch"] <= epochs
         assert len(run["curves"]["val_accuracy"]) == epochs
         # 108 training samples (7 batches of 16) and 12 meta samples (1 batch):
-        # the meta-learned methods train on the training samples only, every
-        # other method on both (8 batches); fine-tuning adds 1 epoch of 1 batch.
+        # the meta-learned methods take a step per training batch (the meta
+        # batch rides along in their meta steps), every other method on both
+        # (8 batches); fine-tuning adds 1 epoch of 1 batch.
         train_steps = 7 if methods.METHODS[name].train_data == "train" else 8
         assert run["grad_norm_steps"] == 2 * train_steps + (1 if name == "finetune" else 0)
         assert final["grad_norm_variance"] >= 0 and final["wall_time_s"] > 0
@@ -127,7 +128,7 @@ def _check_end_to_end(toy_dataset, small_config, tmp_path, names):
         assert all(line.count("|") == rows[0].count("|") for line in rows)
     assert "| cross-entropy | noisy training part + meta set | - |" in methods_table
     assert any(
-        r.startswith("| MetaLoss (meta) | noisy training part; meta set only")
+        r.startswith("| MetaLoss (meta) | noisy training part; meta-learned: also the meta set")
         for r in methods_table
     )
     # Paired differences: every method that is not a baseline against each baseline.
