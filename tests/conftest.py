@@ -183,6 +183,11 @@ def pytest_collection_modifyitems(config, items):
         config.hook.pytest_deselected(items=dropped)
         items[:] = [item for item in items if not _node(item).startswith(excluded)]
     for item in items:
+        # Only tests of the default suite: a slow or integration test stays out of both.
+        if any(True for _ in item.iter_markers("slow")) or any(
+            True for _ in item.iter_markers("integration")
+        ):
+            continue
         if LONG_ON_JAX and _node(item).startswith(LONG_ON_JAX):
             item.add_marker(pytest.mark.slow)
             item.add_marker(pytest.mark.long_on_jax)
