@@ -184,9 +184,7 @@ def pytest_collection_modifyitems(config, items):
         items[:] = [item for item in items if not _node(item).startswith(excluded)]
     for item in items:
         # Only tests of the default suite: a slow or integration test stays out of both.
-        if any(True for _ in item.iter_markers("slow")) or any(
-            True for _ in item.iter_markers("integration")
-        ):
+        if item.get_closest_marker("slow") or item.get_closest_marker("integration"):
             continue
         if LONG_ON_JAX and _node(item).startswith(LONG_ON_JAX):
             item.add_marker(pytest.mark.slow)

@@ -41,18 +41,13 @@ class MetaDataTerm:
 
     def add_gradients(self, model, x, meta_batch, local_grads):
         """`local_grads` plus this replica's gradient of the term at the model's weights."""
-        x_meta, y_meta, sample_weight = unpack(meta_batch)
         state = backend.read(model.non_trainable_variables)
-        batch = ops.shape(tree.flatten(x)[0])[0] * model._replicas_in_sync()
 
         def objective(weights):
-            # The meta batch's pass does not move the running statistics.
-            y_pred, _ = model.stateless_call(
-                weights, state, model._in_input_order(x_meta), training=True
+            value = weighted_meta_loss(
+                model, self.objective, self.weight, weights, state, x, meta_batch
             )
-            value = self.objective(y_meta, y_pred, sample_weight=sample_weight)
-            scale = ops.cast(self.weight, value.dtype) / ops.cast(batch, value.dtype)
-            return scale * value, ()
+            return value, ()
 
         _, _, term_grads = lookahead.loss_and_gradient(
             objective, backend.read(model.trainable_variables)
@@ -65,6 +60,21 @@ class MetaDataTerm:
         return [
             ops.where(finite, g + ops.cast(t, g.dtype), g) for g, t in zip(local_grads, term_grads)
         ]
+
+
+def weighted_meta_loss(model, objective, weight, weights, state, x, meta_batch):
+    """`objective` on `meta_batch` at `weights`, times `weight` over the global batch size.
+
+    The share of a step's loss that trains on the meta batch (the model's term,
+    the guard's run): `weight` meta samples per step against the step's batch
+    of `x` on every replica. The meta batch's pass does not move the running
+    statistics (`state` is read, its update dropped).
+    """
+    x_meta, y_meta, sample_weight = unpack(meta_batch)
+    y_pred, _ = model.stateless_call(weights, state, model._in_input_order(x_meta), training=True)
+    value = objective(y_meta, y_pred, sample_weight=sample_weight)
+    batch = ops.shape(tree.flatten(x)[0])[0] * model._replicas_in_sync()
+    return ops.cast(weight, value.dtype) / ops.cast(batch, value.dtype) * value
 
 
 def weight_variable():

@@ -25,6 +25,7 @@ from keras import tree
 from tf_metaloss import backend
 from tf_metaloss.meta import gradients
 from tf_metaloss.meta import lookahead
+from tf_metaloss.models.meta_data_term import weighted_meta_loss
 from tf_metaloss.models.objectives import MetaObjectives
 from tf_metaloss.models.objectives import unpack
 
@@ -150,15 +151,9 @@ class MetaSteps(MetaObjectives):
                 )
                 loss = run.objective(y, y_pred, sample_weight=sample_weight)
                 if meta is not None:
-                    x_meta, y_meta, meta_sample_weight = unpack(meta)
-                    # The meta batch's pass does not move the running statistics.
-                    y_meta_pred, _ = self.stateless_call(
-                        weights, state, self._in_input_order(x_meta), training=True
+                    loss = loss + weighted_meta_loss(
+                        self, run.objective, run.meta_weight, weights, state, x, meta
                     )
-                    meta_loss = run.objective(y_meta, y_meta_pred, sample_weight=meta_sample_weight)
-                    batch = ops.shape(tree.flatten(x)[0])[0] * self._replicas_in_sync()
-                    weight = ops.cast(run.meta_weight, loss.dtype) / ops.cast(batch, loss.dtype)
-                    loss = loss + weight * meta_loss
                 if layer_losses:
                     layer_loss = functools.reduce(operator.add, layer_losses)
                     loss = loss + backend.replica_share(layer_loss)
