@@ -319,7 +319,7 @@ def bert_preprocessor(vocabulary, sequence_length=64, lowercase=True):
 
     >>> preprocessor = tml.text.bert_preprocessor(
     ...     tml.text.BERT_RESERVED_TOKENS + ("good", "bad"), sequence_length=4)
-    >>> preprocessor(["bad good good"])["token_ids"].numpy()  # truncated to 4
+    >>> keras.ops.convert_to_numpy(preprocessor(["bad good good"])["token_ids"])  # truncated to 4
     array([[1, 6, 5, 2]], dtype=int32)
     """
     keras_hub = _keras_hub("`tml.text.bert_preprocessor`")

@@ -9,7 +9,9 @@ dtype (Keras's rounds float64 to float32 on JAX), and the replica
 arithmetic of distributed training (`num_replicas`, `all_reduce_sum`,
 `replica_share`, `global_value`), an optimizer update kept only when the
 step's values are finite (`apply_if_finite`), and which process of a multi-worker job
-writes files (`is_chief`, `worker_index`).
+writes files (`is_chief`, `worker_index`), and running a function compiled
+(`compile_function`) or on the host from inside a compiled step
+(`call_on_host`).
 
 The functions come from `backend/<name>/` for the active Keras backend
 (`tensorflow` or `jax`). This package imports nothing above it: the training
@@ -50,6 +52,8 @@ if _backend == "jax":
     from tf_metaloss.backend.jax.distribution import num_replicas  # noqa: E402
     from tf_metaloss.backend.jax.distribution import replica_share  # noqa: E402
     from tf_metaloss.backend.jax.distribution import worker_index  # noqa: E402
+    from tf_metaloss.backend.jax.execution import call_on_host  # noqa: E402
+    from tf_metaloss.backend.jax.execution import compile_function  # noqa: E402
 else:
     from tf_metaloss.backend.tensorflow.differentiation import jvp  # noqa: E402
     from tf_metaloss.backend.tensorflow.differentiation import read  # noqa: E402
@@ -64,6 +68,8 @@ else:
     from tf_metaloss.backend.tensorflow.distribution import num_replicas  # noqa: E402
     from tf_metaloss.backend.tensorflow.distribution import replica_share  # noqa: E402
     from tf_metaloss.backend.tensorflow.distribution import worker_index  # noqa: E402
+    from tf_metaloss.backend.tensorflow.execution import call_on_host  # noqa: E402
+    from tf_metaloss.backend.tensorflow.execution import compile_function  # noqa: E402
 
 
 def name():
@@ -75,6 +81,8 @@ __all__ = [
     "SUPPORTED_BACKENDS",
     "all_reduce_sum",
     "apply_if_finite",
+    "call_on_host",
+    "compile_function",
     "global_value",
     "is_chief",
     "jvp",

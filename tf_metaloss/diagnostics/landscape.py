@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from tf_metaloss import backend
 from tf_metaloss import plotting
 from tf_metaloss import validation
 from tf_metaloss.losses import functional
@@ -146,7 +147,7 @@ def _resolve_loss(model, loss, from_logits):
 
 def _batches(data, batch_size):
     if isinstance(data, tf.data.Dataset):
-        for batch in data:
+        for batch in data.as_numpy_iterator():
             yield keras.utils.unpack_x_y_sample_weight(batch)
         return
     if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
@@ -229,41 +230,43 @@ def loss_landscape(
     if not model.built:
         raise ValueError("`loss_landscape` needs a built model (call it on data or fit it first).")
     variables = model.trainable_variables
-    weights = [v.numpy() for v in variables]
+    weights = [ops.convert_to_numpy(v) for v in variables]
     rng = np.random.default_rng(seed)
     vectors = [filter_normalized_direction(weights, rng, ignore_biases) for _ in range(directions)]
     dtypes = [v.dtype for v in variables]
-    base = [tf.constant(w) for w in weights]
-    d1 = [tf.constant(d, dtype=t) for d, t in zip(vectors[0], dtypes)]
+    base = [ops.convert_to_tensor(w) for w in weights]
+    d1 = [ops.convert_to_tensor(d, dtype=t) for d, t in zip(vectors[0], dtypes)]
     d2 = (
-        [tf.constant(d, dtype=t) for d, t in zip(vectors[1], dtypes)]
+        [ops.convert_to_tensor(d, dtype=t) for d, t in zip(vectors[1], dtypes)]
         if directions == 2
-        else [tf.zeros_like(w) for w in base]
+        else [ops.zeros_like(w) for w in base]
     )
-    non_trainable = [tf.convert_to_tensor(v) for v in model.non_trainable_variables]
+    non_trainable = [ops.convert_to_tensor(v) for v in model.non_trainable_variables]
 
-    @tf.function(reduce_retracing=True)
     def batch_loss(alpha, beta, x, y, sw):
         values = [
-            w + tf.cast(alpha, w.dtype) * a + tf.cast(beta, w.dtype) * b
+            w + ops.cast(alpha, w.dtype) * a + ops.cast(beta, w.dtype) * b
             for w, a, b in zip(base, d1, d2)
         ]
         y_pred, _ = model.stateless_call(values, non_trainable, x, training=False)
         if isinstance(loss_fn, keras.losses.Loss):
-            return ops.cast(loss_fn(y, y_pred, sample_weight=sw), "float64")
-        value = ops.cast(loss_fn(y, y_pred), "float64")
+            return loss_fn(y, y_pred, sample_weight=sw)
+        value = loss_fn(y, y_pred)
         if sw is not None:
-            value = value * ops.cast(ops.reshape(sw, ops.shape(value)), "float64")
-        return ops.mean(value)
+            value = value * ops.cast(ops.reshape(sw, ops.shape(value)), value.dtype)
+        return functional.mean(value, axis=None)
+
+    # One compiled function for every point (alpha and beta are its inputs,
+    # in the weights' widest float type).
+    batch_loss = backend.compile_function(batch_loss)
+    widest = "float64" if any(str(t) == "float64" for t in dtypes) else "float32"
 
     def evaluate(alpha, beta):
         total, count = 0.0, 0
         for x, y, sw in _batches(data, batch_size):
             n = int(ops.shape(keras.tree.flatten(x)[0])[0])
-            value = batch_loss(
-                tf.constant(alpha, "float64"), tf.constant(beta, "float64"), x, y, sw
-            )
-            total += float(value) * n
+            value = batch_loss(np.asarray(alpha, widest), np.asarray(beta, widest), x, y, sw)
+            total += float(ops.convert_to_numpy(value)) * n
             count += n
         if count == 0:
             raise ValueError("Invalid value for argument `data`: it holds no samples.")

@@ -35,6 +35,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tf_metaloss import backend
 from tf_metaloss.callbacks import monitor
 
 # -- functions -----------------------------------------------------------------
@@ -284,6 +285,15 @@ def transition_distance(estimate, truth):
 # -- callbacks -----------------------------------------------------------------
 
 
+def _global_norm(grads):
+    """The global L2 norm of a list of gradients (None entries left out), or None."""
+    present = [g for g in grads if g is not None]
+    if not present:
+        return None
+    squares = [ops.sum(ops.square(ops.cast(g, "float32"))) for g in present]
+    return ops.sqrt(ops.sum(ops.stack(squares)))
+
+
 class GradientNormHistory(keras.callbacks.Callback):
     """Records the global L2 norm of the weight gradient at every training step.
 
@@ -325,36 +335,59 @@ class GradientNormHistory(keras.callbacks.Callback):
                 "`GradientNormHistory` needs a compiled model with an optimizer. "
                 "Call `model.compile(optimizer=...)` before `fit`."
             )
+        original = optimizer.apply
+        if backend.name() == "jax":
+            # The JAX step is a pure function: a variable it assigned would
+            # lose the value, so the norm goes to the host from inside it.
+            apply = self._jax_apply(original)
+        else:
+            apply = self._variable_apply(original)
+        object.__setattr__(optimizer, "apply", apply)
+        self._optimizer = optimizer
+        # Re-trace so the wrapper is part of the train function.
+        self.model.make_train_function(force=True)
+
+    def _variable_apply(self, original):
         if self._last is None:
             self._last = keras.Variable(0.0, trainable=False, name="gradient_norm")
             self._recorded = keras.Variable(
                 0, trainable=False, dtype="int64", name="gradient_norm_count"
             )
-        original = optimizer.apply
         last, recorded = self._last, self._recorded
+        self._seen = int(ops.convert_to_numpy(recorded))
 
         def apply(grads, trainable_variables=None):
-            present = [g for g in grads if g is not None]
-            if present:
-                squares = [ops.sum(ops.square(ops.cast(g, "float32"))) for g in present]
-                last.assign(ops.sqrt(ops.sum(ops.stack(squares))))
+            norm = _global_norm(grads)
+            if norm is not None:
+                last.assign(norm)
                 recorded.assign_add(1)
             return original(grads, trainable_variables)
 
-        object.__setattr__(optimizer, "apply", apply)
-        self._optimizer = optimizer
-        self._seen = int(self._recorded.numpy())
-        # Re-trace so the wrapper is part of the train function.
-        self.model.make_train_function(force=True)
+        return apply
+
+    def _jax_apply(self, original):
+        norms = self.norms
+
+        def record(norm):
+            # A step the model skips has non-finite gradients; it is not recorded.
+            if np.isfinite(norm):
+                norms.append(float(norm))
+
+        def apply(grads, trainable_variables=None):
+            norm = _global_norm(grads)
+            if norm is not None:
+                backend.call_on_host(record, norm)
+            return original(grads, trainable_variables)
+
+        return apply
 
     def on_train_batch_end(self, batch, logs=None):
-        # On JAX, reading `self.model` writes the step's state (these two
-        # variables included) back to the variables.
-        self.model  # noqa: B018
-        count = int(self._recorded.numpy())
+        if self._last is None:
+            return
+        count = int(ops.convert_to_numpy(self._recorded))
         if count != self._seen:
             self._seen = count
-            self.norms.append(float(self._last.numpy()))
+            self.norms.append(float(ops.convert_to_numpy(self._last)))
 
     def on_train_end(self, logs=None):
         if self._optimizer is not None and "apply" in vars(self._optimizer):

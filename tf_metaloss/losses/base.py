@@ -13,7 +13,7 @@ class ClipConstraint(keras.constraints.Constraint):
     Example:
 
     >>> c = tml.losses.ClipConstraint(low=0.0, high=2.0)
-    >>> c(keras.ops.convert_to_tensor([-1.0, 1.0, 3.0])).numpy().tolist()
+    >>> keras.ops.convert_to_numpy(c(keras.ops.convert_to_tensor([-1.0, 1.0, 3.0]))).tolist()
     [0.0, 1.0, 2.0]
     """
 

@@ -212,7 +212,7 @@ class ClassAdjustedLoss(LearnableLoss):
         if "weight" not in parameters:
             return ops.ones((self.num_classes,), dtype=self.dtype)
         w = parameters["weight"]
-        return w / ops.mean(w)
+        return w / functional.mean(w, axis=-1)
 
     def compute(self, parameters, y_true, y_pred):
         one_hot, log_probs = self._terms(y_true, y_pred)
@@ -268,7 +268,9 @@ class ClassAdjustedLoss(LearnableLoss):
         summary = {}
         for name, variable in zip(self.parameter_names, self.trainable_variables):
             if name == "tau":
-                summary["phi/tau"] = variable
+                # Its value, not the variable: a log returned from a jitted JAX step
+                # must be an array.
+                summary["phi/tau"] = ops.convert_to_tensor(variable)
                 continue
             labels = self.element_labels(name, self.num_classes)
             for i, label in enumerate(labels):

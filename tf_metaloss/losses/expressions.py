@@ -455,7 +455,7 @@ class Expression:
         value = run(self.tree)
         if self.vector:
             value = ops.broadcast_to(value, ops.shape(terminals.vector_reference))
-            return ops.mean(value, axis=-1) if self.regression else ops.sum(value, axis=-1)
+            return functional.mean(value, axis=-1) if self.regression else ops.sum(value, axis=-1)
         value = ops.broadcast_to(value, ops.shape(terminals.vector_reference[..., :1]))
         return value[..., 0]
 

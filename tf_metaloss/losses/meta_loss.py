@@ -75,8 +75,9 @@ class MetaLoss(LearnableLoss):
     ['q']
     >>> tml.MetaLoss(task="regression").base_losses
     ['mse', 'mae', 'huber']
-    >>> tml.MetaLoss(from_logits=True, base_losses=["crossentropy", "focal"]).mixture_weights()
-    <tf.Tensor: shape=(2,), dtype=float32, numpy=array([1., 0.], dtype=float32)>
+    >>> loss = tml.MetaLoss(from_logits=True, base_losses=["crossentropy", "focal"])
+    >>> keras.ops.convert_to_numpy(loss.mixture_weights())
+    array([1., 0.], dtype=float32)
     """
 
     def __init__(self, from_logits=False, task="classification", q=None, family=None, **kwargs):

@@ -58,8 +58,7 @@ class NeuralLoss(LearnableLoss):
     def scale(self, parameters, y_true, y_pred):
         """The learned multiplier in `[0, 2]` (1 at initialisation)."""
         h = mlp.apply_mlp(parameters, self.features(y_true, y_pred), len(self.hidden_units))
-        # sum / size, not ops.mean: Keras 3.15's mean rounds float64 to float32 on JAX.
-        return 2.0 * ops.sigmoid(ops.sum(h, axis=-1) / h.shape[-1])
+        return 2.0 * ops.sigmoid(functional.mean(h, axis=-1))
 
     def compute(self, parameters, y_true, y_pred):
         base = functional.get(self.base_loss)(y_true, y_pred, from_logits=self.from_logits)

@@ -34,7 +34,7 @@ class SampleWeightedLoss(LearnableLoss):
 
     >>> loss = tf_metaloss.losses.SampleWeightedLoss(from_logits=True)
     >>> w = loss.sample_weights(np.array([0, 1]), np.array([[3., 0.], [3., 0.]]))
-    >>> w.numpy().tolist()
+    >>> keras.ops.convert_to_numpy(w).tolist()
     [1.0, 1.0]
 
     Reference: Shu et al., "Meta-Weight-Net: learning an explicit mapping for
@@ -62,8 +62,7 @@ class SampleWeightedLoss(LearnableLoss):
         features = ops.expand_dims(base, -1)
         weights = ops.sigmoid(mlp.apply_mlp(parameters, features, len(self.hidden_units)))
         if self.normalize:
-            # sum / size, not ops.mean: Keras 3.15's mean rounds float64 to float32 on JAX.
-            mean = ops.sum(weights) / ops.cast(ops.size(weights), weights.dtype)
+            mean = functional.mean(weights, axis=None)
             weights = weights / ops.maximum(mean, functional.EPSILON)
         return weights
 

@@ -73,8 +73,8 @@ class MetaModel(MetaTrainer, keras.Model):
     >>> sorted(k for k in history.history if not k.startswith("phi/"))
     ['accuracy', 'guard_objective', 'guard_reverted', 'guard_start_objective', 'loss',
      'meta_grad_norm', 'meta_objective', 'skipped_updates']
-    >>> model.meta_optimizer.iterations.numpy()  # 8 steps an epoch, each a meta step
-    np.int64(16)
+    >>> int(model.meta_optimizer.iterations)  # 8 steps an epoch, each a meta step
+    16
     >>> model.save("model.keras")
     >>> restored = keras.models.load_model("model.keras")  # phi is restored with the model
     >>> np.array_equal(restored.loss.trainable_variables[0], model.loss.trainable_variables[0])

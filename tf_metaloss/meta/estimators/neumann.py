@@ -65,8 +65,8 @@ class Neumann(Estimator):
     >>> model.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True),
     ...               meta_method=estimator)
     >>> x, y = np.random.rand(8, 4).astype("float32"), np.arange(8) % 3
-    >>> [g.shape for g in model.compute_meta_gradient((x, y), (x, y)).phi_grads]
-    [TensorShape([])]
+    >>> [tuple(g.shape) for g in model.compute_meta_gradient((x, y), (x, y)).phi_grads]
+    [()]
     """
 
     def __init__(self, terms=5, alpha=None, inner_steps=0):
