@@ -178,7 +178,7 @@ def test_histograms_of_phi_and_of_the_probe_split_by_noise(blend_run):
     assert float(clean_hist[-1][:, 2].sum()) == (~mask).sum()
     assert float(bad_hist[-1][:, 2].sum()) == mask.sum()
     # The last epoch's mean losses, recomputed from the final model.
-    per_sample = model.loss.call(py, model(px, training=False)).numpy()
+    per_sample = keras.ops.convert_to_numpy(model.loss.call(py, model(px, training=False)))
     _, clean_mean = _series(ev, "probe/mean_loss_clean")
     _, bad_mean = _series(ev, "probe/mean_loss_corrupted")
     assert float(clean_mean[-1]) == pytest.approx(per_sample[~mask].mean(), rel=1e-5)
@@ -282,7 +282,9 @@ def test_sample_weights_split_into_clean_and_corrupted(make_data, tmp_path):
         "probe/sample_weights_corrupted",
     ):
         assert tag in tags
-    weights = loss.sample_weights(noisy.labels, model(x, training=False)).numpy()
+    weights = keras.ops.convert_to_numpy(
+        loss.sample_weights(noisy.labels, model(x, training=False))
+    )
     _, clean = _series(ev, "probe/mean_weight_clean")
     _, bad = _series(ev, "probe/mean_weight_corrupted")
     assert float(clean[-1]) == pytest.approx(weights[~noisy.mask].mean(), rel=1e-5)

@@ -141,7 +141,7 @@ def test_npz_data_2d_and_an_explicit_loss(saved_models, tmp_path):
     # from_logits was read from the model's loss: probabilities come from softmax.
     with np.load(data) as arrays:
         x, y = arrays["x"], arrays["y"]
-    probs = keras.ops.softmax(keras.models.load_model(paths["ce"])(x)).numpy()
+    probs = keras.ops.convert_to_numpy(keras.ops.softmax(keras.models.load_model(paths["ce"])(x)))
     assert entry["center_loss"] == pytest.approx(
         float(np.abs(np.eye(10)[y] - probs).sum(axis=1).mean()), rel=1e-5
     )

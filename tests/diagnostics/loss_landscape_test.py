@@ -32,7 +32,9 @@ def _mse(x, y, kernel, bias):
 
 def test_1d_slice_and_sharpness_are_exact_on_a_quadratic(linear):
     model, x, y = linear
-    kernel, bias = [v.numpy().astype(np.float64) for v in model.trainable_variables]
+    kernel, bias = [
+        keras.ops.convert_to_numpy(v).astype(np.float64) for v in model.trainable_variables
+    ]
     result = diagnostics.loss_landscape(model, (x, y), span=0.5, points=11, batch_size=32)
     d_kernel, d_bias = result.direction_vectors[0]
     # Filter normalisation: each output unit's column has its weight's norm;
@@ -55,14 +57,16 @@ def test_1d_slice_and_sharpness_are_exact_on_a_quadratic(linear):
         increase / (1 + result.center_loss), rel=1e-4
     )
     # The weights are exactly as before.
-    np.testing.assert_array_equal(model.trainable_variables[0].numpy(), kernel)
-    np.testing.assert_array_equal(model.trainable_variables[1].numpy(), bias)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.trainable_variables[0]), kernel)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.trainable_variables[1]), bias)
 
 
 @pytest.mark.parametrize("points", [5, 4])  # even: the centre slices are extra
 def test_2d_plane_and_both_curvatures(linear, points):
     model, x, y = linear
-    kernel, bias = [v.numpy().astype(np.float64) for v in model.trainable_variables]
+    kernel, bias = [
+        keras.ops.convert_to_numpy(v).astype(np.float64) for v in model.trainable_variables
+    ]
     result = diagnostics.loss_landscape(model, (x, y), directions=2, points=points, seed=3)
     (d1, _), (d2, _) = result.direction_vectors
     assert not np.allclose(d1, d2)
@@ -80,7 +84,7 @@ def test_2d_plane_and_both_curvatures(linear, points):
 
 def test_seed_and_bias_options(linear):
     model, x, y = linear
-    bias = model.trainable_variables[1].numpy()
+    bias = keras.ops.convert_to_numpy(model.trainable_variables[1])
     a = diagnostics.loss_landscape(model, (x, y), points=3, seed=7)
     b = diagnostics.loss_landscape(model, (x, y), points=3, seed=7)
     c = diagnostics.loss_landscape(model, (x, y), points=3, seed=8, ignore_biases=False)
@@ -112,21 +116,21 @@ def test_meta_model_defaults_to_its_meta_objective(classification_data):
     model.compile(optimizer="sgd", loss=tml.PolynomialLoss(degree=2, from_logits=True))
     result = diagnostics.loss_landscape(model, (x, y), points=3)
     # The default meta objective for classification is the bounded MAE term.
-    probs = keras.ops.softmax(model(x)).numpy()
+    probs = keras.ops.convert_to_numpy(keras.ops.softmax(model(x)))
     expected = np.abs(np.eye(3)[y] - probs).sum(axis=1).mean()
     assert result.center_loss == pytest.approx(float(expected), rel=1e-5)
     assert result.loss_name == "mae_classification"
     named_ce = diagnostics.loss_landscape(
         model, (x, y), points=3, loss="crossentropy", from_logits=True
     )
-    expected = (
-        keras.losses.sparse_categorical_crossentropy(y, model(x), from_logits=True).numpy().mean()
-    )
+    expected = keras.ops.convert_to_numpy(
+        keras.losses.sparse_categorical_crossentropy(y, model(x), from_logits=True)
+    ).mean()
     assert named_ce.center_loss == pytest.approx(float(expected), rel=1e-5)
     named = diagnostics.loss_landscape(
         model, (x, y), points=3, loss="mae_classification", from_logits=True
     )
-    probs = keras.ops.softmax(model(x)).numpy()
+    probs = keras.ops.convert_to_numpy(keras.ops.softmax(model(x)))
     expected = np.abs(np.eye(3)[y] - probs).sum(axis=1).mean()
     assert named.center_loss == pytest.approx(float(expected), rel=1e-5)
     assert named.loss_name == "mae_classification"

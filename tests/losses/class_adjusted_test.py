@@ -5,7 +5,6 @@ import json
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import tf_metaloss as tml
 from tf_metaloss.losses import ClassAdjustedLoss
@@ -77,16 +76,19 @@ def test_temperature_changes_nothing_on_balanced_counts():
     _assign(loss, tau=np.float32(3.0))
     np.testing.assert_allclose(loss(LABELS, LOGITS), _ce(LOGITS), rtol=1e-5)
     # Exactly cross-entropy, value and gradient, and tau's gradient is 0, not None.
-    logits = tf.constant(LOGITS, dtype="float32")
+    logits = keras.ops.convert_to_tensor(LOGITS, dtype="float32")
     mean_loss = ClassAdjustedLoss(4, from_logits=True, class_counts=[30, 30, 30, 30])
     _assign(mean_loss, tau=np.float32(3.0))
     fixed = FixedLoss("crossentropy", from_logits=True)
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(logits)
-        adjusted, plain = mean_loss(LABELS, logits), fixed(LABELS, logits)
-    assert float(adjusted) == float(plain)
-    np.testing.assert_array_equal(tape.gradient(adjusted, logits), tape.gradient(plain, logits))
-    (tau_gradient,) = tape.gradient(adjusted, mean_loss.trainable_variables)
+    # Gradients with respect to the logits and to tau (its value, as `stateless_call` takes it).
+    adjusted, (logits_gradient, tau_gradient) = tml.backend.value_and_grad(
+        lambda w: mean_loss.stateless_call([w[1]], LABELS, w[0]), wrt_weights=False
+    )([logits, tml.backend.read(mean_loss.trainable_variables)[0]])
+    plain, (plain_gradient,) = tml.backend.value_and_grad(
+        lambda w: fixed(LABELS, w[0]), wrt_weights=False
+    )([logits])
+    assert float(adjusted) == float(plain) == float(mean_loss(LABELS, logits))
+    np.testing.assert_array_equal(logits_gradient, plain_gradient)
     assert tau_gradient is not None and float(tau_gradient) == 0.0
 
 
@@ -102,7 +104,7 @@ def test_temperature_starts_where_asked_and_is_summarised():
 
 
 def test_probabilities_one_hot_labels_and_binary_output():
-    probs = tf.nn.softmax(LOGITS).numpy()
+    probs = keras.ops.convert_to_numpy(keras.ops.softmax(LOGITS))
     loss = ClassAdjustedLoss(4, from_logits=False, reduction=None)
     loss.trainable_variables[0].assign(OFFSETS)
     np.testing.assert_allclose(loss(LABELS, probs), _ce(LOGITS + OFFSETS), rtol=1e-4)
@@ -239,7 +241,8 @@ def test_meta_gradient_matches_finite_differences(classification_data, float64, 
         variable.assign(variable.numpy() + 0.3 * np.abs(rng.normal(size=variable.shape)))
     keras.utils.set_random_seed(0)
     inputs = keras.Input((6,))
-    hidden = keras.layers.Dense(8, activation="tanh")(inputs)
+    # `tml.backend.tanh` keeps float64 (Keras's "tanh" rounds it to float32 on JAX).
+    hidden = keras.layers.Dense(8, activation=tml.backend.tanh)(inputs)
     model = tml.MetaModel(inputs, keras.layers.Dense(3)(hidden))
     model.compile(
         optimizer=keras.optimizers.SGD(0.5),
@@ -247,9 +250,7 @@ def test_meta_gradient_matches_finite_differences(classification_data, float64, 
         meta_optimizer="sgd",
         unroll_steps=unroll_steps,
     )
-    batch = (tf.constant(x), tf.constant(y))
-    meta_batch = (tf.constant(x_meta), tf.constant(y_meta))
-    error = tml.testing.check_meta_gradient(model, batch, meta_batch, rtol=1e-5)
+    error = tml.testing.check_meta_gradient(model, (x, y), (x_meta, y_meta), rtol=1e-5)
     assert error < 1e-5
 
 

@@ -3,9 +3,10 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from keras import ops
 
 import tf_metaloss as tml
+from tf_metaloss import backend
 from tf_metaloss.meta import estimators
 
 A = np.array([1.0, -2.0])
@@ -14,28 +15,26 @@ B = np.array([0.5, 0.5])
 
 def _quadratic(weights, phi):
     w = weights[0]
-    return phi[0] * tf.reduce_sum((w - A) ** 2) + 0.3 * tf.reduce_sum(w**4), ()
+    return phi[0] * ops.sum((w - A) ** 2) + 0.3 * ops.sum(w**4), ()
 
 
 def _meta(weights, phi):
-    value = tf.reduce_sum((weights[0] - B) ** 2)
+    value = ops.sum((weights[0] - B) ** 2)
     return value, value
 
 
 def _run(phi_value, steps, momentum, estimator=None, lr=0.1):
     """`steps` SGD steps on `_quadratic`; then the estimate (or the meta objective)."""
-    w = tf.zeros(2, tf.float64)
-    v = tf.zeros_like(w)
-    phi = [tf.constant(phi_value, tf.float64)]
+    w = ops.zeros(2, "float64")
+    v = ops.zeros_like(w)
+    phi = [ops.convert_to_tensor(phi_value, "float64")]
     state = estimator.initial_state([w], phi) if estimator else None
     for step in range(steps + 1):
         if estimator is None:
             if step == steps:
                 return float(_meta([w], phi)[0])
-            with tf.GradientTape() as tape:
-                tape.watch(w)
-                loss, _ = _quadratic([w], phi)
-            grad = tape.gradient(loss, w)
+            _, grads = backend.value_and_grad(_quadratic, has_aux=True)([w], phi)
+            grad = grads[0]
         else:
             problem = estimators.MetaProblem(_quadratic, _meta, [w], phi, lr, state, momentum)
             result = estimator.estimate(problem)
@@ -61,20 +60,24 @@ def test_the_carried_meta_gradient_is_exact_for_a_fixed_phi(momentum):
 
 def test_the_first_step_has_no_carried_part_and_the_state_starts_at_zero():
     estimator = estimators.ForwardMode()
-    state = estimator.initial_state([tf.zeros(2, tf.float64)], [tf.constant(0.7, tf.float64)])
+    state = estimator.initial_state(
+        [ops.zeros(2, "float64")], [ops.convert_to_tensor(0.7, "float64")]
+    )
     assert [tuple(s.shape) for s in state] == [(1, 2), (1, 2)]
-    assert all(not np.any(s.numpy()) for s in state)
+    assert all(not np.any(ops.convert_to_numpy(s)) for s in state)
     result = _run(0.7, 0, 0.9, estimator)
     assert float(result.phi_grads[0]) == 0.0  # M does not depend on phi directly
     # The state after one step: d w_1 / d phi = -lr * d g / d phi = -lr * 2 (w - a).
-    np.testing.assert_allclose(result.state[0].numpy()[0], -0.1 * 2 * (0 - A), rtol=1e-12)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(result.state[0])[0], -0.1 * 2 * (0 - A), rtol=1e-12
+    )
 
 
 def test_decay_and_normalize_scale_the_carried_part():
     exact = _run(0.7, 4, 0.0, estimators.ForwardMode(normalize=False))
-    norm = float(np.linalg.norm(exact.state[0].numpy()))
+    norm = float(np.linalg.norm(ops.convert_to_numpy(exact.state[0])))
     previous = _run(0.7, 3, 0.0, estimators.ForwardMode(normalize=False))
-    tangent_norm = float(np.linalg.norm(previous.state[0].numpy()))
+    tangent_norm = float(np.linalg.norm(ops.convert_to_numpy(previous.state[0])))
     normalized = _run(0.7, 4, 0.0, estimators.ForwardMode(normalize=True))
     assert norm > 0 and tangent_norm > 0
     expected = float(exact.phi_grads[0]) / max(tangent_norm, 1.0)
@@ -87,7 +90,8 @@ def _model_run(make_loss, phi_values, steps, data, meta, estimator=None):
     """A float64 MetaModel trained `steps` SGD steps with phi fixed at `phi_values`."""
     keras.utils.set_random_seed(0)
     inputs = keras.Input((4,))
-    hidden = keras.layers.Dense(5, activation="tanh")(inputs)
+    # `tml.backend.tanh` keeps float64 (Keras's "tanh" rounds it to float32 on JAX).
+    hidden = keras.layers.Dense(5, activation=tml.backend.tanh)(inputs)
     model = tml.MetaModel(inputs, keras.layers.Dense(3)(hidden))
     loss = make_loss()
     # The run trains on the learnable loss alone (a frozen loss has no meta data term; the
@@ -126,11 +130,12 @@ def test_a_meta_model_trained_with_it_gets_the_exact_derivative_of_its_run(make_
         rng = np.random.default_rng(1)
         data = (rng.normal(size=(48, 4)), rng.integers(0, 3, 48))
         meta = (rng.normal(size=(16, 4)), rng.integers(0, 3, 16))
-        start = [v.numpy() for v in make_loss().trainable_variables]
+        start = [ops.convert_to_numpy(v) for v in make_loss().trainable_variables]
         model = _model_run(make_loss, start, 6, data, meta, estimators.ForwardMode(normalize=False))
         # phi held fixed (meta SGD with learning rate 0), the tangents carried over 6 steps.
         assert all(
-            np.array_equal(v.numpy(), s) for v, s in zip(model.loss.trainable_variables, start)
+            np.array_equal(ops.convert_to_numpy(v), s)
+            for v, s in zip(model.loss.trainable_variables, start)
         )
         analytic = np.concatenate(
             [np.ravel(g) for g in model.compute_meta_gradient(data, meta).phi_grads]
@@ -179,17 +184,17 @@ def test_fit_carries_the_tangents_and_save_and_backup_keep_them(tmp_path):
     assert [tuple(v.shape) for v in state] == [(1, 4, 3), (1, 3), (1, 4, 3), (1, 3)]
     x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
     y = np.arange(32) % 3
-    start = float(model.loss.trainable_variables[0].numpy())
+    start = float(ops.convert_to_numpy(model.loss.trainable_variables[0]))
     model.fit(x, y, meta_split=0.25, batch_size=8, epochs=2, verbose=0)
-    assert float(model.loss.trainable_variables[0].numpy()) != start
-    assert np.abs(state[0].numpy()).sum() > 0
+    assert float(ops.convert_to_numpy(model.loss.trainable_variables[0])) != start
+    assert np.abs(ops.convert_to_numpy(state[0])).sum() > 0
     assert set(map(id, state)) <= set(map(id, tml.callbacks.backup.training_state_variables(model)))
     path = str(tmp_path / "m.keras")
     model.save(path)
     restored = keras.models.load_model(path)
     assert restored.meta_estimator == estimators.ForwardMode()
     for a, b in zip(state, restored.estimator_state.variables):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
+        np.testing.assert_array_equal(ops.convert_to_numpy(a), ops.convert_to_numpy(b))
     # Another estimator keeps no state.
     other = _small_model()
     other.compile(optimizer="sgd", loss=tml.MetaLoss(from_logits=True))
