@@ -59,10 +59,6 @@ TENSORFLOW_ONLY = (
 # result that depends on the backend's random initial weights (the TensorFlow
 # and JAX runs of one seed start from different weights). To be ported.
 TEST_CODE_NOT_YET_ON_JAX = (
-    # On JAX its run_eagerly case reads phi at its start after fit, while the
-    # audit log records the update: not yet understood (the same callbacks on
-    # a model of its own update phi on JAX, eagerly or not).
-    "callbacks/early_stopping_test.py::test_freezing_really_stops_meta_updates",
     "evaluation/runner_test.py::test_finetune_runs_its_second_stage_on_the_clean_meta_set_only",
     "evaluation/runner_test.py::test_imbalanced_comparison_reports_balanced_and_rare_class_accuracy",
     "evaluation/runner_test.py::test_retrain_freezes_the_averaged_phi_and_retrains_on_all_the_data",
