@@ -87,9 +87,9 @@ def test_logged_meta_objective_and_norm_match_a_hand_computed_first_step(make_da
     xm, ym = make_data(n=12, seed=1)
     lr = 0.1
     model = _model(meta_global_clipnorm=1e-4, meta_objective="sparse_categorical_crossentropy")
-    weights = [keras.ops.convert_to_tensor(v) for v in model.trainable_variables]
+    weights = [keras.ops.convert_to_tensor(v.numpy()) for v in model.trainable_variables]
     loss = model.loss
-    phi0 = [keras.ops.convert_to_tensor(v) for v in loss.trainable_variables]
+    phi0 = [keras.ops.convert_to_tensor(v.numpy()) for v in loss.trainable_variables]
 
     # By hand: one SGD lookahead on the first batch (no shuffling), cross-entropy
     # of the lookahead weights on the whole meta set (one meta batch).
