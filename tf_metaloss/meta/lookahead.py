@@ -35,7 +35,8 @@ def sgd_update(weights, grads, learning_rate):
     >>> from tf_metaloss.meta.lookahead import sgd_update
     >>> weights = [keras.ops.convert_to_tensor([1.0, 2.0])]
     >>> grads = [keras.ops.convert_to_tensor([0.5, 1.0])]
-    >>> np.round(keras.ops.convert_to_numpy(sgd_update(weights, grads, 0.1)[0]), 6).tolist()
+    >>> updated = keras.ops.convert_to_numpy(sgd_update(weights, grads, 0.1)[0])
+    >>> [round(v, 6) for v in updated.tolist()]
     [0.95, 1.9]
     """
     return [w - _in_dtype(learning_rate, ops.dtype(w)) * g for w, g in zip(weights, grads)]
