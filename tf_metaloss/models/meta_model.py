@@ -504,11 +504,17 @@ class MetaModel(MetaTrainer, keras.Model):
                 guard_check = guard_lib.GuardCheck(check_data, self.meta_guard)
         if self.meta_every > 0:
             # Third: the weight of the meta batches the model and the guard's run train on.
-            self._meta_source = (
-                meta_data,
-                meta_batch_size or arguments.get("batch_size") or 32,
-                guard_lib.meta_samples_per_step(
-                    arguments.get("x"), meta_data, self.meta_every, arguments
+            # Set past Keras's attribute tracking, which would turn dicts of inputs into
+            # `TrackedDict`s (not a JAX type).
+            object.__setattr__(
+                self,
+                "_meta_source",
+                (
+                    meta_data,
+                    meta_batch_size or arguments.get("batch_size") or 32,
+                    guard_lib.meta_samples_per_step(
+                        arguments.get("x"), meta_data, self.meta_every, arguments
+                    ),
                 ),
             )
         arguments["callbacks"] = fit_callbacks.arranged(
