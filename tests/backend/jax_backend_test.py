@@ -152,8 +152,9 @@ def run(distribution, method):
         meta_seed=0,
         metrics=["accuracy"],
     )
+    norms = tml.evaluation.metrics.GradientNormHistory()
     history = model.fit(x, y, batch_size=32, epochs=3, shuffle=False, meta_data=(x[:64], y[:64]),
-                        meta_batch_size=16, verbose=0)
+                        meta_batch_size=16, verbose=0, callbacks=[norms])
     evaluated = model.evaluate(x[:64], y[:64], batch_size=32, verbose=0, return_dict=True)
     keras.distribution.set_distribution(None)
     return {
@@ -161,6 +162,7 @@ def run(distribution, method):
         "phi": [np.asarray(v).tolist() for v in model.loss.variables],
         "loss": history.history["loss"],
         "evaluated": evaluated["loss"],
+        "norms": norms.norms,
         "sharding": str(model.trainable_variables[0].value.sharding),
     }
 
@@ -175,7 +177,9 @@ print(json.dumps(results))
 def test_data_parallel_on_two_devices_equals_one_device(tmp_path):
     """keras.distribution.DataParallel over 2 (host) devices: the same run as
     one device, to float32 rounding, for the one-step and the stateful
-    estimators (the guard on, its check data split from the meta data)."""
+    estimators (the guard on, its check data split from the meta data), and
+    the gradient norms `GradientNormHistory` records (host calls from a
+    program over 2 devices)."""
     script = tmp_path / "data_parallel.py"
     script.write_text(_DATA_PARALLEL_RUN)
     env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
@@ -202,6 +206,8 @@ def test_data_parallel_on_two_devices_equals_one_device(tmp_path):
             np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=method)
         np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-5, err_msg=method)
         np.testing.assert_allclose(two["evaluated"], one["evaluated"], rtol=1e-5, err_msg=method)
+        assert len(one["norms"]) == 3 * 8, method  # 256 samples, batch 32, 3 epochs
+        np.testing.assert_allclose(two["norms"], one["norms"], rtol=1e-4, err_msg=method)
         assert one["phi"][0] > 0.01, (method, one["phi"])  # the meta step moved c
 
 

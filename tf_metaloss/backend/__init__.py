@@ -11,7 +11,7 @@ arithmetic of distributed training (`num_replicas`, `all_reduce_sum`,
 step's values are finite (`apply_if_finite`), and which process of a multi-worker job
 writes files (`is_chief`, `worker_index`), and running a function compiled
 (`compile_function`) or on the host from inside a compiled step
-(`call_on_host`).
+(`call_on_host`, `wait_for_host_calls`).
 
 The functions come from `backend/<name>/` for the active Keras backend
 (`tensorflow` or `jax`). This package imports nothing above it: the training
@@ -54,6 +54,7 @@ if _backend == "jax":
     from tf_metaloss.backend.jax.distribution import worker_index  # noqa: E402
     from tf_metaloss.backend.jax.execution import call_on_host  # noqa: E402
     from tf_metaloss.backend.jax.execution import compile_function  # noqa: E402
+    from tf_metaloss.backend.jax.execution import wait_for_host_calls  # noqa: E402
 else:
     from tf_metaloss.backend.tensorflow.differentiation import jvp  # noqa: E402
     from tf_metaloss.backend.tensorflow.differentiation import read  # noqa: E402
@@ -70,6 +71,7 @@ else:
     from tf_metaloss.backend.tensorflow.distribution import worker_index  # noqa: E402
     from tf_metaloss.backend.tensorflow.execution import call_on_host  # noqa: E402
     from tf_metaloss.backend.tensorflow.execution import compile_function  # noqa: E402
+    from tf_metaloss.backend.tensorflow.execution import wait_for_host_calls  # noqa: E402
 
 
 def name():
@@ -94,5 +96,6 @@ __all__ = [
     "tanh",
     "value_and_grad",
     "vjp",
+    "wait_for_host_calls",
     "worker_index",
 ]

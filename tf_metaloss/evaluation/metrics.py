@@ -302,7 +302,9 @@ class GradientNormHistory(keras.callbacks.Callback):
     the gradients the optimizer applies, before clipping, for a plain
     `keras.Model` and for `tml.MetaModel` alike (the meta optimizer of phi is
     not wrapped). Steps whose update the model skipped (non-finite gradients)
-    are not recorded. Works on one device (not under `tf.distribute`).
+    are not recorded. Works on one device, and on JAX under
+    `keras.distribution.DataParallel` (not under `tf.distribute`). On JAX the
+    norms of an epoch are appended at its end.
 
     Attributes:
         norms: list of floats, one per applied step.
@@ -326,6 +328,7 @@ class GradientNormHistory(keras.callbacks.Callback):
         self.norms = []
         self._last = None
         self._recorded = None
+        self._received = None
         self._optimizer = None
 
     def on_train_begin(self, logs=None):
@@ -366,20 +369,34 @@ class GradientNormHistory(keras.callbacks.Callback):
         return apply
 
     def _jax_apply(self, original):
-        norms = self.norms
+        # Sent with the optimizer's step number: over several devices the host
+        # calls may arrive out of order (`backend.call_on_host`).
+        received = self._received = []
+        iterations = self.model.optimizer.iterations
 
-        def record(norm):
+        def record(step, norm):
             # A step the model skips has non-finite gradients; it is not recorded.
             if np.isfinite(norm):
-                norms.append(float(norm))
+                received.append((int(step), float(norm)))
 
         def apply(grads, trainable_variables=None):
             norm = _global_norm(grads)
             if norm is not None:
-                backend.call_on_host(record, norm)
+                backend.call_on_host(record, iterations.value, norm)
             return original(grads, trainable_variables)
 
         return apply
+
+    def _take_received(self):
+        """Appends the norms sent from the steps so far, in step order."""
+        received = self._received
+        if received is not None:
+            backend.wait_for_host_calls()
+            self.norms.extend(norm for _, norm in sorted(received))
+            received.clear()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._take_received()
 
     def on_train_batch_end(self, batch, logs=None):
         if self._last is None:
@@ -390,6 +407,7 @@ class GradientNormHistory(keras.callbacks.Callback):
             self.norms.append(float(ops.convert_to_numpy(self._last)))
 
     def on_train_end(self, logs=None):
+        self._take_received()
         if self._optimizer is not None and "apply" in vars(self._optimizer):
             object.__delattr__(self._optimizer, "apply")
         self._optimizer = None

@@ -1,6 +1,7 @@
 """Running functions on JAX: compiled, and on the host from a compiled step."""
 
 import jax
+import keras
 
 
 def compile_function(fn):
@@ -11,7 +12,20 @@ def compile_function(fn):
 def call_on_host(fn, *values):
     """Calls `fn(*arrays)` in Python with `values` as NumPy arrays.
 
-    Works eagerly and inside `jax.jit` (a `jax.debug.callback`, ordered
-    with the other host calls of the step).
+    Works eagerly and inside `jax.jit` (a `jax.debug.callback`). On one
+    device the host calls run in program order. Under a `keras.distribution`
+    over several devices JAX cannot order them (it has no ordered host calls
+    across devices): they run unordered, so pass a step number along where the
+    order matters. `wait_for_host_calls()` returns once every call has run.
     """
-    jax.debug.callback(fn, *values, ordered=True)
+    jax.debug.callback(fn, *values, ordered=_on_one_device())
+
+
+def wait_for_host_calls():
+    """Blocks until every host call of the steps dispatched so far has run."""
+    jax.effects_barrier()
+
+
+def _on_one_device():
+    setting = keras.distribution.distribution()
+    return setting is None or setting.device_mesh.devices.size == 1

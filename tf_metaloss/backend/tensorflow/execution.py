@@ -20,3 +20,7 @@ def call_on_host(fn, *values):
         return []
 
     tf.py_function(run, list(values), Tout=[])
+
+
+def wait_for_host_calls():
+    """Returns at once: a `tf.py_function` has run when its step returns."""
