@@ -188,12 +188,9 @@ def test_fit_meta_learns_on_preprocessed_training_meta_and_validation_data(data)
 def test_meta_data_as_dicts_of_token_arrays(data):
     x, y, x_meta, y_meta = data
     classifier = tiny_classifier()
-    tokens = {
-        k: keras.ops.convert_to_numpy(v) for k, v in classifier.preprocessor(list(x)).items()
-    }
+    tokens = {k: keras.ops.convert_to_numpy(v) for k, v in classifier.preprocessor(list(x)).items()}
     meta_tokens = {
-        k: keras.ops.convert_to_numpy(v)
-        for k, v in classifier.preprocessor(list(x_meta)).items()
+        k: keras.ops.convert_to_numpy(v) for k, v in classifier.preprocessor(list(x_meta)).items()
     }
 
     model = compiled(classifier)
@@ -334,9 +331,9 @@ def test_word_piece_vocabulary_from_the_training_text(data):
     classifier = tml.text.bert_classifier(
         vocabulary, 2, sequence_length=8, hidden_dim=8, num_heads=1, intermediate_dim=8
     )
-    tokens = keras.ops.convert_to_numpy(
-        classifier.preprocessor(["the film is good"])["token_ids"]
-    )[0]
+    tokens = keras.ops.convert_to_numpy(classifier.preprocessor(["the film is good"])["token_ids"])[
+        0
+    ]
     ids = [vocabulary.index(w) for w in ("the", "film", "is", "good")]
     assert list(tokens) == [1, *ids, 2, 0, 0]
 
