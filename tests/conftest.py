@@ -54,9 +54,6 @@ TENSORFLOW_ONLY = (
     "models/meta_model_test.py::test_steps_per_execution_runs_the_same_training_in_one_compiled_loop",
     "docstrings_test.py::test_docstring_example_runs[tf_metaloss.backend.tensorflow.",
 )
-# Not yet backend-neutral: the test code, not the library, is TensorFlow's. To be
-# ported (empty: every test of the suite not listed above runs on both backends).
-TEST_CODE_NOT_YET_ON_JAX = ()
 
 
 # Long on JAX (compiling every new model's steps with XLA): under
@@ -95,11 +92,10 @@ def pytest_collection_modifyitems(config, items):
     before `-m` selects (this hook runs first)."""
     if keras.backend.backend() != "jax":
         return
-    excluded = TENSORFLOW_ONLY + TEST_CODE_NOT_YET_ON_JAX
-    dropped = [item for item in items if _node(item).startswith(excluded)]
+    dropped = [item for item in items if _node(item).startswith(TENSORFLOW_ONLY)]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = [item for item in items if not _node(item).startswith(excluded)]
+        items[:] = [item for item in items if not _node(item).startswith(TENSORFLOW_ONLY)]
     for item in items:
         # Only tests of the default suite: a slow or integration test stays out of both.
         if item.get_closest_marker("slow") or item.get_closest_marker("integration"):

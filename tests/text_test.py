@@ -331,9 +331,8 @@ def test_word_piece_vocabulary_from_the_training_text(data):
     classifier = tml.text.bert_classifier(
         vocabulary, 2, sequence_length=8, hidden_dim=8, num_heads=1, intermediate_dim=8
     )
-    tokens = keras.ops.convert_to_numpy(classifier.preprocessor(["the film is good"])["token_ids"])[
-        0
-    ]
+    token_ids = classifier.preprocessor(["the film is good"])["token_ids"]
+    tokens = keras.ops.convert_to_numpy(token_ids)[0]
     ids = [vocabulary.index(w) for w in ("the", "film", "is", "good")]
     assert list(tokens) == [1, *ids, 2, 0, 0]
 

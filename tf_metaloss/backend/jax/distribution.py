@@ -41,7 +41,7 @@ def distribute_batch(batch):
     if setting is None:
         return keras.tree.map_structure(jax.device_put, batch)
 
-    devices = setting.device_mesh.devices.size
+    devices = device_count()
 
     def put(array):
         if array.shape and array.shape[0] % devices:
@@ -54,6 +54,12 @@ def distribute_batch(batch):
         return jax.device_put(array, setting.get_data_layout(array.shape).backend_layout)
 
     return keras.tree.map_structure(put, batch)
+
+
+def device_count():
+    """How many devices the active `keras.distribution` splits a batch over (1 without one)."""
+    setting = keras.distribution.distribution()
+    return 1 if setting is None else setting.device_mesh.devices.size
 
 
 def num_replicas():

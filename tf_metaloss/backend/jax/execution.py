@@ -1,7 +1,8 @@
 """Running functions on JAX: compiled, and on the host from a compiled step."""
 
 import jax
-import keras
+
+from tf_metaloss.backend.jax.distribution import device_count
 
 
 def compile_function(fn):
@@ -18,14 +19,9 @@ def call_on_host(fn, *values):
     across devices): they run unordered, so pass a step number along where the
     order matters. `wait_for_host_calls()` returns once every call has run.
     """
-    jax.debug.callback(fn, *values, ordered=_on_one_device())
+    jax.debug.callback(fn, *values, ordered=device_count() == 1)
 
 
 def wait_for_host_calls():
     """Blocks until every host call of the steps dispatched so far has run."""
     jax.effects_barrier()
-
-
-def _on_one_device():
-    setting = keras.distribution.distribution()
-    return setting is None or setting.device_mesh.devices.size == 1
