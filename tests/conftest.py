@@ -52,6 +52,8 @@ TENSORFLOW_ONLY = (
     # Counts the traces of TensorFlow's compiled loop (JAX's steps_per_execution:
     # backend/jax_backend_test.py).
     "models/meta_model_test.py::test_steps_per_execution_runs_the_same_training_in_one_compiled_loop",
+    # TensorFlow's checkpoint dependencies (`_trackable_children`).
+    "models/meta_model_test.py::test_fit_keeps_its_iterators_out_of_the_models_checkpoint_dependencies",
     "docstrings_test.py::test_docstring_example_runs[tf_metaloss.backend.tensorflow.",
 )
 

@@ -798,3 +798,23 @@ def test_compute_meta_gradient_changes_nothing(make_data):
     for a, b in zip(before, after):
         np.testing.assert_array_equal(a, b)
     assert int(model.optimizer.iterations.numpy()) == 0
+
+
+def test_fit_keeps_its_iterators_out_of_the_models_checkpoint_dependencies(make_data):
+    # An iterator of one `fit` is not the model's state: tracked, it became a
+    # dependency of any `tf.train.Checkpoint` of the model during `fit`.
+    x, y, x_meta, y_meta = make_data()
+    model = _meta_model(tml.MetaLoss(from_logits=True, family="generalized_ce"))
+    seen = []
+
+    class Children(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            assert self.model._meta_iterator is not None
+            seen.append(sorted(self.model._trackable_children()))
+
+    model.fit(
+        x, y, meta_data=(x_meta, y_meta), batch_size=32, epochs=1, verbose=0, callbacks=[Children()]
+    )
+    assert len(seen) == 2
+    for children in seen:
+        assert not [name for name in children if "iterator" in name or "source" in name]

@@ -437,6 +437,15 @@ class MetaModel(MetaTrainer, keras.Model):
         metric_logs = self.get_metrics_result()
         return {k: metric_logs.get(k, v) for k, v in logs.items() if k not in UPDATE_LOG_KEYS}
 
+    # What one `fit` call holds, kept out of Keras's and TensorFlow's tracking: tracked,
+    # dicts of inputs became `TrackedDict`s (not a JAX type), iterators checkpoint dependencies.
+    _PER_CALL_ATTRIBUTES = frozenset({"_meta_iterator", "_meta_source", "_data_iterator"})
+
+    def __setattr__(self, name, value):
+        if name in self._PER_CALL_ATTRIBUTES:
+            return object.__setattr__(self, name, value)
+        super().__setattr__(name, value)
+
     # -- fit ----------------------------------------------------------------
     def fit(
         self,
@@ -504,17 +513,11 @@ class MetaModel(MetaTrainer, keras.Model):
                 guard_check = guard_lib.GuardCheck(check_data, self.meta_guard)
         if self.meta_every > 0:
             # Third: the weight of the meta batches the model and the guard's run train on.
-            # Set past Keras's attribute tracking, which would turn dicts of inputs into
-            # `TrackedDict`s (not a JAX type).
-            object.__setattr__(
-                self,
-                "_meta_source",
-                (
-                    meta_data,
-                    meta_batch_size or arguments.get("batch_size") or 32,
-                    guard_lib.meta_samples_per_step(
-                        arguments.get("x"), meta_data, self.meta_every, arguments
-                    ),
+            self._meta_source = (
+                meta_data,
+                meta_batch_size or arguments.get("batch_size") or 32,
+                guard_lib.meta_samples_per_step(
+                    arguments.get("x"), meta_data, self.meta_every, arguments
                 ),
             )
         arguments["callbacks"] = fit_callbacks.arranged(
@@ -528,8 +531,7 @@ class MetaModel(MetaTrainer, keras.Model):
         try:
             return super().fit(**arguments)
         finally:
-            self._meta_iterator = None
-            self._meta_source = None
+            self._meta_iterator, self._meta_source = None, None
             self._data_iterator, self._resume = None, None
             self._release_iterators()
 
