@@ -27,6 +27,8 @@ and TensorFlow pick the device themselves):
     python benchmarks/step_cost.py --models mlp --repeats 5 --steps 10
     python benchmarks/step_cost.py --models cnn --xla off --fit-only
     python benchmarks/step_cost.py --fit-only --xla on --backend tensorflow jax --repeats 9
+    python benchmarks/step_cost.py --fit-only --backend jax --models cnn \
+        --meta-method finite_difference         # another estimator at the fit level
     python benchmarks/step_cost.py --fit-only --xla on --backend jax tensorflow \
         --models resnet18 --fit-steps 20      # on a GPU
 
@@ -274,7 +276,9 @@ def step_clock(steps_per_execution=1):
     return StepClock()
 
 
-def measure_fit(name, jit_compile, batch_size, steps, repeats, steps_per_execution=1):
+def measure_fit(
+    name, jit_compile, batch_size, steps, repeats, steps_per_execution=1, meta_method="second_order"
+):
     """ms per step of `fit` (plain Keras, meta_every 1 and 5), interleaved."""
     import keras
     import tensorflow as tf
@@ -290,6 +294,7 @@ def measure_fit(name, jit_compile, batch_size, steps, repeats, steps_per_executi
             loss=model.loss,
             meta_optimizer=keras.optimizers.Adam(1e-3),
             meta_every=every,
+            meta_method=meta_method,
             jit_compile=jit_compile,
             steps_per_execution=steps_per_execution,
             meta_guard=None,
@@ -322,6 +327,7 @@ def measure_fit(name, jit_compile, batch_size, steps, repeats, steps_per_executi
         "model": name,
         "xla": jit_compile,
         "steps_per_execution": steps_per_execution,
+        "meta_method": meta_method,
         "fit_ms_keras": medians["keras"],
         "fit_ms_meta_every_1": medians["meta_every_1"],
         "fit_ms_meta_every_5": medians["meta_every_5"],
@@ -384,6 +390,7 @@ def fit_rows_in_child(backend, args):
         command += ["--batch-size", str(args.batch_size), "--fit-steps", str(args.fit_steps)]
         command += ["--repeats", str(args.repeats)]
         command += ["--steps-per-execution", str(args.steps_per_execution)]
+        command += ["--meta-method", args.meta_method]
         env = dict(os.environ, KERAS_BACKEND=backend)
         subprocess.run(command, env=env, check=True)
         with open(path) as f:
@@ -407,6 +414,11 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20, help="steps per timing sample")
     parser.add_argument("--repeats", type=int, default=7, help="interleaved samples per kind")
     parser.add_argument("--unroll-steps", type=int, default=1)
+    parser.add_argument(
+        "--meta-method",
+        default="second_order",
+        help="the fit level's `compile(meta_method=...)`, e.g. finite_difference",
+    )
     parser.add_argument(
         "--meta-batch-size",
         type=int,
@@ -451,6 +463,7 @@ def main(argv=None):
                         args.fit_steps,
                         args.repeats,
                         args.steps_per_execution,
+                        args.meta_method,
                     )
                     fit_rows.append(row)
                     print(json.dumps(row), flush=True)
