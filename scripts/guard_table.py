@@ -2,11 +2,13 @@
 
 Reads `docs/figures/full/<cell>/runs/<run>_s<seed>/results.json` (one `tf-metaloss compare`
 run each) and prints, per cell, validation accuracy % as mean ± sample std over the seeds
-found [per seed], the paired per-seed differences against GCE, whether the guard took its
-run, and the final correction weight `c`.
+found [per seed], the paired per-seed differences against the first run named (GCE by
+default), whether the guard took its run, and the final correction weight `c`. With
+`--best-of`, also each run's paired differences against the best of those baselines in the
+cell (the highest mean over the seeds asked for) and in how many seeds it is at or above it.
 
 Usage: python scripts/guard_table.py [--root docs/figures/full]
-           [--runs gce,noise_corrected,guard_meta]
+           [--runs gce,noise_corrected,guard_meta] [--best-of ce,gce,sce,forward,glc]
 """
 
 import argparse
@@ -37,9 +39,11 @@ def main(argv=None):
     parser.add_argument("--root", default="docs/figures/full")
     parser.add_argument("--runs", default="gce,noise_corrected,guard_meta")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--best-of", default="", help="baselines, comma-separated")
     args = parser.parse_args(argv)
     names = args.runs.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
+    shortfalls = {}
     for cell in CELLS:
         print(f"## {cell}")
         records = {n: {s: _load(args.root, cell, n, s) for s in seeds} for n in names}
@@ -66,7 +70,51 @@ def main(argv=None):
                 line += f"  minus {names[0]}: {_mean_std(paired)} ["
                 line += ", ".join(f"{p:+.2f}" for p in paired) + "]"
             print(line)
+        if args.best_of:
+            shortfalls[cell] = _print_against_best(args, cell, names, seeds)
         print()
+    if any(shortfalls.values()):
+        print("mean below the best baseline of each cell (points; 0 = it is the best):")
+        for name in names:
+            cells = {c: v[name] for c, v in shortfalls.items() if v and name in v}
+            if cells:
+                worst = max(cells.values())
+                each = ", ".join(f"{c} {v:.2f}" for c, v in cells.items())
+                print(f"  {name:<16} {each}; worst {worst:.2f}")
+
+
+def _accuracies(root, cell, run, seeds):
+    records = {s: _load(root, cell, run, s) for s in seeds}
+    return {s: 100 * r["final"]["val_accuracy"] for s, r in records.items() if r is not None}
+
+
+def _print_against_best(args, cell, names, seeds):
+    baselines = {}
+    for name in args.best_of.split(","):
+        accuracy = _accuracies(args.root, cell, name, seeds)
+        if len(accuracy) == len(seeds):  # only baselines with every seed asked for
+            baselines[name] = accuracy
+    if not baselines:
+        return None
+    best = max(baselines, key=lambda n: np.mean(list(baselines[n].values())))
+    best_mean = np.mean(list(baselines[best].values()))
+    print(f"best baseline of the cell (of {', '.join(baselines)}): {best}")
+    shortfall = {}
+    for name in names:
+        accuracy = _accuracies(args.root, cell, name, seeds)
+        if len(accuracy) != len(seeds):
+            continue
+        shortfall[name] = max(best_mean - np.mean(list(accuracy.values())), 0.0)
+        if name == best:
+            continue
+        paired = [accuracy[s] - baselines[best][s] for s in seeds]
+        at_or_above = sum(p >= 0 for p in paired)
+        print(
+            f"  {name:<16} minus {best}: {_mean_std(paired)} ["
+            + ", ".join(f"{p:+.2f}" for p in paired)
+            + f"], at or above in {at_or_above} of {len(seeds)} seeds"
+        )
+    return shortfall
 
 
 if __name__ == "__main__":
