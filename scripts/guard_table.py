@@ -42,16 +42,21 @@ def main(argv=None):
     parser.add_argument("--best-of", default="", help="baselines, comma-separated")
     args = parser.parse_args(argv)
     names = args.runs.split(",")
+    best_of = args.best_of.split(",") if args.best_of else []
     seeds = [int(s) for s in args.seeds.split(",")]
     shortfalls = {}
     for cell in CELLS:
         print(f"## {cell}")
-        records = {n: {s: _load(args.root, cell, n, s) for s in seeds} for n in names}
+        records = {
+            n: {s: _load(args.root, cell, n, s) for s in seeds}
+            for n in dict.fromkeys(names + best_of)
+        }
+        accuracies = {n: _accuracy(found) for n, found in records.items()}
         for name in names:
             found = {s: r for s, r in records[name].items() if r is not None}
             if not found:
                 continue
-            accuracy = {s: 100 * r["final"]["val_accuracy"] for s, r in found.items()}
+            accuracy = accuracies[name]
             line = f"{name:<16} {_mean_std(list(accuracy.values()))} "
             line += "[" + ", ".join(f"s{s} {a:.2f}" for s, a in accuracy.items()) + "]"
             reverted = [s for s, r in found.items() if r["final"].get("guard_reverted") == 1.0]
@@ -60,18 +65,14 @@ def main(argv=None):
             correction = {s: r["phi"].get("phi/correction") for s, r in found.items()}
             if all(correction.values()):
                 line += "  final c: " + ", ".join(f"{c[-1]:.2f}" for c in correction.values())
-            baseline = records[names[0]]
-            paired = [
-                accuracy[s] - 100 * baseline[s]["final"]["val_accuracy"]
-                for s in accuracy
-                if baseline.get(s) is not None
-            ]
+            baseline = accuracies[names[0]]
+            paired = [accuracy[s] - baseline[s] for s in accuracy if s in baseline]
             if name != names[0] and paired:
                 line += f"  minus {names[0]}: {_mean_std(paired)} ["
                 line += ", ".join(f"{p:+.2f}" for p in paired) + "]"
             print(line)
-        if args.best_of:
-            shortfalls[cell] = _print_against_best(args, cell, names, seeds)
+        if best_of:
+            shortfalls[cell] = _print_against_best(accuracies, best_of, names, seeds)
         print()
     if any(shortfalls.values()):
         print("mean below the best baseline of each cell (points; 0 = it is the best):")
@@ -83,17 +84,14 @@ def main(argv=None):
                 print(f"  {name:<16} {each}; worst {worst:.2f}")
 
 
-def _accuracies(root, cell, run, seeds):
-    records = {s: _load(root, cell, run, s) for s in seeds}
+def _accuracy(records):
+    """`{seed: validation accuracy %}` of the runs found (`records`: `{seed: run or None}`)."""
     return {s: 100 * r["final"]["val_accuracy"] for s, r in records.items() if r is not None}
 
 
-def _print_against_best(args, cell, names, seeds):
-    baselines = {}
-    for name in args.best_of.split(","):
-        accuracy = _accuracies(args.root, cell, name, seeds)
-        if len(accuracy) == len(seeds):  # only baselines with every seed asked for
-            baselines[name] = accuracy
+def _print_against_best(accuracies, best_of, names, seeds):
+    # Only baselines with every seed asked for.
+    baselines = {n: accuracies[n] for n in best_of if len(accuracies[n]) == len(seeds)}
     if not baselines:
         return None
     best = max(baselines, key=lambda n: np.mean(list(baselines[n].values())))
@@ -101,7 +99,7 @@ def _print_against_best(args, cell, names, seeds):
     print(f"best baseline of the cell (of {', '.join(baselines)}): {best}")
     shortfall = {}
     for name in names:
-        accuracy = _accuracies(args.root, cell, name, seeds)
+        accuracy = accuracies[name]
         if len(accuracy) != len(seeds):
             continue
         shortfall[name] = max(best_mean - np.mean(list(accuracy.values())), 0.0)
